@@ -1,0 +1,5 @@
+import sys
+
+from dmfn_tf.cli import main
+
+sys.exit(main())
