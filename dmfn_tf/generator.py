@@ -1,0 +1,84 @@
+"""The DMFN generator (SPEC §2): encoder, a stack of DMFBs, decoder."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from dmfn_tf.dmfb_layers import DMFB, DMFB_VARIANTS
+from dmfn_tf.errors import ConfigError
+from dmfn_tf.layers import InstanceNormalization, PaddedConv2D
+
+# Spatial sizes must be multiples of this (two stride-2 stages).
+SIZE_MULTIPLE = 4
+
+
+def _conv_in_relu(x, filters, kernel_size, strides, name):
+    x = PaddedConv2D(filters, kernel_size, strides=strides, name=f"{name}_conv")(x)
+    x = InstanceNormalization(name=f"{name}_norm")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _upsample(x, filters, name):
+    # Transposed 4x4 stride-2 conv with PyTorch padding=1 is exactly Keras "same" (fixtures README).
+    x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", name=f"{name}_deconv")(x)
+    x = InstanceNormalization(name=f"{name}_deconv_norm")(x)
+    x = layers.ReLU(name=f"{name}_deconv_relu")(x)
+    return _conv_in_relu(x, filters, 3, 1, name)
+
+
+def build_generator(nf: int = 64, n_blocks: int = 8, block: str = "paper", name: str = "dmfn_generator") -> keras.Model:
+    """Builds the DMFN generator as a functional, fully convolutional `keras.Model`.
+
+    Input: `[B, H, W, 4]` = `concat([image * (1 - mask), mask])`, image in [-1, 1], mask 1 = hole,
+    with H and W multiples of 4. Output: the raw `[B, H, W, 3]` tanh image; the result users see is
+    the composite `mask * output + (1 - mask) * image`.
+
+    Layer names (`enc1`..`enc4`, `block_{i}`, `dec1`, `up1`, `up2`, `out`) are what the conversion of
+    the authors' checkpoints maps to (`dmfn_tf.convert.official_mapping`).
+
+    Args:
+        nf: base width; the blocks work at 4 * nf channels.
+        n_blocks: number of DMFBs.
+        block: "paper" (SPEC §2a, default) or "official" (SPEC §2b, the published checkpoints).
+        name: the model's name.
+
+    Example:
+
+    >>> generator = build_generator(nf=8, n_blocks=2)
+    >>> generator(keras.ops.zeros((1, 64, 96, 4))).shape
+    (1, 64, 96, 3)
+
+    Reference:
+        Hui et al., "Image Fine-grained Inpainting", arXiv:2002.02609, Fig. 1.
+    """
+    if block not in DMFB_VARIANTS:
+        raise ConfigError(f"unknown block variant {block!r}; expected one of {DMFB_VARIANTS}")
+    if not isinstance(nf, int) or nf <= 0:
+        raise ConfigError(f"nf must be a positive integer, got {nf!r}")
+    if not isinstance(n_blocks, int) or n_blocks < 0:
+        raise ConfigError(f"n_blocks must be a non-negative integer, got {n_blocks!r}")
+
+    inputs = keras.Input(shape=(None, None, 4), name="masked_image_and_mask")
+    x = PaddedConv2D(nf, 5, name="enc1_conv")(inputs)
+    x = layers.ReLU(name="enc1_relu")(x)
+    x = _conv_in_relu(x, 2 * nf, 3, 2, "enc2")
+    x = _conv_in_relu(x, 2 * nf, 3, 1, "enc3")
+    x = _conv_in_relu(x, 4 * nf, 3, 2, "enc4")
+    for i in range(n_blocks):
+        x = DMFB(4 * nf, variant=block, name=f"block_{i}")(x)
+    x = _conv_in_relu(x, 4 * nf, 3, 1, "dec1")
+    x = _upsample(x, 2 * nf, "up1")
+    x = _upsample(x, nf, "up2")
+    outputs = PaddedConv2D(3, 3, activation="tanh", name="out_conv")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def generator_input(image, mask):
+    """`concat([image * (1 - mask), mask])`: the generator's 4-channel input."""
+    return keras.ops.concatenate([image * (1.0 - mask), mask], axis=-1)
+
+
+def composite(raw_output, image, mask):
+    """The image users see: generated pixels in the hole, the known pixels elsewhere."""
+    return mask * raw_output + (1.0 - mask) * image

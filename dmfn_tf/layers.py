@@ -1,0 +1,103 @@
+"""Basic layers shared by the generator and the discriminator.
+
+- `InstanceNormalization`: per sample and channel over H, W, biased variance, no learned scale or
+  offset (SPEC §2). Equal to `keras.layers.GroupNormalization(groups=-1, center=False,
+  scale=False, epsilon=1e-5)`, written out so that its epsilon cannot silently fall back to 1e-3.
+- `PaddedConv2D`: symmetric zero padding of `dilation * (k - 1) / 2` followed by a VALID
+  convolution, as the reference code does. Keras `padding="same"` with stride 2 pads 0 before and 1
+  after, which shifts every feature map by half a pixel and breaks weight compatibility.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="dmfn_tf")
+class InstanceNormalization(keras.layers.Layer):
+    """Instance normalisation without affine parameters.
+
+    `y = (x - mean_hw(x)) / sqrt(var_hw(x) + epsilon)`, statistics per sample and channel over the
+    spatial axes of NHWC input, variance biased (divided by H*W).
+
+    Args:
+        epsilon: added to the variance; 1e-5 as in PyTorch's `InstanceNorm2d`.
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> norm = InstanceNormalization()
+    >>> norm(keras.random.normal((2, 8, 8, 4))).shape
+    (2, 8, 8, 4)
+
+    Reference:
+        Ulyanov et al., "Instance Normalization: The Missing Ingredient for Fast Stylization", 2016.
+    """
+
+    def __init__(self, epsilon: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, inputs):
+        # Statistics in float32 even under a bfloat16/float16 policy: variances underflow otherwise.
+        x = ops.cast(inputs, "float32")
+        mean = ops.mean(x, axis=(1, 2), keepdims=True)
+        variance = ops.mean(ops.square(x - mean), axis=(1, 2), keepdims=True)
+        outputs = (x - mean) * ops.rsqrt(variance + self.epsilon)
+        return ops.cast(outputs, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="dmfn_tf")
+class PaddedConv2D(keras.layers.Conv2D):
+    """A `Conv2D` with explicit symmetric zero padding of `dilation_rate * (kernel_size - 1) // 2`.
+
+    The output of a stride-1 convolution has the input's size; a stride-2 one halves even sizes,
+    with the same alignment as PyTorch's `Conv2d(padding=(k - 1) // 2 * dilation)`.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: odd integer, the square kernel's side.
+        strides: integer stride.
+        dilation_rate: integer dilation.
+        **kwargs: any other `keras.layers.Conv2D` argument except `padding`.
+
+    Example:
+
+    >>> conv = PaddedConv2D(8, 3, strides=2)
+    >>> conv(keras.random.normal((1, 16, 16, 4))).shape
+    (1, 8, 8, 8)
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, dilation_rate=1, **kwargs):
+        padding = kwargs.pop("padding", "valid")
+        if padding != "valid":
+            raise ValueError(f"PaddedConv2D pads explicitly; got padding={padding!r}")
+        super().__init__(filters, kernel_size, strides=strides, dilation_rate=dilation_rate, padding="valid", **kwargs)
+        if self.kernel_size[0] != self.kernel_size[1] or self.kernel_size[0] % 2 == 0:
+            raise ValueError(f"PaddedConv2D needs an odd square kernel, got kernel_size={kernel_size!r}")
+        self.pad = self.dilation_rate[0] * (self.kernel_size[0] - 1) // 2
+
+    def call(self, inputs):
+        if self.pad:
+            p = self.pad
+            inputs = ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]])
+        return super().call(inputs)
+
+    def compute_output_shape(self, input_shape):
+        padded = list(input_shape)
+        for axis in (1, 2):
+            if padded[axis] is not None:
+                padded[axis] += 2 * self.pad
+        return super().compute_output_shape(tuple(padded))
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("padding")
+        return config

@@ -1,0 +1,126 @@
+"""The frozen VGG19 behind the perceptual losses (SPEC §4)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+import keras
+from keras import ops
+
+from dmfn_tf.errors import ConfigError, UserError
+
+VGG19_TAPS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+# Keras "caffe" ImageNet weights: 0-255, BGR, mean subtracted (BGR order).
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+# torchvision ImageNet weights: RGB in [0, 1], normalised.
+TORCH_RGB_MEAN = (0.485, 0.456, 0.406)
+TORCH_RGB_STD = (0.229, 0.224, 0.225)
+PREPROCESSING_MODES = ("caffe", "torch")
+
+logger = logging.getLogger("dmfn_tf")
+
+
+class RandomPerceptualWeightsWarning(UserWarning):
+    """The perceptual network has random weights, so the perceptual losses are not perceptual."""
+
+
+@keras.saving.register_keras_serializable(package="dmfn_tf")
+class VGGInputConversion(keras.layers.Layer):
+    """Converts RGB images in [-1, 1] to the input convention of the loaded VGG weights.
+
+    Args:
+        mode: "caffe" (Keras ImageNet weights: 0-255, BGR, mean subtracted) or "torch"
+            (torchvision weights: RGB in [0, 1], minus mean, over std).
+        **kwargs: standard layer arguments.
+    """
+
+    def __init__(self, mode: str = "caffe", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in PREPROCESSING_MODES:
+            raise ConfigError(f"unknown VGG preprocessing {mode!r}; expected one of {PREPROCESSING_MODES}")
+        self.mode = mode
+
+    def call(self, images):
+        if self.mode == "caffe":
+            bgr = ops.flip(images, axis=-1)
+            return (bgr + 1.0) * 127.5 - ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=images.dtype)
+        unit = (images + 1.0) * 0.5
+        mean = ops.convert_to_tensor(TORCH_RGB_MEAN, dtype=images.dtype)
+        std = ops.convert_to_tensor(TORCH_RGB_STD, dtype=images.dtype)
+        return (unit - mean) / std
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def _warn_random_weights() -> None:
+    message = (
+        "\n" + "!" * 78 + "\n"
+        "  dmfn_tf: the VGG19 perceptual network has RANDOM weights (perceptual.weights: none).\n"
+        "  The VGG feature-matching, self-guided and alignment losses are then NOT perceptual.\n"
+        "  Use this for tests only; train with weights: imagenet or a local weights file.\n" + "!" * 78
+    )
+    logger.warning(message)
+    warnings.warn(message, RandomPerceptualWeightsWarning, stacklevel=3)
+
+
+def build_perceptual_network(weights: str = "imagenet", preprocessing: str = "auto", name: str = "vgg19_features"):
+    """Builds the frozen VGG19 feature extractor.
+
+    The model takes RGB images in [-1, 1] (NHWC) and returns the list of the relu1_1, relu2_1,
+    relu3_1, relu4_1 and relu5_1 activations (Keras layers `block1_conv1` ... `block5_conv1`). All
+    weights are frozen (`trainable = False`), so no loss can update them.
+
+    Args:
+        weights: "imagenet" (Keras' ImageNet weights, downloaded once and cached), "none" (random
+            weights: tests only, with a loud warning), or the path of a local weights file that
+            `keras.applications.VGG19(include_top=False)` accepts (a `.h5` or `.weights.h5`).
+        preprocessing: "caffe", "torch" or "auto" (caffe, the convention of Keras weights files; set
+            "torch" for weights converted from torchvision).
+        name: the model's name.
+
+    Example:
+
+    >>> vgg = build_perceptual_network(weights="none")  # doctest: +SKIP
+    >>> [f.shape[-1] for f in vgg(keras.ops.zeros((1, 64, 64, 3)))]  # doctest: +SKIP
+    [64, 128, 256, 512, 512]
+
+    Reference:
+        Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition", 2015.
+    """
+    if preprocessing == "auto":
+        preprocessing = "caffe"
+    if weights in ("none", None):
+        keras_weights = None
+        _warn_random_weights()
+    elif weights == "imagenet":
+        keras_weights = "imagenet"
+    else:
+        if not os.path.isfile(weights):
+            raise UserError(f"perceptual weights file not found: {weights}")
+        keras_weights = None
+    backbone = keras.applications.VGG19(include_top=False, weights=keras_weights, input_shape=(None, None, 3))
+    if keras_weights is None and weights not in ("none", None):
+        try:
+            backbone.load_weights(weights)
+        except Exception as err:  # Keras raises several types for a wrong file; all mean the same here.
+            raise UserError(f"cannot load VGG19 weights from {weights}: {err}") from None
+
+    images = keras.Input(shape=(None, None, 3), name="rgb_minus1_1")
+    x = VGGInputConversion(preprocessing, name="input_conversion")(images)
+    # Rebuild only the layers up to block5_conv1 on top of the conversion, reusing the backbone's layers.
+    outputs = []
+    for layer in backbone.layers[1:]:
+        x = layer(x)
+        if layer.name in VGG19_TAPS:
+            outputs.append(x)
+        if layer.name == VGG19_TAPS[-1]:
+            break
+    model = keras.Model(images, outputs, name=name)
+    model.trainable = False
+    return model
