@@ -1,0 +1,1 @@
+"""Export libraries, one per format: SavedModel (TensorFlow Serving), TFLite, `.keras`."""

@@ -1,0 +1,1 @@
+"""Training: the `DMFNTrainer` Keras model (custom `train_step`), distribution, checkpoints, callbacks."""
