@@ -1,0 +1,499 @@
+"""The DMFN objectives (SPEC §5; paper Eq. 2–9), as plain TensorFlow functions.
+
+Every image loss is computed on the composite `I_out = mask * G(x) + (1 - mask) * I_gt` against
+`I_gt`; the caller builds the composite. Inputs are NHWC; everything is computed in float32.
+
+Reductions. Each loss comes in two forms:
+
+- `<loss>_per_example(...)` returns a `[B]` vector: one value per image, each a mean over all of that
+  image's elements (pixels, channels, layers weighted as the equation says).
+- `<loss>(...)` returns the mean of that vector over the batch: a scalar.
+
+Because every image has the same number of elements, the batch mean of the per-example values equals
+the mean over all elements of the batch. A training step under `tf.distribute` takes the per-example
+form on each replica and divides the sum by the *global* batch size
+(`tf.nn.compute_average_loss(per_example, global_batch_size=...)`), so that the replicas' gradients
+add up to the gradient of the global mean.
+
+The relativistic average GAN losses also contain a batch mean of the other side's logits. By default
+that mean is over the logits passed in, i.e. the replica's local batch under `tf.distribute`; pass
+`real_mean` / `fake_mean` computed over the global batch (e.g. with
+`tf.distribute.get_replica_context().all_reduce("sum", tf.reduce_sum(logits)) / global_batch_size`)
+to reproduce single-device training exactly.
+
+Example:
+
+```python
+per_example = l1_loss_per_example(composite, target)
+loss = tf.nn.compute_average_loss(per_example, global_batch_size=16)
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import tensorflow as tf
+
+from dmfn_tf.config import GUIDANCE_MODES
+from dmfn_tf.errors import ConfigError
+
+# Channel counts of relu1_1 ... relu5_1 in VGG19.
+VGG_LAYER_CHANNELS = (64, 128, 256, 512, 512)
+# Added to every response before normalising it into a spatial distribution (reference code).
+ALIGNMENT_EPSILON = 1e-7
+# Names of the terms `generator_total_loss` combines.
+GENERATOR_LOSS_TERMS = ("mae", "self_guided", "fm_vgg", "fm_dis", "adv", "align")
+
+
+def layer_weights(channels: Sequence[int]) -> list[float]:
+    """Per-layer weights of the feature matching losses: `w_l = 1000 / C_l²`.
+
+    Args:
+        channels: channel count `C_l` of each feature layer.
+
+    Returns:
+        One float weight per layer. For VGG19 (`VGG_LAYER_CHANNELS`) these are
+        0.244, 0.061, 0.0153, 0.0038, 0.0038.
+
+    Reference: the weights of paper Eq. 5, 8 and 9, as the authors' code sets them.
+    """
+    return [1000.0 / float(c) ** 2 for c in channels]
+
+
+def _float32(x) -> tf.Tensor:
+    return tf.cast(tf.convert_to_tensor(x), tf.float32)
+
+
+def _mean_per_example(x: tf.Tensor) -> tf.Tensor:
+    """Mean over every axis but the first: `[B, ...]` -> `[B]`."""
+    return tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+
+
+def _weights_or_default(features: Sequence[tf.Tensor], weights, what: str) -> list[float]:
+    if weights is None:
+        return layer_weights([int(f.shape[-1]) for f in features])
+    weights = list(weights)
+    if len(weights) != len(features):
+        raise ValueError(f"{what}: {len(weights)} weights for {len(features)} feature layers")
+    return weights
+
+
+def _check_same_length(first: Sequence, second: Sequence, what: str) -> None:
+    if len(first) != len(second):
+        raise ValueError(f"{what}: {len(first)} ground-truth feature layers but {len(second)} output layers")
+
+
+def _weighted_feature_l1_per_example(constant_features, features, weights, what) -> tf.Tensor:
+    """`Σ_l w_l mean|stop_gradient(A_l) − B_l|` per example (shared by Eq. 8 and Eq. 9)."""
+    _check_same_length(constant_features, features, what)
+    if not features:
+        raise ValueError(f"{what}: no feature layers given")
+    weights = _weights_or_default(features, weights, what)
+    total = 0.0
+    for weight, constant, feature in zip(weights, constant_features, features):
+        difference = tf.stop_gradient(_float32(constant)) - _float32(feature)
+        total += weight * _mean_per_example(tf.abs(difference))
+    return total
+
+
+def l1_loss_per_example(output, target) -> tf.Tensor:
+    """Reconstruction loss per image: `L_mae = mean|I_out − I_gt|` over H, W and channels.
+
+    Args:
+        output: composite images `[B, H, W, 3]`.
+        target: ground-truth images, same shape.
+
+    Returns:
+        `[B]` float32.
+
+    Reference: `L_mae` of the total objective (paper, after Eq. 9).
+    """
+    return _mean_per_example(tf.abs(_float32(output) - _float32(target)))
+
+
+def l1_loss(output, target) -> tf.Tensor:
+    """Batch mean of `l1_loss_per_example`: `mean|I_out − I_gt|`.
+
+    Args:
+        output: composite images `[B, H, W, 3]`.
+        target: ground-truth images, same shape.
+
+    Returns:
+        Scalar float32.
+
+    Reference: `L_mae` of the total objective (paper, after Eq. 9).
+    """
+    return tf.reduce_mean(l1_loss_per_example(output, target))
+
+
+def vgg_feature_matching_loss_per_example(features_gt, features_out, weights=None) -> tf.Tensor:
+    """VGG feature matching per image: `Σ_l w_l mean|Ψ_l(I_gt) − Ψ_l(I_out)|`.
+
+    The mean of layer l is over its H, W and C, i.e. the paper's `‖·‖₁ / N_Ψ`. The ground-truth
+    features are constants (`stop_gradient`).
+
+    Args:
+        features_gt: list of `[B, H_l, W_l, C_l]` features of the ground truth (relu1_1 … relu5_1).
+        features_out: the same layers for the composite.
+        weights: one weight per layer; `None` uses `layer_weights` of the features' channel counts,
+            which for VGG19 is `layer_weights(VGG_LAYER_CHANNELS)`.
+
+    Returns:
+        `[B]` float32.
+
+    Reference: paper Eq. 8.
+    """
+    return _weighted_feature_l1_per_example(features_gt, features_out, weights, "vgg_feature_matching_loss")
+
+
+def vgg_feature_matching_loss(features_gt, features_out, weights=None) -> tf.Tensor:
+    """Batch mean of `vgg_feature_matching_loss_per_example` (`L_fm_vgg`).
+
+    Args:
+        features_gt: list of `[B, H_l, W_l, C_l]` features of the ground truth (relu1_1 … relu5_1).
+        features_out: the same layers for the composite.
+        weights: one weight per layer; `None` uses `layer_weights` of the channel counts.
+
+    Returns:
+        Scalar float32.
+
+    Reference: paper Eq. 8.
+    """
+    return tf.reduce_mean(vgg_feature_matching_loss_per_example(features_gt, features_out, weights))
+
+
+def guidance_map(output, target, mode: str = "minmax") -> tf.Tensor:
+    """Normalised error map that tells the self-guided loss where the output is wrong.
+
+    `M_err = mean_c (I_out − I_gt)²` per pixel, then per image either
+    `M = (M_err − min M_err) / (max M_err − min M_err)` (`"minmax"`, the paper) or
+    `M = M_err / max M_err` (`"max"`, the reference code). The two agree whenever the minimum is 0,
+    which holds for a composite with a non-empty hole, since the error outside the hole is exactly 0.
+
+    The map is a constant: no gradient flows through it. When the denominator is 0 (identical
+    images, e.g. an empty hole, or a flat error map in `"minmax"` mode) the map is 0, never NaN.
+
+    Args:
+        output: composite images `[B, H, W, 3]`.
+        target: ground-truth images, same shape.
+        mode: `"minmax"` or `"max"`.
+
+    Returns:
+        `[B, H, W, 1]` float32 in [0, 1].
+
+    Reference: paper Eq. 2 and 3.
+    """
+    if mode not in GUIDANCE_MODES:
+        raise ConfigError(f"guidance mode: unknown value {mode!r}; expected one of {GUIDANCE_MODES}")
+    difference = tf.stop_gradient(_float32(output) - _float32(target))
+    error = tf.reduce_mean(tf.square(difference), axis=-1, keepdims=True)
+    largest = tf.reduce_max(error, axis=(1, 2, 3), keepdims=True)
+    if mode == "minmax":
+        smallest = tf.reduce_min(error, axis=(1, 2, 3), keepdims=True)
+        return tf.math.divide_no_nan(error - smallest, largest - smallest)
+    return tf.math.divide_no_nan(error, largest)
+
+
+def self_guided_regression_loss_per_example(
+    output, target, features_gt, features_out, weights=None, mode: str = "minmax"
+) -> tf.Tensor:
+    """Self-guided regression per image: `Σ_{l=1,2} w_l mean(M_l ⊙ |Ψ_l(I_gt) − Ψ_l(I_out)|)`.
+
+    `M_1` is `guidance_map(output, target, mode)` at image resolution (for relu1_1), `M_2` its 2×2
+    average pooling with stride 2 (for relu2_1). The mean is over all H·W·C elements of the layer,
+    the one-channel map broadcast over channels. Guidance map and ground-truth features are
+    constants, so the gradient reaches the output only through `Ψ_l(I_out)`.
+
+    Args:
+        output: composite images `[B, H, W, 3]`.
+        target: ground-truth images, same shape.
+        features_gt: ground-truth VGG features; the first two (relu1_1 `[B, H, W, C_1]` and relu2_1
+            `[B, H/2, W/2, C_2]`) are used, so the full relu1_1 … relu5_1 list may be passed.
+        features_out: the same layers for the composite.
+        weights: weights of (at least) the first two layers; `None` uses `layer_weights` of their
+            channel counts.
+        mode: guidance normalisation, `"minmax"` (paper) or `"max"` (reference code).
+
+    Returns:
+        `[B]` float32.
+
+    Reference: paper Eq. 5 (with Eq. 2 and 3).
+    """
+    if len(features_gt) < 2 or len(features_out) < 2:
+        raise ValueError("self_guided_regression_loss needs the relu1_1 and relu2_1 features (two layers or more)")
+    features_gt, features_out = list(features_gt)[:2], list(features_out)[:2]
+    if weights is not None:
+        weights = list(weights)[:2]
+    weights = _weights_or_default(features_out, weights, "self_guided_regression_loss")
+    full_resolution = guidance_map(output, target, mode)
+    masks = (full_resolution, tf.nn.avg_pool2d(full_resolution, ksize=2, strides=2, padding="VALID"))
+    total = 0.0
+    for weight, mask, constant, feature in zip(weights, masks, features_gt, features_out):
+        difference = tf.abs(tf.stop_gradient(_float32(constant)) - _float32(feature))
+        total += weight * _mean_per_example(mask * difference)
+    return total
+
+
+def self_guided_regression_loss(
+    output, target, features_gt, features_out, weights=None, mode: str = "minmax"
+) -> tf.Tensor:
+    """Batch mean of `self_guided_regression_loss_per_example` (`L_self-guided`).
+
+    Args:
+        output: composite images `[B, H, W, 3]`.
+        target: ground-truth images, same shape.
+        features_gt: ground-truth VGG features, relu1_1 and relu2_1 first.
+        features_out: the same layers for the composite.
+        weights: weights of (at least) the first two layers; `None` derives them from the channels.
+        mode: guidance normalisation, `"minmax"` (paper) or `"max"` (reference code).
+
+    Returns:
+        Scalar float32.
+
+    Reference: paper Eq. 5.
+    """
+    per_example = self_guided_regression_loss_per_example(output, target, features_gt, features_out, weights, mode)
+    return tf.reduce_mean(per_example)
+
+
+def response_centers(responses) -> tf.Tensor:
+    """Expected position of each response map, seen as a spatial probability distribution.
+
+    `p = (R + ε) / Σ_{u,v}(R + ε)` per image and channel (ε = `ALIGNMENT_EPSILON`); coordinates
+    normalised to [-1, 1): `2u/H − 1` for row u, `2v/W − 1` for column v; centre
+    `(Σ p·u, Σ p·v)`. Responses must be non-negative (ReLU outputs).
+
+    Args:
+        responses: `[B, H, W, K]` feature maps.
+
+    Returns:
+        `[B, K, 2]` float32: row centre, then column centre.
+
+    Reference: paper Eq. 6.
+    """
+    responses = _float32(responses) + ALIGNMENT_EPSILON
+    height, width = tf.shape(responses)[1], tf.shape(responses)[2]
+    rows = 2.0 * tf.range(height, dtype=tf.float32) / tf.cast(height, tf.float32) - 1.0
+    columns = 2.0 * tf.range(width, dtype=tf.float32) / tf.cast(width, tf.float32) - 1.0
+    total = tf.reduce_sum(responses, axis=(1, 2))
+    # Marginals over the other axis, then the expectation along each axis: [B, K].
+    row_center = tf.einsum("bhk,h->bk", tf.reduce_sum(responses, axis=2), rows) / total
+    column_center = tf.einsum("bwk,w->bk", tf.reduce_sum(responses, axis=1), columns) / total
+    return tf.stack([row_center, column_center], axis=-1)
+
+
+def geometrical_alignment_loss_per_example(response_gt, response_out) -> tf.Tensor:
+    """Geometrical alignment per image: mean over channels k and both axes of `(c^k_out − c^k_gt)²`.
+
+    Centres come from `response_centers`, with rows along the height and columns along the width
+    (the reference code runs both coordinate grids along the width, which leaves vertical shifts
+    unpenalised; this does not). The paper sums over k; the mean differs by the constant factor
+    2K and keeps the term's scale independent of the layer width. The ground-truth responses are
+    constants.
+
+    Args:
+        response_gt: relu4_1 responses of the ground truth, `[B, H, W, K]`, non-negative.
+        response_out: relu4_1 responses of the composite, same shape.
+
+    Returns:
+        `[B]` float32.
+
+    Reference: paper Eq. 6 and 7.
+    """
+    centers_gt = response_centers(tf.stop_gradient(_float32(response_gt)))
+    centers_out = response_centers(response_out)
+    return _mean_per_example(tf.square(centers_out - centers_gt))
+
+
+def geometrical_alignment_loss(response_gt, response_out) -> tf.Tensor:
+    """Batch mean of `geometrical_alignment_loss_per_example` (`L_align`).
+
+    Args:
+        response_gt: relu4_1 responses of the ground truth, `[B, H, W, K]`, non-negative.
+        response_out: relu4_1 responses of the composite, same shape.
+
+    Returns:
+        Scalar float32.
+
+    Reference: paper Eq. 7.
+    """
+    return tf.reduce_mean(geometrical_alignment_loss_per_example(response_gt, response_out))
+
+
+def discriminator_feature_matching_loss_per_example(real_features, fake_features, weights=None) -> tf.Tensor:
+    """Local-discriminator feature matching per image: `Σ_l w_l mean|D_l(I_gt) − D_l(I_out)|`.
+
+    Real features are constants. Default weights are `1000 / C_l²` with the channel counts read from
+    the features (nf, 2nf, 4nf, 8nf, 8nf for the local branch).
+
+    Args:
+        real_features: the local branch's five feature maps for the ground-truth crop.
+        fake_features: the same for the composite's crop.
+        weights: one weight per layer; `None` uses `layer_weights` of the channel counts.
+
+    Returns:
+        `[B]` float32.
+
+    Reference: paper Eq. 9.
+    """
+    return _weighted_feature_l1_per_example(
+        real_features, fake_features, weights, "discriminator_feature_matching_loss"
+    )
+
+
+def discriminator_feature_matching_loss(real_features, fake_features, weights=None) -> tf.Tensor:
+    """Batch mean of `discriminator_feature_matching_loss_per_example` (`L_fm_dis`).
+
+    Args:
+        real_features: the local branch's feature maps for the ground-truth crop.
+        fake_features: the same for the composite's crop.
+        weights: one weight per layer; `None` uses `layer_weights` of the channel counts.
+
+    Returns:
+        Scalar float32.
+
+    Reference: paper Eq. 9.
+    """
+    return tf.reduce_mean(discriminator_feature_matching_loss_per_example(real_features, fake_features, weights))
+
+
+def _logits_per_example(logits) -> tf.Tensor:
+    """`[B]` or `[B, 1]` logits (or `[B, ...]` patch logits, averaged) as a `[B]` vector."""
+    return _mean_per_example(_float32(logits))
+
+
+def _relativistic_terms(real_logits, fake_logits, real_mean, fake_mean):
+    real = _logits_per_example(real_logits)
+    fake = _logits_per_example(fake_logits)
+    real_mean = tf.reduce_mean(real) if real_mean is None else _float32(real_mean)
+    fake_mean = tf.reduce_mean(fake) if fake_mean is None else _float32(fake_mean)
+    return real - fake_mean, fake - real_mean
+
+
+def _bce(logits, label: float) -> tf.Tensor:
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), label), logits=logits)
+
+
+def ragan_discriminator_loss_per_example(real_logits, fake_logits, real_mean=None, fake_mean=None) -> tf.Tensor:
+    """Relativistic average GAN discriminator loss per image pair.
+
+    `½[BCE(r_i − mean f, 1) + BCE(f_i − mean r, 0)]`, BCE being sigmoid cross-entropy on logits.
+
+    Args:
+        real_logits: `D(I_gt)`, `[B]` or `[B, 1]`.
+        fake_logits: `D(I_out)` (the composite, detached by the caller), same shape.
+        real_mean: batch mean of the real logits; `None` means the mean of `real_logits`. Under
+            `tf.distribute` that is the replica's local batch; pass the all-reduced global mean to
+            match single-device training.
+        fake_mean: the same for the fake logits.
+
+    Returns:
+        `[B]` float32.
+
+    Reference: Jolicoeur-Martineau, "The relativistic discriminator", 2018 (RaGAN), as used for
+    `L_adv` by the paper and its reference code.
+    """
+    real_relative, fake_relative = _relativistic_terms(real_logits, fake_logits, real_mean, fake_mean)
+    return 0.5 * (_bce(real_relative, 1.0) + _bce(fake_relative, 0.0))
+
+
+def ragan_discriminator_loss(real_logits, fake_logits, real_mean=None, fake_mean=None) -> tf.Tensor:
+    """Batch mean of `ragan_discriminator_loss_per_example`.
+
+    Args:
+        real_logits: `D(I_gt)`, `[B]` or `[B, 1]`.
+        fake_logits: `D(I_out)`, same shape.
+        real_mean: precomputed batch mean of the real logits, or `None`.
+        fake_mean: precomputed batch mean of the fake logits, or `None`.
+
+    Returns:
+        Scalar float32.
+
+    Reference: RaGAN (Jolicoeur-Martineau, 2018), the paper's adversarial term.
+    """
+    return tf.reduce_mean(ragan_discriminator_loss_per_example(real_logits, fake_logits, real_mean, fake_mean))
+
+
+def ragan_generator_loss_per_example(real_logits, fake_logits, real_mean=None, fake_mean=None) -> tf.Tensor:
+    """Relativistic average GAN generator loss per image pair (`L_adv`).
+
+    `½[BCE(r_i − mean f, 0) + BCE(f_i − mean r, 1)]` with the real logits (and their mean) held
+    constant, so the gradient reaches the generator through the fake logits only. Swapping real and
+    fake turns this into `ragan_discriminator_loss_per_example`.
+
+    Args:
+        real_logits: `D(I_gt)`, `[B]` or `[B, 1]`.
+        fake_logits: `D(I_out)`, differentiable with respect to the generator, same shape.
+        real_mean: batch mean of the real logits; `None` means the mean of `real_logits` (the
+            replica's local batch under `tf.distribute`).
+        fake_mean: the same for the fake logits; if precomputed, the caller keeps it differentiable.
+
+    Returns:
+        `[B]` float32.
+
+    Reference: RaGAN (Jolicoeur-Martineau, 2018), the paper's `L_adv`.
+    """
+    real_logits = tf.stop_gradient(_float32(real_logits))
+    if real_mean is not None:
+        real_mean = tf.stop_gradient(_float32(real_mean))
+    real_relative, fake_relative = _relativistic_terms(real_logits, fake_logits, real_mean, fake_mean)
+    return 0.5 * (_bce(real_relative, 0.0) + _bce(fake_relative, 1.0))
+
+
+def ragan_generator_loss(real_logits, fake_logits, real_mean=None, fake_mean=None) -> tf.Tensor:
+    """Batch mean of `ragan_generator_loss_per_example`.
+
+    Args:
+        real_logits: `D(I_gt)`, `[B]` or `[B, 1]` (treated as constants).
+        fake_logits: `D(I_out)`, same shape.
+        real_mean: precomputed batch mean of the real logits, or `None`.
+        fake_mean: precomputed batch mean of the fake logits, or `None`.
+
+    Returns:
+        Scalar float32.
+
+    Reference: RaGAN (Jolicoeur-Martineau, 2018), the paper's `L_adv`.
+    """
+    return tf.reduce_mean(ragan_generator_loss_per_example(real_logits, fake_logits, real_mean, fake_mean))
+
+
+def generator_total_loss(terms: Mapping[str, tf.Tensor], loss_cfg) -> tf.Tensor:
+    """The generator objective `L = L_mae + λ(L_self + L_fm_vgg) + η L_fm_dis + μ L_adv + γ L_align`.
+
+    The terms may be scalars (batch means) or `[B]` per-example vectors; the result has the same
+    shape, so per-example terms give a per-example total for `tf.nn.compute_average_loss`.
+
+    Args:
+        terms: exactly the keys of `GENERATOR_LOSS_TERMS`: `"mae"`, `"self_guided"`, `"fm_vgg"`,
+            `"fm_dis"`, `"adv"`, `"align"`.
+        loss_cfg: a `dmfn_tf.config.LossConfig` (λ = `lambda_vgg`, η = `eta_dis_fm`,
+            μ = `mu_adv`, γ = `gamma_align`).
+
+    Returns:
+        float32 tensor, the weighted sum.
+
+    Example:
+
+    >>> from dmfn_tf.config import LossConfig
+    >>> terms = {name: tf.constant(1.0) for name in GENERATOR_LOSS_TERMS}
+    >>> round(float(generator_total_loss(terms, LossConfig())), 3)  # 1 + 25*2 + 5 + 0.003 + 1
+    57.003
+
+    Reference: the total objective of the paper (after Eq. 9).
+    """
+    missing = sorted(set(GENERATOR_LOSS_TERMS) - set(terms))
+    unknown = sorted(set(terms) - set(GENERATOR_LOSS_TERMS))
+    if missing or unknown:
+        raise ValueError(
+            f"generator_total_loss: missing terms {missing}, unknown terms {unknown}; "
+            f"expected exactly {list(GENERATOR_LOSS_TERMS)}"
+        )
+    term = {name: _float32(value) for name, value in terms.items()}
+    return (
+        term["mae"]
+        + loss_cfg.lambda_vgg * (term["self_guided"] + term["fm_vgg"])
+        + loss_cfg.eta_dis_fm * term["fm_dis"]
+        + loss_cfg.mu_adv * term["adv"]
+        + loss_cfg.gamma_align * term["align"]
+    )
