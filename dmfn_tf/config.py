@@ -197,7 +197,7 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
 
 def _build(cls, values: dict, prefix: str, source: str):
     if not isinstance(values, dict):
-        raise ConfigError(f"{source}: section {prefix or 'top level'!r} must be a mapping, got {type(values).__name__}")
+        raise ConfigError(f"{source}: section {prefix.rstrip('.') or 'top level'!r} must be a mapping, got {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(values) - set(fields))

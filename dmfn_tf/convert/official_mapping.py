@@ -18,11 +18,13 @@ from dmfn_tf.errors import UserError
 
 TORCH_TO_KERAS_KERNEL = (2, 3, 1, 0)
 
-_GENERATOR_FIXED_LAYERS = {
+_ENCODER_LAYERS = {
     "encoder.0.conv": "enc1_conv",
     "encoder.1.conv": "enc2_conv",
     "encoder.2.conv": "enc3_conv",
     "encoder.3.conv": "enc4_conv",
+}
+_DECODER_LAYERS = {
     "decoder.0.conv": "dec1_conv",
     "decoder.1.deconv": "up1_deconv",
     "decoder.1.conv.conv": "up1_conv",
@@ -41,11 +43,13 @@ class CheckpointMismatchError(UserError):
 
 
 def generator_layer_names(n_blocks: int, block: str = "official") -> dict[str, tuple[str, ...]]:
-    """Maps each reference module prefix to the Keras layer path (`(layer,)` or `(block, sublayer)`)."""
-    names = {prefix: (layer,) for prefix, layer in _GENERATOR_FIXED_LAYERS.items()}
+    """Maps each reference module prefix to the Keras layer path (`(layer,)` or `(block, sublayer)`),
+    in the reference state dict's order."""
+    names = {prefix: (layer,) for prefix, layer in _ENCODER_LAYERS.items()}
     for i in range(n_blocks):
         for sub in _PAPER_BLOCK_SUBLAYERS if block == "paper" else _BLOCK_SUBLAYERS:
             names[f"blocks.{i}.{sub}"] = (f"block_{i}", sub)
+    names.update({prefix: (layer,) for prefix, layer in _DECODER_LAYERS.items()})
     return names
 
 

@@ -1,0 +1,57 @@
+import keras
+import numpy as np
+import pytest
+
+from dmfn_tf.layers import InstanceNormalization, PaddedConv2D
+from numpy_reference import conv2d, instance_norm
+
+
+def test_instance_norm_matches_numpy_and_group_norm():
+    x = np.random.default_rng(0).normal(2.0, 3.0, (2, 7, 5, 6)).astype("float32")
+    out = InstanceNormalization()(x).numpy()
+    np.testing.assert_allclose(out, instance_norm(x.astype("float64")), atol=1e-5)
+    group_norm = keras.layers.GroupNormalization(groups=-1, center=False, scale=False, epsilon=1e-5)
+    np.testing.assert_allclose(out, group_norm(x).numpy(), atol=1e-5)
+
+
+def test_instance_norm_epsilon_is_1e5_by_default():
+    # A constant-plus-tiny-noise map: the epsilon dominates the variance, so 1e-3 would be visibly off.
+    x = (np.random.default_rng(1).normal(0, 1e-2, (1, 4, 4, 1))).astype("float32")
+    np.testing.assert_allclose(InstanceNormalization()(x).numpy(), instance_norm(x.astype("float64"), 1e-5), rtol=1e-4)
+    assert not np.allclose(InstanceNormalization()(x).numpy(), instance_norm(x.astype("float64"), 1e-3), rtol=1e-2)
+
+
+@pytest.mark.parametrize("kernel_size,stride,dilation,size", [(3, 2, 1, 8), (5, 1, 1, 7), (3, 1, 4, 9), (3, 2, 1, 9)])
+def test_padded_conv_matches_symmetric_padding(kernel_size, stride, dilation, size):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, size, size + 2, 3)).astype("float32")
+    layer = PaddedConv2D(4, kernel_size, strides=stride, dilation_rate=dilation)
+    out = layer(x).numpy()
+    kernel, bias = (w.numpy() for w in layer.weights)
+    pad = dilation * (kernel_size - 1) // 2
+    expected = conv2d(x.astype("float64"), kernel, bias, stride=stride, dilation=dilation, pad=pad)
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+    assert layer.compute_output_shape(x.shape) == out.shape
+
+
+def test_stride_two_differs_from_keras_same_padding():
+    # The reason PaddedConv2D exists: "same" pads 0 before / 1 after at stride 2.
+    x = np.random.default_rng(3).normal(size=(1, 8, 8, 2)).astype("float32")
+    ours = PaddedConv2D(3, 3, strides=2)
+    ours.build(x.shape)
+    same = keras.layers.Conv2D(3, 3, strides=2, padding="same")
+    same.build(x.shape)
+    same.set_weights(ours.get_weights())
+    assert np.abs(ours(x).numpy() - same(x).numpy()).max() > 1e-3
+
+
+def test_padded_conv_config_round_trip_and_rejects_padding():
+    layer = PaddedConv2D(4, 3, strides=2, dilation_rate=1, name="c")
+    clone = PaddedConv2D.from_config(layer.get_config())
+    assert clone.pad == layer.pad and clone.strides == layer.strides
+    with pytest.raises(ValueError, match="pads explicitly"):
+        PaddedConv2D(4, 3, padding="same")
+    with pytest.raises(ValueError, match="odd square kernel"):
+        PaddedConv2D(4, 4)
+    norm = InstanceNormalization.from_config(InstanceNormalization(epsilon=1e-4).get_config())
+    assert norm.epsilon == 1e-4

@@ -1,0 +1,70 @@
+import keras
+import numpy as np
+import pytest
+
+from dmfn_tf.errors import UserError
+from dmfn_tf.perceptual import (
+    CAFFE_BGR_MEAN,
+    TORCH_RGB_MEAN,
+    TORCH_RGB_STD,
+    RandomPerceptualWeightsWarning,
+    VGGInputConversion,
+    build_perceptual_network,
+)
+
+
+@pytest.fixture(scope="module")
+def random_vgg():
+    with pytest.warns(RandomPerceptualWeightsWarning, match="RANDOM weights"):
+        return build_perceptual_network(weights="none")
+
+
+def test_taps_and_shapes(random_vgg):
+    features = random_vgg(np.zeros((1, 64, 48, 3), "float32"))
+    assert [tuple(f.shape) for f in features] == [
+        (1, 64, 48, 64), (1, 32, 24, 128), (1, 16, 12, 256), (1, 8, 6, 512), (1, 4, 3, 512)
+    ]
+    assert all(np.all(f.numpy() >= 0) for f in features)  # post-ReLU taps
+
+
+def test_parameter_count_and_frozen(random_vgg):
+    assert random_vgg.count_params() == 12_944_960  # VGG19 up to relu5_1 (fixtures README)
+    assert random_vgg.trainable_weights == []
+
+
+def test_random_weights_warning_is_loud(caplog):
+    with pytest.warns(RandomPerceptualWeightsWarning):
+        with caplog.at_level("WARNING", logger="dmfn_tf"):
+            build_perceptual_network(weights="none")
+    assert "NOT perceptual" in caplog.text
+
+
+def test_input_conversions_match_numpy():
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 4, 4, 3)).astype("float32")
+    caffe = VGGInputConversion("caffe")(x).numpy()
+    expected_caffe = (x[..., ::-1] + 1) * 127.5 - np.array(CAFFE_BGR_MEAN)
+    np.testing.assert_allclose(caffe, expected_caffe, atol=1e-4)
+    torch = VGGInputConversion("torch")(x).numpy()
+    expected_torch = ((x + 1) / 2 - np.array(TORCH_RGB_MEAN)) / np.array(TORCH_RGB_STD)
+    np.testing.assert_allclose(torch, expected_torch, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown VGG preprocessing 'bgr'"):
+        VGGInputConversion("bgr")
+
+
+def test_local_weights_file_is_loaded(tmp_path, random_vgg):
+    backbone = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
+    path = tmp_path / "vgg19_notop.weights.h5"
+    backbone.save_weights(path)
+    vgg = build_perceptual_network(weights=str(path), preprocessing="torch")
+    kernel = vgg.get_layer("block3_conv1").kernel.numpy()
+    np.testing.assert_array_equal(kernel, backbone.get_layer("block3_conv1").kernel.numpy())
+    assert vgg.get_layer("input_conversion").mode == "torch"
+
+
+def test_missing_or_bad_weights_file(tmp_path):
+    with pytest.raises(UserError, match="perceptual weights file not found: .*nope.h5"):
+        build_perceptual_network(weights=str(tmp_path / "nope.h5"))
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not an h5 file")
+    with pytest.raises(UserError, match="cannot load VGG19 weights from .*bad.weights.h5"):
+        build_perceptual_network(weights=str(bad))
