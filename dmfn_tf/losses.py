@@ -226,6 +226,14 @@ def self_guided_regression_loss_per_example(
     if weights is not None:
         weights = list(weights)[:2]
     weights = _weights_or_default(features_out, weights, "self_guided_regression_loss")
+    image_size = tuple(tf.convert_to_tensor(output).shape[1:3])
+    for level, feature in enumerate(features_out):
+        expected = tuple(None if side is None else side // 2**level for side in image_size)
+        if None not in expected and None not in feature.shape[1:3] and tuple(feature.shape[1:3]) != expected:
+            raise ValueError(
+                f"self_guided_regression_loss: feature layer {level + 1} is {tuple(feature.shape[1:3])}, "
+                f"expected {expected} for {image_size} images (relu1_1 at full size, relu2_1 at half)"
+            )
     full_resolution = guidance_map(output, target, mode)
     masks = (full_resolution, tf.nn.avg_pool2d(full_resolution, ksize=2, strides=2, padding="VALID"))
     total = 0.0

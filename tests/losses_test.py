@@ -527,3 +527,11 @@ def test_losses_trace_with_unknown_batch_and_spatial_sizes():
     )
     traced = per_example(output, target, gt[0], gt[1], out[0], out[1], real, fake)
     np.testing.assert_allclose(traced, expected, rtol=RTOL)
+
+
+def test_self_guided_regression_rejects_features_of_the_wrong_size():
+    rng = _rng(19)
+    images = _images(rng, (1, 16, 16, 3))
+    features = _features(rng, 1, 8, (4, 8))
+    with pytest.raises(ValueError, match=r"feature layer 1 is \(8, 8\), expected \(16, 16\)"):
+        losses.self_guided_regression_loss(images, images, features, features)
