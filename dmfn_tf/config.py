@@ -138,7 +138,15 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    """Where images and masks come from (SPEC §6)."""
+    """Where images and masks come from (SPEC §6); see `dmfn_tf.data.build_dataset`.
+
+    `path` is a folder (searched recursively) or a file list for `source` "folder" / "list";
+    `mask_path` likewise for `mask: file`. Folders and lists are fully reshuffled every epoch;
+    `shuffle_buffer` only applies to TFDS sources, which can only be read as a stream.
+    `check_files` decodes every file once up front to skip bad ones (cached in memory, and across
+    runs in `file_check_cache` if set); with it off, undecodable images are dropped as the pipeline
+    meets them. `mask_from_alpha` reads mask files' alpha channel; `invert_mask` is for 0 = hole files.
+    """
 
     source: str = "folder"
     path: str = ""
@@ -150,7 +158,10 @@ class DataConfig:
     mask_path: str = ""
     mask_delta: int = 32
     invert_mask: bool = False
+    mask_from_alpha: bool = False
     shuffle_buffer: int = 1000
+    check_files: bool = True
+    file_check_cache: str = ""
 
     def validate(self, where: str = "data") -> None:
         if self.source not in DATA_SOURCES:
@@ -161,6 +172,10 @@ class DataConfig:
             raise ConfigError(f"{where}.mask: unknown mask kind {self.mask!r}; expected one of {MASK_KINDS}")
         if self.mask == "file" and not self.mask_path:
             raise ConfigError(f"{where}.mask_path: required when mask is 'file'")
+        if self.mask_delta < 0:
+            raise ConfigError(f"{where}.mask_delta: must be >= 0, got {self.mask_delta}")
+        if self.shuffle_buffer <= 0:
+            raise ConfigError(f"{where}.shuffle_buffer: must be positive, got {self.shuffle_buffer}")
 
 
 @dataclass
