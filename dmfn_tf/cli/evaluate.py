@@ -16,15 +16,16 @@ dmfn evaluate --model runs/celeba/generator.keras --data celeba_hq_test.txt \
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from dmfn_tf.errors import UserError
+from dmfn_tf.evaluation.report import PAPER_DMFN_RESULTS
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-MASK_CHOICES = ("center", "random_box")
+MASK_CHOICES = ("center", "random_box", "free_form")
 BASELINE_NAMES = ("telea", "ns", "biharmonic")
 
 
@@ -41,14 +42,17 @@ def register(subparsers) -> None:
     parser.add_argument("--model", help="generator saved as .keras (omit to score only the baselines)")
     parser.add_argument("--name", default="dmfn", help="the model's row name in the report (default: dmfn)")
     parser.add_argument("--data", required=True,
-                        help="folder of images (searched recursively) or a text file listing one image path per "
-                             "line (relative paths are relative to the list file)")
+                        help="folder of images (searched recursively, sorted) or a text file listing one image "
+                             "path per line (relative paths are relative to the list file)")
     parser.add_argument("--mask", default="center",
                         help="center (centred hole of half the side, the paper's protocol), random_box (a box of "
-                             "half the side at a random position, seeded), or a folder of mask files used in "
-                             "sorted order, cycling (default: center)")
+                             "half the side at a random position), free_form (random brush strokes), or a folder "
+                             "of mask files used in sorted order, cycling (default: center). Random masks depend "
+                             "only on --seed and the image's index")
     parser.add_argument("--invert-mask", action="store_true",
-                        help="mask files use 0 = hole (MAT style) instead of 1/255 = hole")
+                        help="mask files use 0 = hole (MAT style) instead of white/1 = hole")
+    parser.add_argument("--mask-from-alpha", action="store_true",
+                        help="read the hole from the mask files' alpha channel")
     parser.add_argument("--image-size", type=int, default=256, help="square side images are resized to (default 256)")
     parser.add_argument("--lpips", default="alex", choices=("alex", "vgg", "none"),
                         help="LPIPS backbone (default alex); none skips LPIPS")
@@ -60,48 +64,15 @@ def register(subparsers) -> None:
                              "(default: all three)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images (in sorted order)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per generator call (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random_box masks (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random_box and free_form masks (default 0)")
     parser.add_argument("--dataset-name", help="the dataset's name in the table (default: the paper's name with "
                                                "--paper-row, else the --data name)")
-    parser.add_argument("--paper-row", choices=("paris_streetview", "places2", "celeba_hq", "ffhq"),
+    parser.add_argument("--paper-row", choices=sorted(PAPER_DMFN_RESULTS),
                         help="add the paper's DMFN figures for this dataset to the table, for reference")
     parser.add_argument("--grid-cases", type=int, default=4,
                         help="worst and best cases each shown in cases.png (default 4; 0: no grid)")
     parser.add_argument("--out", required=True, help="output folder of the report")
     parser.set_defaults(func=run)
-
-
-def list_image_files(data: str | Path) -> list[Path]:
-    """Lists evaluation images: a folder (recursively, sorted) or a text file of paths.
-
-    Args:
-        data: a folder, or a text file with one image path per line (blank lines and lines starting
-            with `#` are skipped; relative paths are taken relative to the list file's folder).
-
-    Returns:
-        The image paths.
-    """
-    data = Path(data).expanduser()
-    if data.is_dir():
-        files = sorted(path for path in data.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file())
-        if not files:
-            raise EvaluateInputError(f"{data}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
-        return files
-    if not data.is_file():
-        raise EvaluateInputError(f"{data}: no such folder or list file")
-    files = []
-    for number, line in enumerate(data.read_text().splitlines(), start=1):
-        entry = line.strip()
-        if not entry or entry.startswith("#"):
-            continue
-        path = Path(entry).expanduser()
-        path = path if path.is_absolute() else data.parent / path
-        if not path.is_file():
-            raise EvaluateInputError(f"{data}, line {number}: no such image file '{entry}'")
-        files.append(path)
-    if not files:
-        raise EvaluateInputError(f"{data}: the list names no images")
-    return files
 
 
 def load_square_image(path: Path, size: int) -> np.ndarray:
@@ -128,51 +99,6 @@ def load_square_image(path: Path, size: int) -> np.ndarray:
     return np.asarray(square.resize((size, size), Image.BICUBIC), np.uint8)
 
 
-def load_mask_file(path: Path, size: int, invert: bool = False) -> np.ndarray:
-    """Reads a mask file as a binary (size, size, 1) float32 hole mask.
-
-    Colour masks are converted to grey; with an alpha channel, the alpha is the mask. Values are
-    scaled to [0, 1] (divided by 255 unless all are 0 or 1), resized (nearest) and binarised with
-    `> 0.5`. `invert` is for masks that mark holes with 0.
-
-    Args:
-        path: the mask file.
-        size: the output side.
-        invert: True when 0 marks the hole.
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            channel = image.getchannel("A") if "A" in image.getbands() else image.convert("L")
-            channel = channel.resize((size, size), Image.NEAREST)
-    except (OSError, ValueError) as err:
-        raise EvaluateInputError(f"{path}: cannot read this mask ({err})") from None
-    values = np.asarray(channel, np.float32)
-    values = values if values.max(initial=0) <= 1 else values / 255.0
-    hole = values > 0.5
-    return (~hole if invert else hole).astype(np.float32)[..., None]
-
-
-def random_box_masks(count: int, size: int, seed: int) -> np.ndarray:
-    """Boxes of half the image side at uniformly random positions, one per image, reproducible.
-
-    Args:
-        count: number of masks.
-        size: image side.
-        seed: random seed.
-
-    Returns:
-        (count, size, size, 1) float32.
-    """
-    rng = np.random.default_rng(seed)
-    hole = size // 2
-    masks = np.zeros((count, size, size, 1), np.float32)
-    for mask, (top, left) in zip(masks, rng.integers(0, size - hole + 1, size=(count, 2))):
-        mask[top:top + hole, left:left + hole] = 1.0
-    return masks
-
-
 class SquareImages:
     """The evaluation images, read from disk when indexed (so large sets need little memory).
 
@@ -193,20 +119,34 @@ class SquareImages:
 
 
 def _build_masks(args, count: int):
+    """The protocol's single centred mask, or one (H, W, 1) mask per image (SPEC §1 mask-file rule)."""
+    import tensorflow as tf
+
+    from dmfn_tf.data import masks as mask_makers
+    from dmfn_tf.data.image_files import find_image_files
     from dmfn_tf.evaluation.report import center_mask
 
     if args.mask == "center":
         return center_mask(args.image_size)
-    if args.mask == "random_box":
-        return random_box_masks(count, args.image_size, args.seed)
+    if args.mask in ("random_box", "free_form"):
+        def make(index):  # stateless: the mask of image i depends on (seed, i) only
+            seed = tf.constant([args.seed, index], tf.int64)
+            if args.mask == "random_box":
+                return mask_makers.random_box(args.image_size, 0, seed)[0]
+            return mask_makers.free_form(args.image_size, seed)[0]
+
+        return np.stack([make(index).numpy() for index in range(count)])
     folder = Path(args.mask).expanduser()
     if not folder.is_dir():
         raise EvaluateInputError(f"--mask {args.mask!r}: expected {', '.join(MASK_CHOICES)} or a folder of mask files")
-    mask_files = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_EXTENSIONS)
+    mask_files = find_image_files(folder)
     if not mask_files:
         raise EvaluateInputError(f"{folder}: no mask image files in this folder")
-    return [load_mask_file(mask_files[index % len(mask_files)], args.image_size, args.invert_mask)
-            for index in range(count)]
+    return [
+        mask_makers.load_mask_file(mask_files[index % len(mask_files)], args.image_size,
+                                   invert=args.invert_mask, from_alpha=args.mask_from_alpha)
+        for index in range(count)
+    ]
 
 
 def _parse_baselines(text: str) -> list[str]:
@@ -252,6 +192,7 @@ def load_generator(path: str | Path):
 
 
 def run(args: argparse.Namespace) -> int:
+    from dmfn_tf.data.image_files import list_source_files
     from dmfn_tf.evaluation import report
     from dmfn_tf.evaluation.baselines import BASELINES
 
@@ -262,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
     baselines = _parse_baselines(args.baselines)
     if args.model is None and not baselines:
         raise EvaluateInputError("nothing to evaluate: give --model, or --baselines other than none")
-    files = list_image_files(args.data)[:args.limit]
+    files = [Path(path) for path in list_source_files(args.data)][:args.limit]
+    if not files:
+        raise EvaluateInputError(f"{args.data}: no readable image files listed or found")
     images = SquareImages(files, args.image_size)
     masks = _build_masks(args, len(files))
 
@@ -287,9 +230,9 @@ def run(args: argparse.Namespace) -> int:
 
     data_path = Path(args.data)
     dataset_label = args.dataset_name or (
-        report.PAPER_DMFN_RESULTS[args.paper_row][0] if args.paper_row else data_path.stem or data_path.name
+        PAPER_DMFN_RESULTS[args.paper_row][0] if args.paper_row else data_path.stem or data_path.name
     )
-    names = [str(path.relative_to(data_path)) if data_path.is_dir() else str(path) for path in files]
+    names = [os.path.relpath(path, data_path) if data_path.is_dir() else str(path) for path in files]
     first_method = next(iter(methods))
     cases = case_files = None
     if args.grid_cases > 0:

@@ -1,0 +1,246 @@
+"""The evaluation core (`evaluate`, report writing) and `dmfn evaluate` end to end."""
+
+import csv
+import json
+
+import cv2
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from dmfn_tf import build_generator
+from dmfn_tf.cli import main
+from dmfn_tf.evaluation.baselines import BASELINES
+from dmfn_tf.evaluation.lpips_weights import LPIPSWeightsError, load_lpips_checkpoint
+from dmfn_tf.evaluation.report import (
+    EvaluationInputError,
+    baseline_inpaint_fn,
+    case_grid,
+    center_mask,
+    evaluate,
+    generator_inpaint_fn,
+    markdown_table,
+    select_cases,
+    summarize,
+)
+
+SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def _photos(size: int = 64) -> np.ndarray:
+    return np.stack([np.asarray(Image.fromarray(getattr(data, name)()).resize((size, size), Image.BICUBIC))
+                     for name in SAMPLE_PHOTOS])
+
+
+def test_center_mask_is_the_protocol_hole():
+    mask = center_mask(256)
+    assert mask.shape == (256, 256, 1)
+    assert mask[64:192, 64:192].min() == 1.0 and mask.sum() == 128 * 128
+
+
+def test_scores_are_taken_on_the_composite():
+    images = _photos()
+    mask = center_mask(64)
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(-1, 1, images.shape).astype(np.float32)
+    # The function returns noise everywhere; only the hole may count.
+    scores = evaluate(lambda batch, masks: noise, images, mask, batch_size=4)
+    hole = mask[..., 0] > 0.5
+    for index, image in enumerate(images):
+        composite = image.copy()
+        composite[hole] = np.clip(np.round((noise[index][hole] + 1) * 127.5), 0, 255).astype(np.uint8)
+        assert scores["psnr"][index] == pytest.approx(peak_signal_noise_ratio(image, composite, data_range=255), abs=1e-4)
+        expected_ssim = structural_similarity(image, composite, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                                              use_sample_covariance=False, data_range=255)
+        assert scores["ssim"][index] == pytest.approx(expected_ssim, abs=1e-4)
+        in_units = image.astype(np.float64) / 127.5 - 1
+        expected_l1 = np.abs(np.where(hole[..., None], noise[index], in_units) - in_units).mean()
+        assert scores["l1"][index] == pytest.approx(expected_l1, rel=1e-5)
+    assert np.isnan(scores["lpips"]).all()
+
+
+def test_perfect_inpainting_and_per_image_masks():
+    images = _photos()
+    masks = [center_mask(64), np.zeros((64, 64), np.float32), center_mask(64, 16), center_mask(64)]
+    scores = evaluate(lambda batch, _: batch, images, masks, batch_size=3)
+    assert np.isinf(scores["psnr"]).all()
+    np.testing.assert_allclose(scores["ssim"], 1.0)
+    np.testing.assert_allclose(scores["l1"], 0.0)
+
+
+def test_baseline_wrapper_matches_direct_call():
+    images = _photos()[:2]
+    mask = center_mask(64)
+    composites = baseline_inpaint_fn(BASELINES["ns"])(images.astype(np.float32) / 127.5 - 1, np.stack([mask] * 2))
+    direct = BASELINES["ns"](images[1], mask[..., 0] > 0.5)
+    np.testing.assert_array_equal(np.round((composites[1] + 1) * 127.5).astype(np.uint8), direct)
+
+
+def test_generator_wrapper_composites_and_pads():
+    generator = build_generator(nf=4, n_blocks=1)
+    rng = np.random.default_rng(1)
+    images = rng.uniform(-1, 1, (1, 30, 34, 3)).astype(np.float32)
+    masks = np.zeros((1, 30, 34, 1), np.float32)
+    masks[:, 8:20, 10:24] = 1.0
+    composites = generator_inpaint_fn(generator)(images, masks)
+    assert composites.shape == images.shape
+    np.testing.assert_array_equal(composites[masks[..., 0] == 0], images[masks[..., 0] == 0])
+
+    square = rng.uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    square_masks = np.zeros((1, 32, 32, 1), np.float32)
+    square_masks[:, 8:24, 8:24] = 1.0
+    raw = np.asarray(generator(np.concatenate([square * (1 - square_masks), square_masks], -1)))
+    np.testing.assert_allclose(generator_inpaint_fn(generator)(square, square_masks),
+                               square_masks * raw + (1 - square_masks) * square, atol=1e-6)
+
+
+def test_evaluate_rejects_mismatches():
+    images = _photos()
+    with pytest.raises(EvaluationInputError, match="3 masks for 4 images"):
+        evaluate(lambda batch, _: batch, images, [center_mask(64)] * 3)
+    with pytest.raises(EvaluationInputError, match="returned"):
+        evaluate(lambda batch, _: batch[:, :32], images, center_mask(64))
+    with pytest.raises(EvaluationInputError, match="uint8"):
+        evaluate(lambda batch, _: batch, images.astype(np.float32), center_mask(64))
+
+
+def test_cases_table_and_grid():
+    scores = {"psnr": np.array([20.0, 30.0, 10.0, 25.0, 15.0]), "ssim": np.ones(5), "l1": np.zeros(5),
+              "lpips": np.array([0.3, 0.1, 0.5, 0.2, 0.4])}
+    assert select_cases(scores, 2) == ([2, 4], [1, 3])
+    without_lpips = dict(scores, lpips=np.full(5, np.nan))
+    assert select_cases(without_lpips, 1) == ([2], [1])
+    assert select_cases({**scores, "lpips": scores["lpips"][:1], "psnr": scores["psnr"][:1]}, 4) == ([0], [])
+
+    summary = summarize({"dmfn": scores, "telea": without_lpips})
+    assert summary["dmfn"]["lpips"] == pytest.approx(0.3) and summary["telea"]["lpips"] is None
+    table = markdown_table(summary, "CelebA-HQ", paper_row="celeba_hq")
+    lines = table.splitlines()
+    assert lines[0] == "| Method | CelebA-HQ (5 images): LPIPS ↓ / PSNR ↑ / SSIM ↑ |"
+    assert lines[2] == "| DMFN (paper, CelebA-HQ, 2,000 images) | 0.0460 / 26.50 / 0.8932 |"
+    assert lines[3] == "| dmfn | 0.3000 / 20.00 / 1.0000 |"
+    assert lines[4] == "| telea | – / 20.00 / 1.0000 |"
+    with pytest.raises(EvaluationInputError, match="unknown paper row"):
+        markdown_table(summary, "x", paper_row="imagenet")
+
+    images = np.zeros((2, 8, 10, 3), np.float32)
+    masks = np.ones((2, 8, 10, 1), np.float32)
+    grid = case_grid(images, masks, -np.ones_like(images), spacing=2)
+    assert grid.shape == (2 * 8 + 2, 3 * 10 + 2 * 2, 3)
+    assert (grid[:8, :10] == 255).all() and (grid[:8, 12:22] == 0).all() and (grid[:8, 24:34] == 128).all()
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    for name in SAMPLE_PHOTOS:
+        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def generator_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "generator.keras"
+    keras.utils.set_random_seed(0)
+    build_generator(nf=4, n_blocks=1).save(path)
+    return path
+
+
+def _read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _run_cli(args):
+    return main(["evaluate", *map(str, args)])
+
+
+def test_cli_end_to_end(photo_folder, generator_file, tmp_path):
+    try:
+        load_lpips_checkpoint("alex")
+        lpips = "alex"
+    except LPIPSWeightsError:
+        lpips = "none"  # the LPIPS column is then checked empty instead
+    out = tmp_path / "report"
+    code = _run_cli(["--model", generator_file, "--data", photo_folder, "--image-size", 64, "--limit", 3,
+                     "--lpips", lpips, "--baselines", "telea,ns,biharmonic", "--paper-row", "ffhq",
+                     "--grid-cases", 1, "--out", out])
+    assert code == 0
+    for name in ("per_image.csv", "summary.json", "table.md", "cases.png"):
+        assert (out / name).is_file(), name
+
+    rows = _read_csv(out / "per_image.csv")
+    assert list(rows[0]) == ["file", "method", "psnr", "ssim", "l1", "lpips"]
+    methods = ["dmfn", "telea", "ns", "biharmonic"]
+    expected_files = sorted(f"{name}.png" for name in SAMPLE_PHOTOS)[:3]
+    assert [(row["method"], row["file"]) for row in rows] == [(m, f) for m in methods for f in expected_files]
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "FFHQ" and summary["settings"]["n_images"] == 3
+    for method in methods:
+        method_rows = [row for row in rows if row["method"] == method]
+        for metric in ("psnr", "ssim", "l1") + (("lpips",) if lpips != "none" else ()):
+            mean = np.mean([float(row[metric]) for row in method_rows])
+            assert summary["methods"][method][metric] == pytest.approx(mean, rel=1e-12), (method, metric)
+        if lpips == "none":
+            assert summary["methods"][method]["lpips"] is None
+            assert all(row["lpips"] == "" for row in method_rows)
+    # The random generator is far worse than the classic baselines.
+    assert summary["methods"]["dmfn"]["psnr"] < summary["methods"]["telea"]["psnr"]
+
+    table = (out / "table.md").read_text()
+    assert "| DMFN (paper, FFHQ, 10,000 images) | 0.0457 / 26.49 / 0.8985 |" in table
+    for method in methods:
+        assert f"\n| {method} | " in table
+    with Image.open(out / "cases.png") as grid:
+        assert grid.size == (3 * 64 + 2 * 4, 2 * 64 + 4)
+    assert summary["cases"]["method"] == "dmfn" and len(summary["cases"]["worst"]) == 1
+
+
+def test_cli_list_file_baselines_only(photo_folder, tmp_path):
+    listing = tmp_path / "test.txt"
+    listing.write_text(f"# two of the photos\n{photo_folder / 'coffee.png'}\n\n{photo_folder / 'rocket.png'}\n")
+    out = tmp_path / "report"
+    assert _run_cli(["--data", listing, "--image-size", 64, "--lpips", "none", "--baselines", "ns",
+                     "--mask", "random_box", "--grid-cases", 0, "--out", out]) == 0
+    rows = _read_csv(out / "per_image.csv")
+    assert [row["file"] for row in rows] == [str(photo_folder / "coffee.png"), str(photo_folder / "rocket.png")]
+    assert not (out / "cases.png").exists()
+    assert json.loads((out / "summary.json").read_text())["dataset"] == "test"
+
+
+def test_cli_mask_folder(photo_folder, tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    hole = np.zeros((32, 32), np.uint8)
+    hole[:, :16] = 255  # left half missing
+    Image.fromarray(hole).save(masks / "left.png")
+    out = tmp_path / "report"
+    assert _run_cli(["--data", photo_folder, "--image-size", 64, "--lpips", "none", "--baselines", "ns",
+                     "--mask", masks, "--limit", 1, "--grid-cases", 0, "--out", out]) == 0
+    image = np.asarray(Image.fromarray(data.astronaut()).resize((64, 64), Image.BICUBIC))
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, :32] = 255
+    expected = cv2.inpaint(image, mask, 3, cv2.INPAINT_NS)
+    psnr = float(_read_csv(out / "per_image.csv")[0]["psnr"])
+    assert psnr == pytest.approx(peak_signal_noise_ratio(image, expected, data_range=255), abs=1e-4)
+
+
+def test_cli_errors_are_one_line(photo_folder, tmp_path, capsys):
+    assert _run_cli(["--model", tmp_path / "missing.keras", "--data", photo_folder, "--out", tmp_path]) == 2
+    assert "missing.keras: no such model file" in capsys.readouterr().err
+    assert _run_cli(["--data", photo_folder, "--baselines", "telea,magic", "--out", tmp_path]) == 2
+    assert "magic" in capsys.readouterr().err
+    assert _run_cli(["--data", photo_folder, "--baselines", "none", "--out", tmp_path]) == 2
+    assert "nothing to evaluate" in capsys.readouterr().err
+
+    inputs = keras.Input((None, None, 3))
+    wrong = tmp_path / "wrong.keras"
+    keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs)).save(wrong)
+    assert _run_cli(["--model", wrong, "--data", photo_folder, "--out", tmp_path]) == 2
+    assert "expected a DMFN generator" in capsys.readouterr().err
+    assert _run_cli(["--data", photo_folder, "--mask", tmp_path / "nowhere", "--out", tmp_path]) == 2
+    assert "nowhere" in capsys.readouterr().err
