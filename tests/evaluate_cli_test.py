@@ -241,6 +241,6 @@ def test_cli_errors_are_one_line(photo_folder, tmp_path, capsys):
     wrong = tmp_path / "wrong.keras"
     keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs)).save(wrong)
     assert _run_cli(["--model", wrong, "--data", photo_folder, "--out", tmp_path]) == 2
-    assert "expected a DMFN generator" in capsys.readouterr().err
+    assert "not a DMFN generator" in capsys.readouterr().err
     assert _run_cli(["--data", photo_folder, "--mask", tmp_path / "nowhere", "--out", tmp_path]) == 2
     assert "nowhere" in capsys.readouterr().err

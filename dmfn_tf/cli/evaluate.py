@@ -39,7 +39,9 @@ def register(subparsers) -> None:
         help="score a generator and classic baselines (LPIPS / PSNR / SSIM) on the paper's protocol",
         description=__doc__.split("\n\n")[1],
     )
-    parser.add_argument("--model", help="generator saved as .keras (omit to score only the baselines)")
+    parser.add_argument("--model",
+                        help="the generator: a .keras file, a training run folder, or one of the authors' "
+                             "checkpoints (.pth/.npz); omit to score only the baselines")
     parser.add_argument("--name", default="dmfn", help="the model's row name in the report (default: dmfn)")
     parser.add_argument("--data", required=True,
                         help="folder of images (searched recursively, sorted) or a text file listing one image "
@@ -159,42 +161,11 @@ def _parse_baselines(text: str) -> list[str]:
     return names
 
 
-def load_generator(path: str | Path):
-    """Loads a generator saved with `model.save("....keras")` (no compilation, safe mode on).
-
-    Args:
-        path: the `.keras` file.
-
-    Returns:
-        The `keras.Model`, checked to take 4 channels and return 3.
-    """
-    import keras
-
-    import dmfn_tf.generator  # noqa: F401  registers the custom layers the file refers to
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise EvaluateInputError(f"{path}: no such model file")
-    if path.suffix != ".keras":
-        raise EvaluateInputError(f"{path}: expected a generator saved as .keras")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as err:  # Keras raises many types for unreadable archives
-        raise EvaluateInputError(f"{path}: cannot load this model ({type(err).__name__}: {err})") from None
-    input_channels = model.inputs[0].shape[-1] if model.inputs else None
-    output_channels = model.outputs[0].shape[-1] if model.outputs else None
-    if input_channels != 4 or output_channels != 3:
-        raise EvaluateInputError(
-            f"{path}: expected a DMFN generator (4 input channels: image and mask; 3 output channels); "
-            f"this model has {input_channels} in and {output_channels} out"
-        )
-    return model
-
-
 def run(args: argparse.Namespace) -> int:
     from dmfn_tf.data.image_files import list_source_files
     from dmfn_tf.evaluation import report
     from dmfn_tf.evaluation.baselines import BASELINES
+    from dmfn_tf.serving.model_loading import load_generator
 
     if args.image_size < 32 or args.image_size % 4:
         raise EvaluateInputError(f"--image-size {args.image_size}: must be a multiple of 4, at least 32")
