@@ -1,0 +1,37 @@
+"""Training and evaluation data: image sources, hole masks and `tf.data` pipelines (SPEC §6).
+
+- `build_dataset`, `build_eval_dataset`: dict batches `{"image", "mask", "bbox"}` (+ `"path"`).
+- `center_box`, `random_box`, `free_form`, `random_bbox`: mask generators (1 = hole).
+- `load_mask_file`: a user's mask file as a binary NumPy array, for training and inference.
+- `find_image_files`, `read_file_list`, `check_files`: source discovery and validation.
+
+TensorFlow is imported lazily, so that file discovery works without paying for it.
+"""
+
+import importlib
+
+_LAZY_EXPORTS = {
+    "build_dataset": "dmfn_tf.data.pipeline",
+    "build_eval_dataset": "dmfn_tf.data.pipeline",
+    "crop_and_resize": "dmfn_tf.data.pipeline",
+    "decode_image": "dmfn_tf.data.pipeline",
+    "center_box": "dmfn_tf.data.masks",
+    "random_box": "dmfn_tf.data.masks",
+    "free_form": "dmfn_tf.data.masks",
+    "random_bbox": "dmfn_tf.data.masks",
+    "load_mask_file": "dmfn_tf.data.masks",
+    "mask_from_image": "dmfn_tf.data.masks",
+    "find_image_files": "dmfn_tf.data.image_files",
+    "read_file_list": "dmfn_tf.data.image_files",
+    "list_source_files": "dmfn_tf.data.image_files",
+    "check_files": "dmfn_tf.data.image_files",
+    "IMAGE_EXTENSIONS": "dmfn_tf.data.image_files",
+}
+
+__all__ = sorted(_LAZY_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _LAZY_EXPORTS:
+        return getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
+    raise AttributeError(f"module 'dmfn_tf.data' has no attribute {name!r}")

@@ -1,0 +1,334 @@
+"""Hole masks for training and evaluation (SPEC §1, §6).
+
+Every generator returns `(mask, bbox)`:
+
+- `mask`: float32 `[S, S, 1]` with values exactly 0 or 1, **1 = hole**, 0 = known pixel;
+- `bbox`: int32 `[4]` = `(top, left, height, width)`, the square of side `S / 2` that the local
+  discriminator crops. For box masks it is the box itself (before shrinking); for irregular masks
+  it is a random square of side `S / 2`, as in the reference recipe.
+
+The random generators are *stateless*: they take a `seed`, a shape-`[2]` integer tensor (see
+`tf.random.experimental.stateless_fold_in`), so the same seed gives the same mask on every run and
+every machine. The training pipeline derives that seed from `(run seed, global example index)`,
+which is what makes an interrupted run resume exactly.
+
+Mask files (`mask_from_image`, `load_mask_file`) follow one documented rule, in this order:
+
+1. channel: a one-channel image is used as is; grey+alpha uses the grey channel; RGB and RGBA use
+   the luminance `0.2989 R + 0.5870 G + 0.1140 B` (the alpha channel is ignored). With
+   `from_alpha=True` the alpha channel of a grey+alpha or RGBA file is used instead, and a file
+   without alpha is an error.
+2. scale to [0, 1]: divide by 255, except for files whose largest value is at most 1, which are
+   taken as 0/1 masks already (so 0/255, 0/1 and anti-aliased 8-bit masks all work).
+3. resize (when a size is given) with area interpolation, i.e. the fraction of each output pixel
+   covered by hole;
+4. binarise with `> 0.5`;
+5. with `invert=True` (MAT-style files where 0 = hole) swap 0 and 1. Never guessed.
+
+16-bit files are reduced to 8 bits by the decoder first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from dmfn_tf.data.image_files import error_summary
+from dmfn_tf.errors import UserError
+
+# Luminance weights of ITU-R BT.601, the ones `tf.image.rgb_to_grayscale` and PIL's "L" use.
+_LUMA = (0.2989, 0.5870, 0.1140)
+
+# Free-form stroke geometry, as fractions of the image side. The hole-ratio guarantee below is
+# derived from the largest stroke these allow.
+_MIN_VERTICES, _MAX_VERTICES = 4, 8
+_MIN_SEGMENT, _MAX_SEGMENT = 1 / 16, 1 / 8
+_MIN_WIDTH, _MAX_WIDTH = 1 / 32, 1 / 10
+_MAX_TURN = 2 * math.pi / 5
+_MAX_STROKES = 200
+
+
+def check_mask_size(size: int) -> None:
+    """Raises a `UserError` unless `size` allows an exactly centred box of half the side.
+
+    Args:
+        size: image side `S` in pixels.
+    """
+    if not isinstance(size, (int, np.integer)) or size <= 0 or size % 4:
+        raise UserError(f"mask size must be a positive multiple of 4 (the hole is S/2, centred at S/4), got {size!r}")
+
+
+def check_box_delta(size: int, delta: int) -> None:
+    """Raises a `UserError` unless random boxes of `size`² images can shrink by up to `delta // 2` a side.
+
+    Args:
+        size: image side `S`, a multiple of 4.
+        delta: the box's shrink parameter; must be smaller than S/2 so that the hole never vanishes.
+    """
+    check_mask_size(size)
+    if not 0 <= delta < size // 2:
+        raise UserError(f"mask_delta must be in [0, {size // 2}) for {size}² images, got {delta}")
+
+
+def _box_mask(size: int, top, left, bottom, right) -> tf.Tensor:
+    """1 on rows [top, bottom) and columns [left, right), 0 elsewhere, as float32 [S, S, 1]."""
+    rows = tf.range(size, dtype=tf.int32)[:, None]
+    cols = tf.range(size, dtype=tf.int32)[None, :]
+    inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
+    return tf.cast(inside, tf.float32)[..., None]
+
+
+def center_box(size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The paper's evaluation mask: a hole of side S/2 at rows and columns S/4 : 3S/4.
+
+    Args:
+        size: image side `S`, a multiple of 4.
+
+    Returns:
+        `(mask [S, S, 1] float32, bbox [4] int32)`; the bbox is the hole itself.
+
+    Example:
+
+    >>> mask, bbox = center_box(64)
+    >>> bbox.numpy().tolist(), float(mask.numpy().mean())
+    ([16, 16, 32, 32], 0.25)
+    """
+    check_mask_size(size)
+    quarter, half = size // 4, size // 2
+    mask = _box_mask(size, quarter, quarter, quarter + half, quarter + half)
+    return mask, tf.constant([quarter, quarter, half, half], tf.int32)
+
+
+def random_bbox(size: int, seed) -> tf.Tensor:
+    """A square of side S/2 at a uniformly random position fully inside the image.
+
+    Args:
+        size: image side `S`, a multiple of 4.
+        seed: shape-[2] integer tensor, a stateless random seed.
+
+    Returns:
+        int32 `[4]` = `(top, left, S/2, S/2)` with `0 <= top, left <= S/2`.
+    """
+    check_mask_size(size)
+    half = size // 2
+    corner = tf.random.stateless_uniform([2], seed=seed, minval=0, maxval=size - half + 1, dtype=tf.int32)
+    return tf.concat([corner, tf.constant([half, half], tf.int32)], axis=0)
+
+
+def random_box(size: int, delta: int, seed) -> tuple[tf.Tensor, tf.Tensor]:
+    """The reference training mask: an S/2 box at a random position, each side shrunk at random.
+
+    Each of the four sides moves inwards by its own uniform integer in `[0, delta // 2]`, so the
+    hole's height and width lie in `[S/2 - 2 * (delta // 2), S/2]`.
+
+    Args:
+        size: image side `S`, a multiple of 4.
+        delta: the reference recipe's `delta` (32 at 256²); must be smaller than S/2 so that the
+            hole never vanishes.
+        seed: shape-[2] integer tensor, a stateless random seed.
+
+    Returns:
+        `(mask [S, S, 1] float32, bbox [4] int32)`; the bbox is the unshrunk box, so it covers the
+        hole and the local discriminator sees its whole surroundings.
+
+    Example:
+
+    >>> mask, bbox = random_box(64, delta=8, seed=tf.constant([1, 2]))
+    >>> bbox.numpy()[2:].tolist()
+    [32, 32]
+    """
+    check_box_delta(size, delta)
+    box_seed, shrink_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    bbox = random_bbox(size, box_seed)
+    top, left, height, width = tf.unstack(bbox)
+    shrink = tf.random.stateless_uniform([4], seed=shrink_seed, minval=0, maxval=delta // 2 + 1, dtype=tf.int32)
+    mask = _box_mask(size, top + shrink[0], left + shrink[1], top + height - shrink[2], left + width - shrink[3])
+    return mask, bbox
+
+
+def max_stroke_fraction(size: int) -> float:
+    """An upper bound on the fraction of an S² image that one free-form stroke can cover.
+
+    A stroke is a chain of at most `_MAX_VERTICES - 1` capsules (segment of length `L`, radius
+    `r`); a pixel is painted when its centre lies within `r` of the segment, so the painted pixels
+    fit in the capsule of radius `r + sqrt(2)/2`, whose area is `2 L r' + pi r'^2`.
+
+    Args:
+        size: image side `S`.
+    """
+    radius = _MAX_WIDTH * size / 2 + math.sqrt(2) / 2
+    capsule = 2 * _MAX_SEGMENT * size * radius + math.pi * radius**2
+    return (_MAX_VERTICES - 1) * capsule / size**2
+
+
+def _stroke(size: int, seed) -> tf.Tensor:
+    """One brush stroke: a random walk of 4–8 vertices drawn with a random width, as bool [S, S]."""
+    keys = tf.random.experimental.stateless_split(seed, num=6)
+    max_segments = _MAX_VERTICES - 1
+    num_vertices = tf.random.stateless_uniform([], keys[0], _MIN_VERTICES, _MAX_VERTICES + 1, dtype=tf.int32)
+    start = tf.random.stateless_uniform([2], keys[1], 0.0, size - 1.0)
+    heading = tf.random.stateless_uniform([], keys[2], 0.0, 2 * math.pi)
+    turns = tf.random.stateless_uniform([max_segments], keys[3], -_MAX_TURN, _MAX_TURN)
+    lengths = tf.random.stateless_uniform([max_segments], keys[4], _MIN_SEGMENT * size, _MAX_SEGMENT * size)
+    radius = tf.random.stateless_uniform([], keys[5], _MIN_WIDTH * size, _MAX_WIDTH * size) / 2
+
+    angles = heading + tf.cumsum(turns)
+    steps = tf.stack([tf.sin(angles), tf.cos(angles)], axis=-1) * lengths[:, None]
+    # Vertices are clipped to the image after each step, so a stroke bends along the border.
+    vertices = tf.scan(lambda point, step: tf.clip_by_value(point + step, 0.0, size - 1.0), steps, initializer=start)
+    vertices = tf.concat([start[None], vertices], axis=0)
+    seg_start, seg_end = vertices[:-1], vertices[1:]
+
+    coords = tf.cast(tf.range(size), tf.float32)
+    grid = tf.reshape(tf.stack(tf.meshgrid(coords, coords, indexing="ij"), axis=-1), [-1, 1, 2])
+    direction = seg_end - seg_start
+    length_sq = tf.maximum(tf.reduce_sum(direction**2, axis=-1), 1e-6)
+    along = tf.clip_by_value(tf.reduce_sum((grid - seg_start) * direction, axis=-1) / length_sq, 0.0, 1.0)
+    distance_sq = tf.reduce_sum((grid - seg_start - along[..., None] * direction) ** 2, axis=-1)
+    in_use = tf.range(max_segments) < num_vertices - 1
+    painted = tf.reduce_any((distance_sq <= radius**2) & in_use, axis=-1)
+    return tf.reshape(painted, [size, size])
+
+
+def free_form(size: int, seed, min_ratio: float = 0.1, max_ratio: float = 0.6) -> tuple[tf.Tensor, tf.Tensor]:
+    """Irregular hole made of random brush strokes, covering between `min_ratio` and `max_ratio`.
+
+    A target ratio is drawn uniformly from `[min_ratio, max_ratio - b]`, where `b` is
+    `max_stroke_fraction(size)` (about 0.19 at 64², 0.15 at 256²); strokes are added until the
+    hole reaches the target. The last stroke adds at most `b`, so the final ratio lies in
+    `[min_ratio, max_ratio)`. (The lower bound needs a few dozen strokes at most; a cap of 200
+    strokes only guards against an endless loop.) Each stroke is a random walk of 4–8 vertices
+    with segments of S/16–S/8 pixels, turns of up to ±72° and a width of S/32–S/10 pixels.
+
+    Args:
+        size: image side `S`, a multiple of 4.
+        seed: shape-[2] integer tensor, a stateless random seed.
+        min_ratio: smallest fraction of the image covered by the hole.
+        max_ratio: bound on the fraction covered by the hole (exclusive).
+
+    Returns:
+        `(mask [S, S, 1] float32, bbox [4] int32)`; the bbox is a random S/2 square.
+
+    Example:
+
+    >>> mask, _ = free_form(64, seed=tf.constant([0, 7]))
+    >>> 0.1 <= float(mask.numpy().mean()) < 0.6
+    True
+    """
+    check_mask_size(size)
+    largest_target = max_ratio - max_stroke_fraction(size)
+    if not 0 < min_ratio <= largest_target:
+        raise UserError(
+            f"free-form hole ratio range [{min_ratio}, {max_ratio}) is too narrow for {size}² images: "
+            f"one stroke can cover {max_stroke_fraction(size):.3f}, so min_ratio must be in (0, {largest_target:.3f}]"
+        )
+    target_seed, stroke_seed, bbox_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=3))
+    target = tf.random.stateless_uniform([], target_seed, min_ratio, largest_target)
+
+    def not_done(index, hole):
+        return (index < _MAX_STROKES) & (tf.reduce_mean(tf.cast(hole, tf.float32)) < target)
+
+    def add_stroke(index, hole):
+        stroke_key = tf.random.experimental.stateless_fold_in(stroke_seed, index)
+        return index + 1, hole | _stroke(size, stroke_key)
+
+    _, hole = tf.while_loop(not_done, add_stroke, (tf.constant(0), tf.zeros([size, size], tf.bool)))
+    return tf.cast(hole, tf.float32)[..., None], random_bbox(size, bbox_seed)
+
+
+def mask_from_image(image, size=None, invert: bool = False, from_alpha: bool = False) -> tf.Tensor:
+    """Turns a decoded mask image into a binary hole mask, following the module's documented rule.
+
+    Works eagerly and inside `tf.data` graphs; the channel count may be unknown until run time.
+
+    Args:
+        image: uint8 `[H, W, C]` tensor with C in 1–4 (grey, grey+alpha, RGB, RGBA).
+        size: output `(height, width)` or an int for a square; `None` keeps the file's size.
+        invert: the file marks holes with 0 (MAT style); swap after binarising.
+        from_alpha: read the hole from the alpha channel instead of the colour channels.
+
+    Returns:
+        float32 `[height, width, 1]` with values exactly 0 or 1, 1 = hole.
+    """
+    image = tf.convert_to_tensor(image)
+    if image.dtype != tf.uint8:
+        raise TypeError(f"mask_from_image expects a uint8 image, got {image.dtype.name}")
+    pixels = tf.cast(image, tf.float32)
+    channels = tf.shape(pixels)[-1]
+    if from_alpha:
+        tf.debugging.assert_equal(
+            channels % 2, 0, message="from_alpha needs a mask image with an alpha channel (grey+alpha or RGBA)"
+        )
+        plane = pixels[..., -1:]
+    else:
+        plane = tf.cond(
+            channels >= 3,
+            lambda: tf.tensordot(pixels[..., :3], tf.constant(_LUMA), axes=1)[..., None],
+            lambda: pixels[..., :1],
+        )
+    # Files whose values never exceed 1 are 0/1 masks already; everything else is 8-bit.
+    plane = plane / tf.where(tf.reduce_max(plane) <= 1.0, 1.0, 255.0)
+    if size is not None:
+        height, width = (size, size) if isinstance(size, (int, np.integer)) else size
+        plane = tf.image.resize(plane, [height, width], method="area")
+    hole = plane > 0.5
+    if invert:
+        hole = ~hole
+    return tf.cast(hole, tf.float32)
+
+
+def decode_mask_bytes(contents, size=None, invert: bool = False, from_alpha: bool = False) -> tf.Tensor:
+    """Decodes an encoded mask file (PNG, JPEG, BMP, GIF, WebP) and applies `mask_from_image`.
+
+    Args:
+        contents: scalar string tensor, the file's bytes.
+        size: output `(height, width)`, an int for a square, or `None` for the file's size.
+        invert: the file marks holes with 0.
+        from_alpha: read the hole from the alpha channel.
+
+    Returns:
+        float32 `[height, width, 1]`, 1 = hole.
+    """
+    image = tf.io.decode_image(contents, channels=0, expand_animations=False)
+    return mask_from_image(image, size=size, invert=invert, from_alpha=from_alpha)
+
+
+def load_mask_file(path, size=None, invert: bool = False, from_alpha: bool = False) -> np.ndarray:
+    """Reads a user's mask file into a binary NumPy mask (1 = hole), for training and inference.
+
+    Args:
+        path: image file; any format `tf.io.decode_image` reads.
+        size: output `(height, width)`, an int for a square, or `None` for the file's own size.
+        invert: the file marks holes with 0 (MAT style).
+        from_alpha: read the hole from the alpha channel (e.g. a transparent brush layer).
+
+    Returns:
+        float32 `[height, width, 1]` array with values exactly 0 or 1.
+
+    Raises:
+        UserError: the file is missing, empty, not an image, corrupt, or lacks the alpha channel
+            `from_alpha` asks for; the message names the file.
+
+    Example:
+
+    ```python
+    mask = load_mask_file("masks/0001.png", size=256)
+    inputs = np.concatenate([image * (1 - mask), mask], axis=-1)
+    ```
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"mask file not found: {path}")
+    with open(path, "rb") as f:
+        contents = f.read()
+    if not contents:
+        raise UserError(f"mask file is empty (0 bytes): {path}")
+    try:
+        mask = decode_mask_bytes(tf.constant(contents), size=size, invert=invert, from_alpha=from_alpha)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as err:
+        raise UserError(f"cannot read mask file {path}: {error_summary(err)}") from None
+    return mask.numpy()
+

@@ -1,0 +1,334 @@
+"""`tf.data` input pipelines for training and evaluation (SPEC §6).
+
+Each element is a dict (under `MirroredStrategy` a tuple would be taken as `(x, y)`):
+
+- `image`: float32 `[B, S, S, 3]`, RGB in [-1, 1]: a square crop (random or centred), bicubic
+  resize to S with antialiasing (like PIL's bicubic when shrinking), clipped to the 8-bit range;
+  grey images are repeated to RGB, alpha channels dropped;
+- `mask`: float32 `[B, S, S, 1]`, 1 = hole (see `dmfn_tf.data.masks`);
+- `bbox`: int32 `[B, 4]`, `(top, left, S/2, S/2)`: the local discriminator's crop;
+- `path` (evaluation only): the source file, or `tfds:<name>/<split>#<n>` for TFDS records.
+
+Reproducible and resumable: every random choice is a stateless function of `seed` and a counter.
+The file order of epoch `e` is a permutation keyed by `(seed, e)`; the crop and the mask of the
+`i`-th example of the run are keyed by `(seed, i)`. Example `i` of batch `k` is therefore the same
+whether the run started at step 0 or resumed with `start_step=k`, as long as the set of files is
+unchanged. Decoding runs in parallel, in order, and batches are prefetched.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from dmfn_tf.config import MASK_KINDS, DataConfig
+from dmfn_tf.data import masks
+from dmfn_tf.data.image_files import check_files, error_summary, list_source_files
+from dmfn_tf.errors import UserError
+
+# Independent random streams derived from the run's seed.
+_SHUFFLE_STREAM, _EXAMPLE_STREAM = 1, 2
+_ENDLESS = 2**62
+
+
+def decode_image(contents) -> tf.Tensor:
+    """Decodes JPEG, PNG, BMP, GIF (first frame) or WebP bytes to uint8 RGB `[H, W, 3]`.
+
+    Args:
+        contents: scalar string tensor, the encoded file.
+    """
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def crop_and_resize(image, image_size: int, crop: str = "center", seed=None) -> tf.Tensor:
+    """Square crop, bicubic resize to `image_size`, scale to [-1, 1] (SPEC §6).
+
+    Args:
+        image: uint8 `[H, W, 3]` tensor.
+        image_size: output side S.
+        crop: "center" or "random" (position of the largest square along the longer side).
+        seed: shape-[2] stateless seed, required for "random".
+
+    Returns:
+        float32 `[S, S, 3]` in [-1, 1].
+
+    Example:
+
+    >>> photo = tf.zeros([48, 64, 3], tf.uint8)
+    >>> crop_and_resize(photo, 32).shape
+    TensorShape([32, 32, 3])
+    """
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    side = tf.minimum(height, width)
+    if crop == "random":
+        # A square crop of a rectangle slides along one axis only: one offset range is 0.
+        offset = tf.random.stateless_uniform([], seed, 0, height + width - 2 * side + 1, dtype=tf.int32)
+        top, left = tf.minimum(offset, height - side), tf.minimum(offset, width - side)
+    elif crop == "center":
+        top, left = (height - side) // 2, (width - side) // 2
+    else:
+        raise UserError(f"unknown crop {crop!r}; expected 'random' or 'center'")
+    square = tf.cast(image[top : top + side, left : left + side], tf.float32)
+    resized = tf.image.resize(square, [image_size, image_size], method="bicubic", antialias=True)
+    # Bicubic overshoots at edges; clip so that the result is what an 8-bit image would hold.
+    return tf.clip_by_value(resized, 0.0, 255.0) / 127.5 - 1.0
+
+
+def build_dataset(
+    data_cfg: DataConfig,
+    image_size: int,
+    batch_size: int,
+    seed: int = 0,
+    start_step: int = 0,
+    repeat: bool = True,
+    training: bool = True,
+) -> tf.data.Dataset:
+    """The training input: dict batches of images, masks and local-discriminator boxes.
+
+    Args:
+        data_cfg: where images and masks come from, crop mode and mask kind.
+        image_size: side S of the square images, a multiple of 4.
+        batch_size: global batch size (a `tf.distribute` strategy splits it).
+        seed: run seed; the same seed gives the same batches.
+        start_step: first batch to produce; the batches equal those from `start_step` onwards of a
+            run started at 0 with the same seed and files (used to resume a killed run).
+        repeat: endless epochs; otherwise stop at the end of the current epoch.
+        training: shuffled order, `data_cfg.crop`, only full batches. When False: file order,
+            centred crop, last partial batch kept (masks still follow `data_cfg.mask`).
+
+    Returns:
+        A `tf.data.Dataset` of `{"image", "mask", "bbox"}` batches.
+
+    Raises:
+        UserError: a missing or empty source (after skipping bad files), a bad mask setting.
+
+    Example:
+
+    ```python
+    cfg = load_config("configs/places2.yaml")
+    dataset = build_dataset(cfg.data, cfg.model.image_size, cfg.train.batch_size, seed=cfg.train.seed)
+    batch = next(iter(dataset))  # batch["image"]: [16, 256, 256, 3]
+    ```
+    """
+    return _build(
+        data_cfg,
+        image_size,
+        batch_size,
+        seed=seed,
+        start_step=start_step,
+        repeat=repeat,
+        shuffle=training,
+        crop=data_cfg.crop if training else "center",
+        mask_kind=data_cfg.mask,
+        drop_remainder=training,
+        with_path=False,
+    )
+
+
+def build_eval_dataset(
+    data_cfg: DataConfig,
+    image_size: int,
+    batch_size: int,
+    mask: str = "center_box",
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """The evaluation input (SPEC §7): every image once, in file order, centred crop.
+
+    Args:
+        data_cfg: the image source (and `mask_path` etc. when `mask` is "file").
+        image_size: side S, a multiple of 4.
+        batch_size: batch size; the last batch may be smaller.
+        mask: "center_box" (the paper's protocol), "random_box", "free_form" (keyed by `seed` and
+            the image's position, so they are the same on every run) or "file" (mask `n` of
+            `data_cfg.mask_path` for image `n`, cycling through the masks).
+        seed: seed of the random mask kinds.
+
+    Returns:
+        A `tf.data.Dataset` of `{"image", "mask", "bbox", "path"}` batches.
+
+    Example:
+
+    ```python
+    for batch in build_eval_dataset(cfg.data, 256, 8):
+        composite = batch["mask"] * generator(...) + (1 - batch["mask"]) * batch["image"]
+    ```
+    """
+    if mask not in MASK_KINDS:
+        raise UserError(f"unknown mask kind {mask!r}; expected one of {MASK_KINDS}")
+    return _build(
+        data_cfg,
+        image_size,
+        batch_size,
+        seed=seed,
+        start_step=0,
+        repeat=False,
+        shuffle=False,
+        crop="center",
+        mask_kind=mask,
+        drop_remainder=False,
+        with_path=True,
+    )
+
+
+def _build(
+    data_cfg, image_size, batch_size, seed, start_step, repeat, shuffle, crop, mask_kind, drop_remainder, with_path
+):
+    masks.check_mask_size(image_size)
+    if batch_size <= 0:
+        raise UserError(f"batch_size must be positive, got {batch_size}")
+    if start_step < 0:
+        raise UserError(f"start_step must be >= 0, got {start_step}")
+    base_seed = tf.constant([seed, 0], tf.int64)
+    if data_cfg.source == "tfds":
+        records, num_records, fetch = _tfds_records(data_cfg)
+    else:
+        records, num_records, fetch = _file_records(data_cfg)
+    epoch_records = records(tf.random.experimental.stateless_fold_in(base_seed, _SHUFFLE_STREAM), shuffle)
+
+    start = start_step * batch_size
+    start_epoch, first = divmod(start, num_records)
+    epochs = tf.data.Dataset.range(start_epoch, _ENDLESS if repeat else start_epoch + 1)
+    ordered = epochs.flat_map(lambda epoch: epoch_records(epoch, tf.where(epoch == start_epoch, first, 0)))
+    indexed = tf.data.Dataset.zip(tf.data.Dataset.range(start, _ENDLESS), ordered)
+
+    make_mask = _mask_maker(data_cfg, mask_kind, image_size, ordered=not shuffle)
+    example_seed = tf.random.experimental.stateless_fold_in(base_seed, _EXAMPLE_STREAM)
+
+    def example(index, record):
+        path, contents = fetch(record)
+        crop_key, mask_key = tf.unstack(
+            tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(example_seed, index), 2)
+        )
+        image = crop_and_resize(decode_image(contents), image_size, crop, crop_key)
+        mask, bbox = make_mask(index, mask_key)
+        element = {"image": image, "mask": mask, "bbox": bbox}
+        if with_path:
+            element["path"] = path
+        return element
+
+    dataset = indexed.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if shuffle:
+        # Files were checked up front; this only guards against files that change during a run
+        # (or all files when checking is off): they are dropped with TensorFlow's warning.
+        dataset = dataset.ignore_errors(log_warning=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _file_records(data_cfg: DataConfig):
+    """A folder or list of image files as records, read by random access (full permutations)."""
+    if not data_cfg.path:
+        raise UserError(f"data.path is empty: set it to a folder of images or a file list (source {data_cfg.source!r})")
+    paths = list_source_files(data_cfg.path)
+    if data_cfg.check_files:
+        paths = check_files(paths, _decode_check, "image", cache_path=data_cfg.file_check_cache or None)
+    if not paths:
+        raise UserError(f"no usable images in {data_cfg.path}")
+    table = tf.constant(paths)
+    count = len(paths)
+
+    def records(shuffle_seed, shuffle):
+        def epoch_records(epoch, first):
+            order = tf.range(count, dtype=tf.int64)
+            if shuffle:
+                epoch_seed = tf.random.experimental.stateless_fold_in(shuffle_seed, epoch)
+                order = tf.random.experimental.stateless_shuffle(order, epoch_seed)
+            return tf.data.Dataset.from_tensor_slices(tf.gather(table, order[first:]))
+
+        return epoch_records
+
+    return records, count, lambda path: (path, tf.io.read_file(path))
+
+
+def _tfds_records(data_cfg: DataConfig):
+    """A TensorFlow Datasets split as records of (label, encoded image), read as a stream."""
+    if not data_cfg.tfds_name:
+        raise UserError("data.tfds_name is empty: name the TensorFlow Datasets dataset to read (source 'tfds')")
+    import tensorflow_datasets as tfds
+
+    name, split = data_cfg.tfds_name, data_cfg.tfds_split
+    try:
+        builder = tfds.builder(name, data_dir=data_cfg.tfds_data_dir or None)
+        if "image" not in builder.info.features:
+            raise UserError(f"TFDS dataset {name!r} has no 'image' feature (features: {list(builder.info.features)})")
+        stream = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False)
+    except UserError:
+        raise
+    except Exception as err:  # TFDS raises many types for a missing, unknown or unprepared dataset.
+        raise UserError(
+            f"cannot read TFDS dataset {name!r} split {split!r} (data_dir {data_cfg.tfds_data_dir or 'default'}): "
+            f"{error_summary(err)}. Prepare it first, e.g. `tfds build {name}`."
+        ) from None
+    prefix = f"tfds:{name}/{split}#"
+    stream = stream.enumerate().map(
+        lambda n, record: (tf.strings.join([prefix, tf.strings.as_string(n)]), record["image"])
+    )
+    count = int(stream.cardinality())
+    if count < 0:  # Unknown cardinality: count once.
+        count = int(stream.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
+    if count == 0:
+        raise UserError(f"TFDS dataset {name!r} split {split!r} is empty")
+
+    def records(shuffle_seed, shuffle):
+        def epoch_records(epoch, first):
+            epoch_stream = stream
+            if shuffle:
+                epoch_seed = tf.random.experimental.stateless_fold_in(shuffle_seed, epoch)
+                op_seed = tf.random.stateless_uniform([], epoch_seed, minval=None, maxval=None, dtype=tf.int64)
+                epoch_stream = stream.shuffle(data_cfg.shuffle_buffer, seed=op_seed, reshuffle_each_iteration=False)
+            return epoch_stream.skip(first)
+
+        return epoch_records
+
+    return records, count, lambda record: record
+
+
+def _mask_maker(data_cfg: DataConfig, kind: str, image_size: int, ordered: bool):
+    """`make(index, seed) -> (mask, bbox)` for one mask kind."""
+    if kind == "center_box":
+        mask, bbox = masks.center_box(image_size)
+        return lambda index, seed: (mask, bbox)
+    if kind == "random_box":
+        masks.check_box_delta(image_size, data_cfg.mask_delta)
+        return lambda index, seed: masks.random_box(image_size, data_cfg.mask_delta, seed)
+    if kind == "free_form":
+        return lambda index, seed: masks.free_form(image_size, seed)
+    if kind != "file":
+        raise UserError(f"unknown mask kind {kind!r}; expected one of {MASK_KINDS}")
+    if not data_cfg.mask_path:
+        raise UserError("data.mask_path is empty: set it to a folder or list of mask images (mask 'file')")
+    paths = list_source_files(data_cfg.mask_path)
+    invert, from_alpha = data_cfg.invert_mask, data_cfg.mask_from_alpha
+
+    def decode_mask(contents):
+        masks.decode_mask_bytes(tf.constant(contents), from_alpha=from_alpha)
+
+    paths = check_files(
+        paths, decode_mask, "mask (alpha)" if from_alpha else "mask", cache_path=data_cfg.file_check_cache or None
+    )
+    if not paths:
+        raise UserError(f"no usable mask images in {data_cfg.mask_path}")
+    table = tf.constant(paths)
+    count = len(paths)
+
+    def make(index, seed):
+        pick_seed, bbox_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if ordered:
+            pick = index % count
+        else:
+            pick = tf.random.stateless_uniform([], pick_seed, 0, count, dtype=tf.int64)
+        contents = tf.io.read_file(table[pick])
+        mask = masks.decode_mask_bytes(contents, size=image_size, invert=invert, from_alpha=from_alpha)
+        mask.set_shape([image_size, image_size, 1])
+        return mask, masks.random_bbox(image_size, bbox_seed)
+
+    return make
+
+
+def _decode_check(contents: bytes) -> None:
+    decode_image(tf.constant(contents))
+
