@@ -1,0 +1,95 @@
+"""`dmfn export`: write a trained generator as a SavedModel (TF Serving), TFLite models or a `.keras` file.
+
+Outputs under `--out` (default `saved_models/`):
+- `saved_model`: `<out>/<name>/<version>/`, the layout TF Serving's `--model_base_path=<out>/<name>` expects.
+- `tflite`: `<out>/<name>_<size>_<quantization>.tflite` (fixed size) and
+  `<out>/<name>_dynamic_<quantization>.tflite` for each requested quantisation.
+- `keras`: `<out>/<name>.keras`.
+Existing outputs are only replaced with `--overwrite`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dmfn_tf.errors import UserError
+from dmfn_tf.inference import DEFAULT_MAX_PIXELS
+
+FORMATS = ("saved_model", "tflite", "keras")
+QUANTIZATIONS = ("float32", "float16", "int8")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("export", help="export a generator for serving (SavedModel, TFLite, .keras)")
+    parser.add_argument("--model", required=True, help=".keras generator, run directory, or reference .pth/.npz")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--out", default="saved_models", help="output folder (default: saved_models/)")
+    parser.add_argument("--name", default="dmfn", help="base name of the exported files (default: dmfn)")
+    parser.add_argument("--version", type=int, default=1, help="SavedModel version folder for TF Serving (default: 1)")
+    parser.add_argument("--size", type=int, default=256, help="side of the fixed-size TFLite model (default: 256)")
+    parser.add_argument(
+        "--quantization", nargs="+", choices=QUANTIZATIONS, default=list(QUANTIZATIONS),
+        help="TFLite variants to write (default: all three)",
+    )
+    parser.add_argument(
+        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+        help=f"SavedModel: largest batch x height x width per request (default {DEFAULT_MAX_PIXELS:,})",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing exported files")
+    parser.set_defaults(func=run)
+
+
+def _tflite_variants(args) -> list[tuple[str, int | None, str]]:
+    """`(path, size or None for dynamic, quantization)` of each TFLite model to write."""
+    return [
+        (os.path.join(args.out, f"{args.name}_{size or 'dynamic'}_{quantization}.tflite"), size, quantization)
+        for size in (args.size, None)
+        for quantization in args.quantization
+    ]
+
+
+def _planned_paths(args) -> list[str]:
+    if args.format == "saved_model":
+        return [os.path.join(args.out, args.name, str(args.version))]
+    if args.format == "keras":
+        return [os.path.join(args.out, f"{args.name}.keras")]
+    return [path for path, _, _ in _tflite_variants(args)]
+
+
+def _validate(args) -> list[str]:
+    if args.size <= 0 or args.size % 4:
+        raise UserError(f"--size must be a positive multiple of 4, got {args.size}")
+    if args.max_pixels <= 0:
+        raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
+    if args.version < 0:
+        raise UserError(f"--version must be a non-negative integer, got {args.version}")
+    paths = _planned_paths(args)
+    existing = [path for path in paths if os.path.exists(path)]
+    if existing and not args.overwrite:
+        raise UserError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    return paths
+
+
+def run(args) -> int:
+    from dmfn_tf.serving.model_loading import load_generator
+
+    paths = _validate(args)
+    generator = load_generator(args.model)
+    os.makedirs(args.out, exist_ok=True)
+    if args.format == "saved_model":
+        from dmfn_tf.serving.saved_model_export import export_saved_model
+
+        export_saved_model(generator, paths[0], max_pixels=args.max_pixels)
+    elif args.format == "keras":
+        from dmfn_tf.serving.keras_export import export_keras
+
+        export_keras(generator, paths[0])
+    else:
+        from dmfn_tf.serving.tflite_export import convert_to_tflite
+
+        for path, size, quantization in _tflite_variants(args):
+            with open(path, "wb") as file:
+                file.write(convert_to_tflite(generator, size=size, quantization=quantization))
+    for path in paths:
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,168 @@
+"""`dmfn inpaint`: fill the holes of one image or a folder of images with a trained generator.
+
+Pairing: `--image` and `--mask` are each a file or a folder. A folder of images is paired with a
+folder of masks by file stem (`photo.jpg` <-> `photo.png`); one mask file serves every image. With
+`--mask-from-alpha` and no `--mask`, the holes are the images' own transparent pixels. Every pair
+is checked before the model is loaded: a missing, ambiguous or mis-sized mask, an unreadable file,
+an image over the pixel budget or an output that would overwrite an input stops the run with one
+line naming the files. Outputs are RGB PNGs of the input's size, `<out>/<stem>.png`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from dmfn_tf.errors import UserError
+from dmfn_tf.inference import DEFAULT_MAX_PIXELS
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
+class PairingError(UserError):
+    """Images and masks do not pair up; the message names the files."""
+
+
+@dataclass(frozen=True)
+class InpaintJob:
+    """One image to inpaint: its mask file (None: the image's alpha) and the output file."""
+
+    image: str
+    mask: str | None
+    output: str
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "inpaint",
+        help="inpaint images with a trained generator",
+        description="Fill the holes (mask 1/white = hole) of an image or a folder of images.",
+    )
+    parser.add_argument("--model", required=True, help=".keras generator, run directory, or reference .pth/.npz")
+    parser.add_argument("--image", required=True, help="an image file or a folder of images")
+    parser.add_argument("--mask", help="a mask file (used for every image) or a folder of masks paired by file stem")
+    parser.add_argument("--out", required=True, help="output folder (PNG files named after the images)")
+    parser.add_argument("--invert-mask", action="store_true", help="masks mark holes with 0/black (MAT style)")
+    parser.add_argument(
+        "--mask-from-alpha",
+        action="store_true",
+        help="holes are transparent pixels: of the mask files if --mask is given, else of the images",
+    )
+    parser.add_argument(
+        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images with more pixels than this (default {DEFAULT_MAX_PIXELS:,}); bounds memory",
+    )
+    parser.set_defaults(func=run)
+
+
+def _list_images(folder: str) -> list[str]:
+    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_SUFFIXES))
+    return [os.path.join(folder, name) for name in names if os.path.isfile(os.path.join(folder, name))]
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _mask_for(image: str, mask_arg: str | None, masks_by_stem: dict[str, list[str]] | None) -> str | None:
+    if masks_by_stem is None:
+        return mask_arg
+    candidates = masks_by_stem.get(_stem(image), [])
+    if not candidates:
+        raise PairingError(f"{image}: no mask named {_stem(image)}.* in {mask_arg}")
+    if len(candidates) > 1:
+        raise PairingError(f"{image}: several masks match it: {', '.join(candidates)}")
+    return candidates[0]
+
+
+def plan_jobs(image_arg: str, mask_arg: str | None, out_dir: str, mask_from_alpha: bool = False) -> list[InpaintJob]:
+    """Pairs images with masks and outputs, checking that every file exists.
+
+    Args:
+        image_arg: an image file or a folder of images.
+        mask_arg: a mask file, a folder of masks (paired by stem), or None with `mask_from_alpha`.
+        out_dir: the output folder.
+        mask_from_alpha: without `mask_arg`, take the holes from each image's alpha channel.
+
+    Returns:
+        The jobs, in file name order.
+    """
+    if not os.path.exists(image_arg):
+        raise PairingError(f"{image_arg}: no such image file or folder")
+    if mask_arg is None and not mask_from_alpha:
+        raise PairingError("no masks: give --mask, or --mask-from-alpha to use the images' transparency")
+    if mask_arg is not None and not os.path.exists(mask_arg):
+        raise PairingError(f"{mask_arg}: no such mask file or folder")
+    images = _list_images(image_arg) if os.path.isdir(image_arg) else [image_arg]
+    if not images:
+        raise PairingError(f"{image_arg}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    masks_by_stem = None
+    if mask_arg is not None and os.path.isdir(mask_arg):
+        masks_by_stem = {}
+        for mask in _list_images(mask_arg):
+            masks_by_stem.setdefault(_stem(mask), []).append(mask)
+
+    jobs, outputs = [], {}
+    for image in images:
+        output = os.path.join(out_dir, _stem(image) + ".png")
+        if output in outputs:
+            raise PairingError(f"{outputs[output]} and {image} would both be written to {output}")
+        outputs[output] = image
+        jobs.append(InpaintJob(image, _mask_for(image, mask_arg, masks_by_stem), output))
+    inputs = {os.path.realpath(path) for job in jobs for path in (job.image, job.mask) if path}
+    for job in jobs:
+        if os.path.realpath(job.output) in inputs:
+            raise PairingError(f"{job.output}: the output would overwrite an input file; choose another --out")
+    return jobs
+
+
+def check_jobs(jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = False) -> None:
+    """Checks every pair from the file headers: readable, sizes equal, within the pixel budget.
+
+    Args:
+        jobs: from `plan_jobs`.
+        max_pixels: the pixel budget per image.
+        mask_from_alpha: the holes come from an alpha channel (of the mask, or of the image).
+    """
+    from dmfn_tf.inference import check_pixel_budget, read_header
+
+    for job in jobs:
+        image = read_header(job.image, "image")
+        check_pixel_budget(image.height, image.width, max_pixels, source=job.image)
+        if job.mask is None:
+            if not image.has_alpha:
+                raise PairingError(f"{job.image}: --mask-from-alpha without --mask needs images with an alpha channel")
+            continue
+        mask = read_header(job.mask, "mask")
+        if (mask.height, mask.width) != (image.height, image.width):
+            raise PairingError(
+                f"mask {job.mask} is {mask.width}x{mask.height} but image {job.image} is {image.width}x{image.height}"
+            )
+        if mask_from_alpha and not mask.has_alpha:
+            raise PairingError(f"{job.mask}: --mask-from-alpha needs masks with an alpha channel, this one has none")
+
+
+def run(args) -> int:
+    from PIL import Image
+    from tqdm import tqdm
+
+    from dmfn_tf.inference import inpaint, mask_from_alpha, read_image, read_mask
+    from dmfn_tf.serving.model_loading import load_generator
+
+    if args.max_pixels <= 0:
+        raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
+    jobs = plan_jobs(args.image, args.mask, args.out, mask_from_alpha=args.mask_from_alpha)
+    check_jobs(jobs, args.max_pixels, mask_from_alpha=args.mask_from_alpha)
+    generator = load_generator(args.model)
+    os.makedirs(args.out, exist_ok=True)
+    for job in tqdm(jobs, desc="inpainting", unit="image", disable=len(jobs) == 1):
+        image, alpha = read_image(job.image)
+        if job.mask is None:
+            mask = mask_from_alpha(alpha)
+            if args.invert_mask:
+                mask = 1.0 - mask
+        else:
+            mask = read_mask(job.mask, invert=args.invert_mask, from_alpha=args.mask_from_alpha)
+        Image.fromarray(inpaint(generator, image, mask, max_pixels=args.max_pixels)).save(job.output)
+    print(f"wrote {len(jobs)} image{'s' if len(jobs) != 1 else ''} to {args.out}")
+    return 0

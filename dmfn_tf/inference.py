@@ -1,0 +1,270 @@
+"""Inpainting single images of any size with a trained generator, and reading user images and masks.
+
+`inpaint` takes a uint8 RGB image and a {0, 1} mask (1 = hole) of any height and width. The
+generator needs sides that are multiples of 4 (two stride-2 stages), so the image and the mask are
+padded at the bottom and on the right by reflection (repeated if the image is smaller than the
+padding), the generator runs once on the whole padded image, the result is cropped back, and
+every known pixel of the output is the input's pixel, bit for bit.
+
+Memory: a forward pass keeps several full-resolution feature maps of `nf` channels alive (about
+1 KiB per pixel at nf 64 in float32), so `inpaint` refuses images of more than `max_pixels` pixels
+(default `DEFAULT_MAX_PIXELS`, 2048 x 2048) with a `PixelBudgetError` instead of running out of
+memory half-way; raise the budget where the machine has the memory. Tiling is not offered: the
+instance norms see whole-image statistics, so tiles would not reproduce the full-image result.
+
+Reading user files (`read_image`, `read_mask`):
+- images: RGB, RGBA (alpha dropped, or used as the mask on request), grayscale, palette, 16-bit
+  (scaled to 8 bits) and CMYK files all become RGB uint8; the EXIF orientation is applied, so that
+  masks drawn on the image as viewers show it line up.
+- masks: 1 = hole. Values are scaled to [0, 1] by the file's full range (255, or 65535 for 16-bit),
+  except that integer masks whose largest value is 1 are taken as 0/1 masks; then `value > 0.5` is
+  a hole, so anti-aliased edges split at half intensity. Colour masks are converted to luma; a
+  transparent mask pixel counts as black (not a hole). `invert=True` reads MAT-style masks
+  (0 = hole); `from_alpha=True` takes the holes from the alpha channel instead: transparent
+  (alpha < 0.5) = hole.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dmfn_tf.errors import UserError
+
+# Sides of the generator's input must be multiples of this (two stride-2 stages).
+SIZE_MULTIPLE = 4
+DEFAULT_MAX_PIXELS = 2048 * 2048
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+
+
+class ImageReadError(UserError):
+    """An image or mask file is missing, unreadable or in an unsupported form."""
+
+
+class PixelBudgetError(UserError):
+    """An image has more pixels than the configured budget allows."""
+
+
+class MaskMismatchError(UserError):
+    """A mask does not fit its image (size or shape)."""
+
+
+def check_pixel_budget(height: int, width: int, max_pixels: int, source: str = "image") -> None:
+    """Raises `PixelBudgetError` when `height * width` exceeds `max_pixels`.
+
+    Args:
+        height: image height in pixels.
+        width: image width in pixels.
+        max_pixels: the budget; see the module docstring for what it protects.
+        source: the file or name to put in the message.
+    """
+    if height * width > max_pixels:
+        raise PixelBudgetError(
+            f"{source}: {width}x{height} = {height * width:,} pixels exceeds the budget of {max_pixels:,} pixels "
+            "(raise it with --max-pixels / max_pixels= if the machine has the memory)"
+        )
+
+
+def reflect_indices(size: int, padded_size: int) -> np.ndarray:
+    """Source indices of a reflection padding of an axis of `size` to `padded_size` (at the end).
+
+    The reflection excludes the edge pixel (`[a b c] -> [a b c b a b c ...]`) and repeats when the
+    padding is longer than the axis; an axis of length 1 repeats its pixel. The SavedModel export
+    computes the same indices in the graph.
+
+    Args:
+        size: length of the axis, at least 1.
+        padded_size: length after padding, at least `size`.
+    """
+    period = max(2 * (size - 1), 1)
+    phase = np.arange(padded_size) % period
+    return np.where(phase < size, phase, period - phase)
+
+
+def padded_size(size: int) -> int:
+    """The smallest multiple of `SIZE_MULTIPLE` that is at least `size`."""
+    return -(-size // SIZE_MULTIPLE) * SIZE_MULTIPLE
+
+
+def to_model_range(image_uint8: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return image_uint8.astype(np.float32) / 127.5 - 1.0
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float [-1, 1] -> uint8, rounding half to even (as `tf.round` does) and clipping."""
+    return np.clip(np.round((np.asarray(image, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def inpaint(generator, image: np.ndarray, mask: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Fills the holes of one image of any size.
+
+    Args:
+        generator: a DMFN generator (`build_generator` or `model_loading.load_generator`).
+        image: uint8 `[H, W, 3]` RGB.
+        mask: `[H, W, 1]` or `[H, W]`, 1 (or anything > 0.5) = hole, 0 = known.
+        max_pixels: refuse images with more pixels than this (`PixelBudgetError`).
+
+    Returns:
+        uint8 `[H, W, 3]`: generated pixels in the holes, the input's pixels everywhere else. An
+        all-zero mask returns a copy of the input without running the generator.
+
+    Example:
+
+    >>> generator = build_generator(nf=4, n_blocks=1)
+    >>> image = np.zeros((30, 45, 3), np.uint8)
+    >>> mask = np.zeros((30, 45, 1), np.float32); mask[10:20, 10:30] = 1
+    >>> inpaint(generator, image, mask).shape
+    (30, 45, 3)
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+    mask = np.asarray(mask)
+    if mask.ndim == 2:
+        mask = mask[..., None]
+    if mask.shape != image.shape[:2] + (1,):
+        raise MaskMismatchError(f"mask of shape {mask.shape} does not fit an image of shape {image.shape}")
+    height, width = image.shape[:2]
+    check_pixel_budget(height, width, max_pixels)
+    hole = mask > 0.5
+    if not hole.any():
+        return image.copy()
+
+    rows = reflect_indices(height, padded_size(height))
+    cols = reflect_indices(width, padded_size(width))
+    padded_image = to_model_range(image)[rows][:, cols]
+    padded_mask = hole.astype(np.float32)[rows][:, cols]
+    generator_input = np.concatenate([padded_image * (1.0 - padded_mask), padded_mask], axis=-1)
+    raw = np.asarray(generator(generator_input[None], training=False))[0, :height, :width]
+    return np.where(hole, to_uint8(raw), image)
+
+
+def _open(path: str, what: str) -> Image.Image:
+    if not os.path.exists(path):
+        raise ImageReadError(f"{path}: no such {what} file")
+    if os.path.isdir(path):
+        raise ImageReadError(f"{path}: is a directory, expected an {what} file")
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageReadError(f"{path}: not a readable {what} file ({err})") from None
+
+
+class ImageHeader(NamedTuple):
+    """Size (as viewers show it) and transparency of an image file, from its header."""
+
+    height: int
+    width: int
+    has_alpha: bool
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in _ALPHA_MODES or "transparency" in img.info
+
+
+def read_header(path: str, what: str = "image") -> ImageHeader:
+    """Reads an image file's size and whether it has an alpha channel, without decoding the pixels.
+
+    Args:
+        path: the file.
+        what: "image" or "mask", for error messages.
+    """
+    with _open(path, what) as img:
+        width, height = img.size
+        # EXIF orientations 5-8 turn the image by 90 degrees: the displayed image is transposed.
+        try:
+            orientation = img.getexif().get(0x0112, 1)
+        except (OSError, ValueError, SyntaxError):
+            orientation = 1
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+        return ImageHeader(height, width, _has_alpha(img))
+
+
+def _decode(path: str, what: str) -> Image.Image:
+    img = _open(path, what)
+    try:
+        img.load()
+        return ImageOps.exif_transpose(img)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ImageReadError(f"{path}: corrupt or truncated {what} file ({err})") from None
+
+
+def _pixels(img: Image.Image, path: str, what: str) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """`(colour, alpha, full_scale)` of a decoded image.
+
+    `colour` holds the raw values as float64 `[H, W, 3]` (or `[H, W, 1]` for 16-bit grayscale),
+    `alpha` is in [0, 1] or None, `full_scale` is the largest value of the file's type.
+    """
+    if img.mode in _SIXTEEN_BIT_MODES:
+        # Pillow opens 16-bit grayscale PNGs as "I" or "I;16".
+        return np.asarray(img).astype(np.float64)[..., None], None, 65535.0
+    if img.mode == "F":
+        raise ImageReadError(f"{path}: floating-point {what} files are not supported; save it as 8- or 16-bit")
+    if _has_alpha(img):
+        rgba = np.asarray(img.convert("RGBA")).astype(np.float64)
+        return rgba[..., :3], rgba[..., 3] / 255.0, 255.0
+    return np.asarray(img.convert("RGB")).astype(np.float64), None, 255.0
+
+
+def read_image(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Reads an image file as RGB uint8, and its alpha channel if it has one.
+
+    Args:
+        path: an image file Pillow can read (PNG, JPEG, BMP, TIFF, WebP, ...).
+
+    Returns:
+        `(rgb, alpha)`: uint8 `[H, W, 3]`, and float32 `[H, W]` in [0, 1] or None. Grayscale and
+        16-bit images become 8-bit RGB.
+
+    Example:
+
+    >>> rgb, alpha = read_image("photo.png")
+    """
+    colour, alpha, full_scale = _pixels(_decode(path, "image"), path, "image")
+    rgb = np.round(colour * (255.0 / full_scale)).astype(np.uint8)
+    rgb = np.ascontiguousarray(np.broadcast_to(rgb, rgb.shape[:2] + (3,)))
+    return rgb, None if alpha is None else alpha.astype(np.float32)
+
+
+def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:
+    """Transparent pixels (alpha < 0.5) are holes: `[H, W]` alpha in [0, 1] -> float32 {0, 1} `[H, W, 1]`."""
+    return (np.asarray(alpha) < 0.5).astype(np.float32)[..., None]
+
+
+def read_mask(path: str, invert: bool = False, from_alpha: bool = False) -> np.ndarray:
+    """Reads a mask file as float32 {0, 1} `[H, W, 1]`, 1 = hole.
+
+    Args:
+        path: a mask image file.
+        invert: the file marks holes with 0 (MAT-style masks).
+        from_alpha: take the holes from the alpha channel: transparent = hole.
+
+    Returns:
+        float32 `[H, W, 1]` with values 0 and 1.
+
+    Example:
+
+    >>> mask = read_mask("mask.png")  # white = hole
+    """
+    img = _decode(path, "mask")
+    colour, alpha, full_scale = _pixels(img, path, "mask")
+    if from_alpha:
+        if alpha is None:
+            raise ImageReadError(f"{path}: has no alpha channel to read the holes from (mode {img.mode})")
+        hole = mask_from_alpha(alpha)[..., 0] > 0.5
+    else:
+        # 0/1 masks are not scaled; luma as Pillow's "L" (ITU-R 601); transparent counts as black.
+        value = colour / (1.0 if colour.max(initial=0) <= 1 else full_scale)
+        value = value @ np.array([0.299, 0.587, 0.114]) if value.shape[-1] == 3 else value[..., 0]
+        if alpha is not None:
+            value = value * alpha
+        hole = value > 0.5
+    if invert:
+        hole = ~hole
+    return hole.astype(np.float32)[..., None]

@@ -1,0 +1,30 @@
+"""`.keras` export of the generator, for Keras users."""
+
+from __future__ import annotations
+
+import os
+
+
+def export_keras(generator, path: str) -> str:
+    """Saves the generator as a `.keras` file (architecture and weights, no optimizer state).
+
+    Loading it needs this package's custom layers registered: `import dmfn_tf.generator` (or use
+    `dmfn_tf.serving.model_loading.load_generator`, which does it).
+
+    Args:
+        generator: a DMFN generator.
+        path: the file to write; must end in `.keras`.
+
+    Returns:
+        `path`.
+
+    Example:
+
+    >>> export_keras(generator, "saved_models/dmfn.keras")
+    >>> generator = load_generator("saved_models/dmfn.keras")
+    """
+    if not path.endswith(".keras"):
+        raise ValueError(f"{path}: a Keras model file must end in .keras")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    generator.save(path)
+    return path

@@ -1,0 +1,98 @@
+"""Loading a trained generator from whatever a user points at.
+
+Accepted: a `.keras` generator file, a training run directory (its `generator.keras`), or one of
+the authors' checkpoints (`.pth`, or `.npz` with the same tensor names), converted on the fly by
+`dmfn_tf.convert`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from dmfn_tf.errors import UserError
+
+RUN_DIRECTORY_GENERATOR = "generator.keras"
+REFERENCE_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".npz")
+
+
+class ModelLoadError(UserError):
+    """A model path is missing, unreadable, or does not hold a DMFN generator."""
+
+
+def resolve_generator_path(path: str) -> str:
+    """The file `load_generator` reads for `path` (a run directory resolves to its generator file).
+
+    Args:
+        path: a `.keras` file, a run directory, or a `.pth`/`.npz` reference checkpoint.
+    """
+    if not os.path.exists(path):
+        raise ModelLoadError(f"{path}: no such model file or run directory")
+    if os.path.isdir(path):
+        candidate = os.path.join(path, RUN_DIRECTORY_GENERATOR)
+        if not os.path.isfile(candidate):
+            raise ModelLoadError(f"{path}: a run directory must contain {RUN_DIRECTORY_GENERATOR}, this one does not")
+        return candidate
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix != ".keras" and suffix not in REFERENCE_CHECKPOINT_SUFFIXES:
+        raise ModelLoadError(
+            f"{path}: unsupported model file {suffix or '(no suffix)'}; expected a .keras generator, a run "
+            f"directory or a reference checkpoint ({', '.join(REFERENCE_CHECKPOINT_SUFFIXES)})"
+        )
+    return path
+
+
+def _check_is_generator(model, source: str):
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
+        raise ModelLoadError(f"{source}: not a DMFN generator (expected one input and one output)")
+    in_channels, out_channels = inputs[0].shape[-1], outputs[0].shape[-1]
+    if in_channels != 4 or out_channels != 3:
+        raise ModelLoadError(
+            f"{source}: not a DMFN generator (input has {in_channels} channels, output {out_channels}; expected 4 and 3)"
+        )
+    return model
+
+
+def _load_reference_checkpoint(path: str):
+    convert = importlib.import_module("dmfn_tf.convert")
+    loader = getattr(convert, "load_reference_generator", None)
+    if loader is None:
+        raise ModelLoadError(
+            f"{path}: this build cannot convert reference checkpoints (dmfn_tf.convert has no "
+            "load_reference_generator); convert it to a .keras file first"
+        )
+    return loader(path)
+
+
+def load_generator(path: str):
+    """Loads a DMFN generator as a `keras.Model`.
+
+    `.keras` files are loaded with Keras' safe mode on (no arbitrary code from the file); this
+    package's custom layers are registered by importing `dmfn_tf.generator`.
+
+    Args:
+        path: a `.keras` generator file, a training run directory holding `generator.keras`, or a
+            reference checkpoint (`.pth`, `.pt`, `.npz`).
+
+    Returns:
+        The generator: input `[B, H, W, 4]`, output `[B, H, W, 3]`.
+
+    Example:
+
+    >>> generator = load_generator("runs/celeba_hq")  # reads runs/celeba_hq/generator.keras
+    """
+    source = resolve_generator_path(path)  # before importing Keras: bad paths fail fast
+
+    import keras
+
+    import dmfn_tf.generator  # noqa: F401  (registers the custom layers with Keras)
+
+    if source.lower().endswith(REFERENCE_CHECKPOINT_SUFFIXES):
+        return _check_is_generator(_load_reference_checkpoint(source), source)
+    try:
+        model = keras.saving.load_model(source, compile=False)
+    except Exception as err:  # Keras raises ValueError, TypeError, OSError, zipfile errors, ...
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"{source}: not a loadable Keras model file ({reason[:300]})") from None
+    return _check_is_generator(model, source)

@@ -1,0 +1,168 @@
+"""Self-contained SavedModel of the generator for TensorFlow Serving.
+
+The exported `tf.Module` holds the generator's weights and does all pre- and post-processing in
+the graph, so it loads with plain TensorFlow (`tf.saved_model.load`, TF Serving, `saved_model_cli`)
+without this package. Signatures:
+
+- `serving_default(image: uint8 [B, H, W, 3], mask: float32 [B, H, W, 1])` ->
+  `{"inpainted": uint8 [B, H, W, 3]}`, any H and W.
+- `inpaint_bytes(image_bytes: string [B], mask_bytes: string [B])` ->
+  `{"inpainted_png_bytes": string [B]}`: PNG/JPEG/BMP/GIF in, PNG out, each image at its own size.
+  TF Serving's REST API takes and returns these as `{"b64": "..."}` values.
+- `inpaint_float(image: float32 [B, H, W, 3] in [-1, 1], mask: float32 [B, H, W, 1])` ->
+  `{"inpainted": float32 [B, H, W, 3]}`: the composite in [-1, 1] before rounding.
+
+Masks: 1 = hole. A mask whose largest value exceeds 1 is taken as a 0/255 mask and divided by 255
+(per image); then values > 0.5 are holes (anti-aliased edges split at half intensity). Encoded
+mask images are converted to one channel (luma) first. Inside the graph, images are padded at the
+bottom and right by reflection to multiples of 4, run through the generator, and cropped back;
+known pixels of the uint8 and PNG outputs are the input's, bit for bit.
+
+Errors are `InvalidArgumentError`s (HTTP 400 in TF Serving): undecodable bytes, an image and mask
+of different sizes or batch sizes, an empty image, or a request of more than `max_pixels` pixels
+in all (batch x height x width; for encoded images checked per image after decoding).
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from dmfn_tf.inference import DEFAULT_MAX_PIXELS, SIZE_MULTIPLE
+
+SIGNATURE_NAMES = ("serving_default", "inpaint_bytes", "inpaint_float")
+
+
+def _reflect_indices(size, padded_size):
+    # Same indices as dmfn_tf.inference.reflect_indices (repeated reflection without the edge).
+    period = tf.maximum(2 * (size - 1), 1)
+    phase = tf.range(padded_size) % period
+    return tf.where(phase < size, phase, period - phase)
+
+
+def _binarise(mask):
+    """float {0, 1} holes from a 0/1 or 0/255 mask, per image; see the module docstring."""
+    mask = tf.cast(mask, tf.float32)
+    scale = tf.where(tf.reduce_max(mask, axis=[1, 2, 3], keepdims=True) > 1.0, 1.0 / 255.0, 1.0)
+    return tf.cast(mask * scale > 0.5, tf.float32)
+
+
+class InpaintingModule(tf.Module):
+    """The generator with in-graph pre/post-processing; its `tf.function`s are the signatures.
+
+    Args:
+        generator: a DMFN generator (`[B, H, W, 4]` -> `[B, H, W, 3]`).
+        max_pixels: the largest batch x height x width a request may have.
+    """
+
+    def __init__(self, generator, max_pixels: int = DEFAULT_MAX_PIXELS):
+        super().__init__(name="dmfn_inpainting")
+        self.generator = generator
+        self.max_pixels = max_pixels
+
+    def _check(self, image, mask):
+        image_shape, mask_shape = tf.shape(image), tf.shape(mask)
+        checks = [
+            tf.debugging.assert_equal(
+                image_shape[:3], mask_shape[:3],
+                message="image and mask must have the same batch size, height and width",
+            ),
+            tf.debugging.assert_positive(image_shape[1:3], message="image height and width must be at least 1"),
+            tf.debugging.assert_less_equal(
+                tf.cast(tf.reduce_prod(image_shape[:3]), tf.int64), tf.constant(self.max_pixels, tf.int64),
+                message=f"batch x height x width exceeds the model's budget of {self.max_pixels} pixels",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(image), tf.identity(mask)
+
+    def _generate(self, image, hole):
+        """Raw generator output `[B, H, W, 3]` for float image in [-1, 1] and float {0, 1} holes."""
+        height, width = tf.shape(image)[1], tf.shape(image)[2]
+        rows = _reflect_indices(height, -(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        cols = _reflect_indices(width, -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        generator_input = tf.concat([image * (1.0 - hole), hole], axis=-1)
+        generator_input = tf.gather(tf.gather(generator_input, rows, axis=1), cols, axis=2)
+        return self.generator(generator_input, training=False)[:, :height, :width, :]
+
+    def _inpaint_uint8(self, image, mask):
+        image, mask = self._check(image, mask)
+        hole = _binarise(mask)
+        raw = self._generate(tf.cast(image, tf.float32) / 127.5 - 1.0, hole)
+        generated = tf.cast(tf.clip_by_value(tf.round((raw + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+        return tf.where(tf.broadcast_to(hole > 0.5, tf.shape(image)), generated, image)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.uint8, name="image"),
+            tf.TensorSpec([None, None, None, 1], tf.float32, name="mask"),
+        ]
+    )
+    def serve(self, image, mask):
+        return {"inpainted": self._inpaint_uint8(image, mask)}
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.float32, name="image"),
+            tf.TensorSpec([None, None, None, 1], tf.float32, name="mask"),
+        ]
+    )
+    def serve_float(self, image, mask):
+        image, mask = self._check(image, mask)
+        hole = _binarise(mask)
+        return {"inpainted": hole * self._generate(image, hole) + (1.0 - hole) * image}
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="image_bytes"),
+            tf.TensorSpec([None], tf.string, name="mask_bytes"),
+        ]
+    )
+    def serve_bytes(self, image_bytes, mask_bytes):
+        check = tf.debugging.assert_equal(
+            tf.size(image_bytes), tf.size(mask_bytes), message="image_bytes and mask_bytes must have the same length"
+        )
+
+        def inpaint_one(pair):
+            image = tf.io.decode_image(pair[0], channels=3, dtype=tf.uint8, expand_animations=False)
+            mask = tf.io.decode_image(pair[1], channels=1, dtype=tf.uint8, expand_animations=False)
+            inpainted = self._inpaint_uint8(image[None], tf.cast(mask, tf.float32)[None])
+            return tf.io.encode_png(inpainted[0])
+
+        with tf.control_dependencies([check]):
+            encoded = tf.map_fn(inpaint_one, (image_bytes, mask_bytes), fn_output_signature=tf.string)
+        return {"inpainted_png_bytes": encoded}
+
+    def signatures(self) -> dict:
+        """The concrete functions to save, keyed by signature name."""
+        return {
+            "serving_default": self.serve.get_concrete_function(),
+            "inpaint_bytes": self.serve_bytes.get_concrete_function(),
+            "inpaint_float": self.serve_float.get_concrete_function(),
+        }
+
+
+def export_saved_model(generator, directory: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+    """Writes the generator as a self-contained SavedModel.
+
+    For TF Serving, point `directory` at `<model_base_path>/<version>` (e.g. `saved_models/dmfn/1`).
+
+    Args:
+        generator: a DMFN generator.
+        directory: the SavedModel folder to write (created if missing, overwritten otherwise).
+        max_pixels: the largest batch x height x width a request may have.
+
+    Returns:
+        `directory`.
+
+    Example:
+
+    >>> export_saved_model(load_generator("runs/celeba_hq"), "saved_models/dmfn/1")
+    >>> served = tf.saved_model.load("saved_models/dmfn/1")
+    >>> served.signatures["serving_default"](image=image_uint8, mask=mask)["inpainted"]
+    """
+    module = InpaintingModule(generator, max_pixels=max_pixels)
+    os.makedirs(directory, exist_ok=True)
+    tf.saved_model.save(module, directory, signatures=module.signatures())
+    return directory

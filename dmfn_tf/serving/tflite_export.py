@@ -1,0 +1,136 @@
+"""TFLite models of the generator: float32, float16 and dynamic-range int8, fixed or dynamic size.
+
+Each model takes `image` float32 `[B, H, W, 3]` in [-1, 1] and `mask` float32 `[B, H, W, 1]`
+with values {0, 1} (1 = hole) and returns `inpainted` float32 `[B, H, W, 3]`, the composite
+`mask * G(x) + (1 - mask) * image`. H and W must be multiples of 4; `run_tflite` pads any other
+size by reflection and crops back, as `dmfn_tf.inference.inpaint` does.
+
+- fixed size (`size=256`): inputs `[1, size, size, *]`; the batch can be resized.
+- dynamic size (`size=None`): any batch, height and width; call `resize_tensor_input` before
+  `allocate_tensors` (`run_tflite` does).
+
+Quantisation variants: `float32` (none), `float16` (weights stored as float16, dequantised to
+float32 at load time), `int8` (dynamic range: int8 weights, activations quantised on the fly
+where the kernel supports it). Only TFLite builtin operators are allowed (no Flex ops), so the
+models run with the plain `ai_edge_litert` interpreter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from dmfn_tf.inference import padded_size, reflect_indices
+
+QUANTIZATIONS = ("float32", "float16", "int8")
+
+
+def _inpainting_function(generator, size: int | None):
+    """A `tf.function` with named inputs computing the composite, the weights frozen into constants."""
+    spatial = (size, size) if size else (None, None)
+    batch = 1 if size else None
+    input_signature = [
+        tf.TensorSpec((batch, *spatial, 3), tf.float32, name="image"),
+        tf.TensorSpec((batch, *spatial, 1), tf.float32, name="mask"),
+    ]
+
+    @tf.function(input_signature=input_signature)
+    def composite(image, mask):
+        raw = generator(tf.concat([image * (1.0 - mask), mask], axis=-1), training=False)
+        return mask * raw + (1.0 - mask) * image
+
+    # Left as resource variables, the weights reach the TFLite file as variables that the converter
+    # neither quantises nor initialises (the model outputs NaN); frozen, they are constants.
+    frozen = convert_variables_to_constants_v2(composite.get_concrete_function())
+
+    @tf.function(input_signature=input_signature)
+    def inpaint(image, mask):
+        return {"inpainted": frozen(image, mask)[0]}
+
+    return inpaint
+
+
+def convert_to_tflite(generator, size: int | None = 256, quantization: str = "float32") -> bytes:
+    """Converts the generator (with compositing) to a TFLite flatbuffer of builtin ops only.
+
+    Args:
+        generator: a DMFN generator.
+        size: the fixed square input side (a multiple of 4), or None for a dynamic-size model.
+        quantization: "float32", "float16" or "int8" (dynamic-range).
+
+    Returns:
+        The `.tflite` file's bytes.
+
+    Example:
+
+    >>> open("dmfn_256_float16.tflite", "wb").write(convert_to_tflite(generator, 256, "float16"))
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}; expected one of {QUANTIZATIONS}")
+    if size is not None and (size <= 0 or size % 4):
+        raise ValueError(f"size must be a positive multiple of 4, got {size}")
+    function = _inpainting_function(generator, size)
+    # A trackable owner makes the converter keep the function's signature (input and output names).
+    owner = tf.Module()
+    owner.inpaint = function
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], owner)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
+def operator_names(model_content: bytes) -> list[str]:
+    """Names of the operators a TFLite flatbuffer uses: builtin names, or the custom code of custom ops.
+
+    Flex (TensorFlow) ops are custom ops named `Flex<Op>`; a model of builtins only lists none.
+
+    Args:
+        model_content: a `.tflite` file's bytes.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    builtin_names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    model = schema.Model.GetRootAs(bytearray(model_content), 0)
+    names = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            names.append(code.CustomCode().decode())
+        else:
+            names.append(builtin_names[builtin])
+    return sorted(names)
+
+
+def run_tflite(interpreter, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Runs a model from `convert_to_tflite` on a batch of any size.
+
+    Images are padded by reflection to multiples of 4 and the result is cropped back. The signature
+    runner resizes the inputs to the batch (a fixed-size model only accepts its own size).
+
+    Args:
+        interpreter: an `ai_edge_litert.interpreter.Interpreter` of the model.
+        image: float32 `[B, H, W, 3]` in [-1, 1].
+        mask: float32 `[B, H, W, 1]`, {0, 1}.
+
+    Returns:
+        float32 `[B, H, W, 3]`: the composite.
+
+    Example:
+
+    >>> interpreter = Interpreter(model_path="saved_models/dmfn_dynamic_float32.tflite")
+    >>> run_tflite(interpreter, image, mask).shape
+    """
+    height, width = image.shape[1:3]
+    rows = reflect_indices(height, padded_size(height))
+    cols = reflect_indices(width, padded_size(width))
+    runner = interpreter.get_signature_runner()
+    outputs = runner(
+        image=np.ascontiguousarray(image[:, rows][:, :, cols], np.float32),
+        mask=np.ascontiguousarray(mask[:, rows][:, :, cols], np.float32),
+    )
+    return outputs["inpainted"][:, :height, :width]
