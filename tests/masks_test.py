@@ -1,0 +1,201 @@
+"""Mask generators and mask files, checked against NumPy re-derivations."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from dmfn_tf.data import masks
+from dmfn_tf.errors import UserError
+
+SIZE = 64
+HALF = SIZE // 2
+
+
+def _seed(n):
+    return tf.constant([n, 12345], tf.int64)
+
+
+def _hole_extent(mask):
+    """(first row, last row + 1, first col, last col + 1) of the hole, asserting it is one rectangle."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    rectangle = np.zeros_like(mask)
+    rectangle[r0:r1, c0:c1] = 1
+    np.testing.assert_array_equal(mask, rectangle)
+    return r0, r1, c0, c1
+
+
+def _assert_binary_mask(mask, size=SIZE):
+    assert mask.shape == (size, size, 1)
+    assert mask.dtype == np.float32
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+
+
+def _assert_bbox_inside(bbox, size=SIZE):
+    top, left, height, width = bbox
+    assert (height, width) == (size // 2, size // 2)
+    assert 0 <= top <= size - height and 0 <= left <= size - width
+
+
+def test_center_box_is_the_middle_half():
+    mask, bbox = masks.center_box(SIZE)
+    expected = np.zeros((SIZE, SIZE, 1), np.float32)
+    expected[16:48, 16:48] = 1
+    np.testing.assert_array_equal(mask.numpy(), expected)
+    assert bbox.dtype == tf.int32
+    assert bbox.numpy().tolist() == [16, 16, 32, 32]
+
+
+@pytest.mark.parametrize("size", [0, 30, 66, -4])
+def test_sizes_that_cannot_centre_a_half_box_are_rejected(size):
+    with pytest.raises(UserError, match="multiple of 4"):
+        masks.center_box(size)
+
+
+def test_random_box_shrinks_each_side_within_half_delta_and_stays_in_its_bbox():
+    delta = 8
+    shrinks, corners = set(), set()
+    for n in range(60):
+        mask, bbox = (t.numpy() for t in masks.random_box(SIZE, delta, _seed(n)))
+        _assert_binary_mask(mask)
+        _assert_bbox_inside(bbox)
+        top, left, height, width = bbox
+        r0, r1, c0, c1 = _hole_extent(mask[..., 0])
+        sides = (r0 - top, c0 - left, top + height - r1, left + width - c1)
+        assert all(0 <= s <= delta // 2 for s in sides), (bbox, sides)
+        shrinks.update(sides)
+        corners.add((top, left))
+    # Every shrink 0..delta/2 occurs, and the box moves around.
+    assert shrinks == set(range(delta // 2 + 1))
+    assert len(corners) > 30
+
+
+def test_random_box_with_zero_delta_is_exactly_its_bbox():
+    mask, bbox = (t.numpy() for t in masks.random_box(SIZE, 0, _seed(3)))
+    top, left, height, width = bbox
+    assert _hole_extent(mask[..., 0]) == (top, top + height, left, left + width)
+
+
+def test_random_box_rejects_a_delta_that_could_erase_the_hole():
+    with pytest.raises(UserError, match="mask_delta"):
+        masks.random_box(SIZE, HALF, _seed(0))
+
+
+def test_random_masks_are_reproducible_from_their_seed():
+    for make in (lambda s: masks.random_box(SIZE, 8, s), lambda s: masks.free_form(SIZE, s)):
+        first, again, other = make(_seed(5)), make(_seed(5)), make(_seed(6))
+        np.testing.assert_array_equal(first[0].numpy(), again[0].numpy())
+        np.testing.assert_array_equal(first[1].numpy(), again[1].numpy())
+        assert not np.array_equal(first[0].numpy(), other[0].numpy())
+
+
+def test_free_form_hole_ratio_stays_in_the_documented_range():
+    ratios = []
+    for n in range(30):
+        mask, bbox = (t.numpy() for t in masks.free_form(SIZE, _seed(n)))
+        _assert_binary_mask(mask)
+        _assert_bbox_inside(bbox)
+        ratios.append(mask.mean())
+    assert min(ratios) >= 0.1 and max(ratios) < 0.6, ratios
+    # The target is drawn from a wide range, not a constant.
+    assert min(ratios) < 0.2 and max(ratios) > 0.3, ratios
+
+
+def test_free_form_bound_on_one_stroke_matches_the_ratio_guarantee():
+    # A range narrower than one stroke cannot be guaranteed and is refused.
+    with pytest.raises(UserError, match="too narrow"):
+        masks.free_form(SIZE, _seed(0), min_ratio=0.3, max_ratio=0.35)
+    # Single-stroke masks never exceed the bound that the guarantee relies on.
+    bound = masks.max_stroke_fraction(SIZE)
+    for n in range(20):
+        mask, _ = masks.free_form(SIZE, _seed(n), min_ratio=1e-6, max_ratio=bound + 2e-6)
+        assert 0 < mask.numpy().mean() <= bound + 2e-6
+
+
+def _write(path, array, mode=None):
+    Image.fromarray(array, mode).save(path)
+    return path
+
+
+@pytest.fixture
+def hole_pattern():
+    """A 64² 0/255 pattern with a disc and a bar, plus an anti-aliased (blurred) version."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    hard = (((yy - 24) ** 2 + (xx - 30) ** 2) < 12**2) | ((yy > 44) & (yy < 52) & (xx > 8))
+    hard = hard.astype(np.uint8) * 255
+    soft = np.asarray(Image.fromarray(hard).resize((SIZE // 4, SIZE // 4), Image.BILINEAR).resize((SIZE, SIZE)))
+    assert len(np.unique(soft)) > 20  # Really anti-aliased.
+    return hard, soft
+
+
+def test_mask_files_0_255_and_anti_aliased_match_a_numpy_threshold(tmp_path, hole_pattern):
+    for name, pattern in zip(("hard", "soft"), hole_pattern):
+        path = _write(tmp_path / f"{name}.png", pattern)
+        mask = masks.load_mask_file(path)
+        _assert_binary_mask(mask)
+        np.testing.assert_array_equal(mask[..., 0], (pattern / 255.0 > 0.5).astype(np.float32))
+
+
+def test_mask_files_with_values_0_and_1_are_taken_as_is(tmp_path, hole_pattern):
+    zero_one = (hole_pattern[0] // 255).astype(np.uint8)
+    mask = masks.load_mask_file(_write(tmp_path / "01.png", zero_one))
+    np.testing.assert_array_equal(mask[..., 0], zero_one.astype(np.float32))
+
+
+def test_mask_file_invert_swaps_holes(tmp_path, hole_pattern):
+    path = _write(tmp_path / "m.png", hole_pattern[1])
+    np.testing.assert_array_equal(masks.load_mask_file(path, invert=True), 1 - masks.load_mask_file(path))
+
+
+def test_rgb_masks_use_luminance_and_rgba_masks_ignore_alpha_unless_asked(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    alpha = (rng.random((SIZE, SIZE)) > 0.7).astype(np.uint8) * 255
+    luma = rgb.astype(np.float64) @ np.array([0.2989, 0.5870, 0.1140]) / 255
+    decisive = np.abs(luma - 0.5) > 1e-4  # Leave float32 rounding at the threshold out of it.
+
+    from_rgb = masks.load_mask_file(_write(tmp_path / "rgb.png", rgb))[..., 0]
+    np.testing.assert_array_equal(from_rgb[decisive], (luma > 0.5)[decisive])
+
+    rgba_path = _write(tmp_path / "rgba.png", np.dstack([rgb, alpha]))
+    np.testing.assert_array_equal(masks.load_mask_file(rgba_path)[..., 0], from_rgb)
+    np.testing.assert_array_equal(masks.load_mask_file(rgba_path, from_alpha=True)[..., 0], alpha / 255.0)
+
+    with pytest.raises(UserError, match="rgb.png"):
+        masks.load_mask_file(tmp_path / "rgb.png", from_alpha=True)
+
+
+def test_mask_file_resize_is_a_majority_vote_of_the_covered_pixels(tmp_path):
+    rng = np.random.default_rng(1)
+    big = (rng.random((128, 128)) > 0.5).astype(np.uint8) * 255
+    mask = masks.load_mask_file(_write(tmp_path / "big.png", big), size=64)
+    expected = big.reshape(64, 2, 64, 2).mean(axis=(1, 3)) / 255 > 0.5
+    np.testing.assert_array_equal(mask[..., 0], expected.astype(np.float32))
+    # A (height, width) size gives a rectangle, for inference on non-square images.
+    assert masks.load_mask_file(tmp_path / "big.png", size=(32, 48)).shape == (32, 48, 1)
+
+
+@pytest.mark.parametrize(
+    "name, contents, problem",
+    [
+        ("empty.png", b"", "empty"),
+        ("text.png", b"not an image at all\n", "Unknown image file format"),
+        ("cut.png", None, "Invalid PNG"),
+    ],
+)
+def test_bad_mask_files_raise_a_user_error_naming_the_file(tmp_path, name, contents, problem):
+    path = tmp_path / name
+    if contents is None:
+        _write(path, np.full((SIZE, SIZE), 255, np.uint8))
+        contents = path.read_bytes()[:60]
+    path.write_bytes(contents)
+    with pytest.raises(UserError, match=problem) as info:
+        masks.load_mask_file(path)
+    assert name in str(info.value)
+
+
+def test_missing_mask_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="not found.*nowhere.png"):
+        masks.load_mask_file(tmp_path / "nowhere.png")
