@@ -37,7 +37,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="score a generator and classic baselines (LPIPS / PSNR / SSIM) on the paper's protocol",
-        description=__doc__.split("\n\n")[1],
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     parser.add_argument("--model",
                         help="the generator: a .keras file, a training run folder, or one of the authors' "
