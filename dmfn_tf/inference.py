@@ -12,16 +12,16 @@ Memory: a forward pass keeps several full-resolution feature maps of `nf` channe
 memory half-way; raise the budget where the machine has the memory. Tiling is not offered: the
 instance norms see whole-image statistics, so tiles would not reproduce the full-image result.
 
-Reading user files (`read_image`, `read_mask`):
-- images: RGB, RGBA (alpha dropped, or used as the mask on request), grayscale, palette, 16-bit
-  (scaled to 8 bits) and CMYK files all become RGB uint8; the EXIF orientation is applied, so that
-  masks drawn on the image as viewers show it line up.
-- masks: 1 = hole. Values are scaled to [0, 1] by the file's full range (255, or 65535 for 16-bit),
-  except that integer masks whose largest value is 1 are taken as 0/1 masks; then `value > 0.5` is
-  a hole, so anti-aliased edges split at half intensity. Colour masks are converted to luma; a
-  transparent mask pixel counts as black (not a hole). `invert=True` reads MAT-style masks
-  (0 = hole); `from_alpha=True` takes the holes from the alpha channel instead: transparent
-  (alpha < 0.5) = hole.
+Reading user files:
+- images (`read_image`): RGB, RGBA (alpha dropped, or used as the mask on request), grayscale,
+  palette, 16-bit (scaled to 8 bits) and CMYK files all become RGB uint8; the EXIF orientation is
+  applied, so that the result looks like the image in viewers.
+- masks (`read_mask`): `dmfn_tf.data.load_mask_file`, the one rule the whole package uses (1 =
+  hole; luma of colour masks; 0/255 and 0/1 files; anti-aliased edges split at `> 0.5` after
+  scaling to [0, 1]; `invert` for MAT-style files; `from_alpha`: opaque pixels of the alpha
+  channel, a brush layer, are holes). The mask file's own pixel grid is used (no EXIF rotation).
+- an image's own transparency as the mask (`mask_from_alpha`): transparent pixels (alpha < 0.5)
+  are the missing ones, i.e. holes.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def _open(path: str, what: str) -> Image.Image:
 
 
 class ImageHeader(NamedTuple):
-    """Size (as viewers show it) and transparency of an image file, from its header."""
+    """Size and transparency of an image or mask file, read from its header."""
 
     height: int
     width: int
@@ -168,11 +168,14 @@ def _has_alpha(img: Image.Image) -> bool:
 
 
 def read_header(path: str, what: str = "image") -> ImageHeader:
-    """Reads an image file's size and whether it has an alpha channel, without decoding the pixels.
+    """Reads a file's size and whether it has an alpha channel, without decoding the pixels.
+
+    Images are measured as `read_image` returns them (EXIF orientation applied), masks as
+    `read_mask` does (the file's own grid).
 
     Args:
         path: the file.
-        what: "image" or "mask", for error messages.
+        what: "image" or "mask".
     """
     with _open(path, what) as img:
         width, height = img.size
@@ -181,7 +184,7 @@ def read_header(path: str, what: str = "image") -> ImageHeader:
             orientation = img.getexif().get(0x0112, 1)
         except (OSError, ValueError, SyntaxError):
             orientation = 1
-        if orientation in (5, 6, 7, 8):
+        if what == "image" and orientation in (5, 6, 7, 8):
             width, height = height, width
         return ImageHeader(height, width, _has_alpha(img))
 
@@ -193,23 +196,6 @@ def _decode(path: str, what: str) -> Image.Image:
         return ImageOps.exif_transpose(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ImageReadError(f"{path}: corrupt or truncated {what} file ({err})") from None
-
-
-def _pixels(img: Image.Image, path: str, what: str) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """`(colour, alpha, full_scale)` of a decoded image.
-
-    `colour` holds the raw values as float64 `[H, W, 3]` (or `[H, W, 1]` for 16-bit grayscale),
-    `alpha` is in [0, 1] or None, `full_scale` is the largest value of the file's type.
-    """
-    if img.mode in _SIXTEEN_BIT_MODES:
-        # Pillow opens 16-bit grayscale PNGs as "I" or "I;16".
-        return np.asarray(img).astype(np.float64)[..., None], None, 65535.0
-    if img.mode == "F":
-        raise ImageReadError(f"{path}: floating-point {what} files are not supported; save it as 8- or 16-bit")
-    if _has_alpha(img):
-        rgba = np.asarray(img.convert("RGBA")).astype(np.float64)
-        return rgba[..., :3], rgba[..., 3] / 255.0, 255.0
-    return np.asarray(img.convert("RGB")).astype(np.float64), None, 255.0
 
 
 def read_image(path: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -226,10 +212,17 @@ def read_image(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 
     >>> rgb, alpha = read_image("photo.png")
     """
-    colour, alpha, full_scale = _pixels(_decode(path, "image"), path, "image")
-    rgb = np.round(colour * (255.0 / full_scale)).astype(np.uint8)
-    rgb = np.ascontiguousarray(np.broadcast_to(rgb, rgb.shape[:2] + (3,)))
-    return rgb, None if alpha is None else alpha.astype(np.float32)
+    img = _decode(path, "image")
+    if img.mode in _SIXTEEN_BIT_MODES:
+        # Pillow opens 16-bit grayscale PNGs as "I" or "I;16"; Pillow's own conversion would clip.
+        gray = np.round(np.asarray(img).astype(np.float64) * (255.0 / 65535.0))
+        return np.repeat(np.clip(gray, 0, 255).astype(np.uint8)[..., None], 3, axis=-1), None
+    if img.mode == "F":
+        raise ImageReadError(f"{path}: floating-point image files are not supported; save it as 8- or 16-bit")
+    if _has_alpha(img):
+        rgba = np.asarray(img.convert("RGBA"))
+        return np.ascontiguousarray(rgba[..., :3]), rgba[..., 3].astype(np.float32) / 255.0
+    return np.asarray(img.convert("RGB")), None
 
 
 def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:
@@ -238,33 +231,17 @@ def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:
 
 
 def read_mask(path: str, invert: bool = False, from_alpha: bool = False) -> np.ndarray:
-    """Reads a mask file as float32 {0, 1} `[H, W, 1]`, 1 = hole.
+    """Reads a mask file as float32 {0, 1} `[H, W, 1]`, 1 = hole (`dmfn_tf.data.load_mask_file`).
 
     Args:
-        path: a mask image file.
+        path: a PNG, JPEG, BMP, GIF or WebP mask.
         invert: the file marks holes with 0 (MAT-style masks).
-        from_alpha: take the holes from the alpha channel: transparent = hole.
-
-    Returns:
-        float32 `[H, W, 1]` with values 0 and 1.
+        from_alpha: the holes are the opaque pixels of the file's alpha channel.
 
     Example:
 
     >>> mask = read_mask("mask.png")  # white = hole
     """
-    img = _decode(path, "mask")
-    colour, alpha, full_scale = _pixels(img, path, "mask")
-    if from_alpha:
-        if alpha is None:
-            raise ImageReadError(f"{path}: has no alpha channel to read the holes from (mode {img.mode})")
-        hole = mask_from_alpha(alpha)[..., 0] > 0.5
-    else:
-        # 0/1 masks are not scaled; luma as Pillow's "L" (ITU-R 601); transparent counts as black.
-        value = colour / (1.0 if colour.max(initial=0) <= 1 else full_scale)
-        value = value @ np.array([0.299, 0.587, 0.114]) if value.shape[-1] == 3 else value[..., 0]
-        if alpha is not None:
-            value = value * alpha
-        hole = value > 0.5
-    if invert:
-        hole = ~hole
-    return hole.astype(np.float32)[..., None]
+    from dmfn_tf.data.masks import load_mask_file
+
+    return load_mask_file(path, invert=invert, from_alpha=from_alpha)

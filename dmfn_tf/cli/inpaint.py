@@ -1,8 +1,10 @@
 """`dmfn inpaint`: fill the holes of one image or a folder of images with a trained generator.
 
 Pairing: `--image` and `--mask` are each a file or a folder. A folder of images is paired with a
-folder of masks by file stem (`photo.jpg` <-> `photo.png`); one mask file serves every image. With
-`--mask-from-alpha` and no `--mask`, the holes are the images' own transparent pixels. Every pair
+folder of masks by file stem (`photo.jpg` <-> `photo.png`); one mask file serves every image.
+Masks follow `dmfn_tf.data.load_mask_file` (white/1 = hole, `> 0.5` after scaling to [0, 1]);
+`--mask-from-alpha` reads the masks' alpha channel instead (opaque = hole, a brush layer), or,
+without `--mask`, takes the holes from the images' own transparent pixels. Every pair
 is checked before the model is loaded: a missing, ambiguous or mis-sized mask, an unreadable file,
 an image over the pixel budget or an output that would overwrite an input stops the run with one
 line naming the files. Outputs are RGB PNGs of the input's size, `<out>/<stem>.png`.
@@ -46,7 +48,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--mask-from-alpha",
         action="store_true",
-        help="holes are transparent pixels: of the mask files if --mask is given, else of the images",
+        help="with --mask: holes are the opaque pixels of the masks' alpha (a brush layer); "
+        "without: holes are the images' transparent pixels",
     )
     parser.add_argument(
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,

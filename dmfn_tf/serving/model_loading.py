@@ -1,8 +1,8 @@
 """Loading a trained generator from whatever a user points at.
 
 Accepted: a `.keras` generator file, a training run directory (its `generator.keras`), or one of
-the authors' checkpoints (`.pth`, or `.npz` with the same tensor names), converted on the fly by
-`dmfn_tf.convert`.
+the authors' generator checkpoints (`.pth`/`.pt`, or `.npz` with the same tensor names), read by
+`dmfn_tf.convert` without PyTorch and mapped onto a generator of the checkpoint's shape.
 """
 
 from __future__ import annotations
@@ -55,14 +55,15 @@ def _check_is_generator(model, source: str):
 
 
 def _load_reference_checkpoint(path: str):
-    convert = importlib.import_module("dmfn_tf.convert")
-    loader = getattr(convert, "load_reference_generator", None)
-    if loader is None:
-        raise ModelLoadError(
-            f"{path}: this build cannot convert reference checkpoints (dmfn_tf.convert has no "
-            "load_reference_generator); convert it to a .keras file first"
-        )
-    return loader(path)
+    """A generator built to the checkpoint's shape (nf, blocks, variant) with its weights loaded."""
+    from dmfn_tf.convert import load_state_dict
+    from dmfn_tf.convert.official_mapping import infer_generator_config, load_reference_generator_weights
+    from dmfn_tf.generator import build_generator
+
+    state_dict = load_state_dict(path)
+    generator = build_generator(**infer_generator_config(state_dict, source=path))
+    load_reference_generator_weights(generator, state_dict, source=path)
+    return generator
 
 
 def load_generator(path: str):

@@ -14,7 +14,8 @@ without this package. Signatures:
 
 Masks: 1 = hole. A mask whose largest value exceeds 1 is taken as a 0/255 mask and divided by 255
 (per image); then values > 0.5 are holes (anti-aliased edges split at half intensity). Encoded
-mask images are converted to one channel (luma) first. Inside the graph, images are padded at the
+mask images follow `dmfn_tf.data.masks.mask_from_image`, the package's rule for mask files (luma of
+colour masks, alpha ignored, 0/1 and 0/255 files). Inside the graph, images are padded at the
 bottom and right by reflection to multiples of 4, run through the generator, and cropped back;
 known pixels of the uint8 and PNG outputs are the input's, bit for bit.
 
@@ -29,6 +30,7 @@ import os
 
 import tensorflow as tf
 
+from dmfn_tf.data.masks import mask_from_image
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS, SIZE_MULTIPLE
 
 SIGNATURE_NAMES = ("serving_default", "inpaint_bytes", "inpaint_float")
@@ -126,8 +128,8 @@ class InpaintingModule(tf.Module):
 
         def inpaint_one(pair):
             image = tf.io.decode_image(pair[0], channels=3, dtype=tf.uint8, expand_animations=False)
-            mask = tf.io.decode_image(pair[1], channels=1, dtype=tf.uint8, expand_animations=False)
-            inpainted = self._inpaint_uint8(image[None], tf.cast(mask, tf.float32)[None])
+            mask = mask_from_image(tf.io.decode_image(pair[1], channels=0, dtype=tf.uint8, expand_animations=False))
+            inpainted = self._inpaint_uint8(image[None], mask[None])
             return tf.io.encode_png(inpainted[0])
 
         with tf.control_dependencies([check]):

@@ -1,0 +1,153 @@
+"""Tests for dmfn_tf.inference: padding, inpainting any size, reading images and masks."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dmfn_tf.errors import UserError
+from dmfn_tf.generator import build_generator
+from dmfn_tf.inference import (
+    ImageReadError,
+    MaskMismatchError,
+    PixelBudgetError,
+    inpaint,
+    mask_from_alpha,
+    padded_size,
+    read_header,
+    read_image,
+    read_mask,
+    reflect_indices,
+)
+
+
+class _MustNotRun:
+    """A generator stand-in that fails the test if it is called."""
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("the generator must not run")
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return build_generator(nf=4, n_blocks=1)
+
+
+def _random_image(height, width, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("size, padded", [(1, 4), (2, 4), (3, 4), (4, 4), (5, 8), (30, 32), (257, 260), (3, 13)])
+def test_reflect_indices_match_numpy_reflect_padding(size, padded):
+    axis = np.arange(size)
+    np.testing.assert_array_equal(axis[reflect_indices(size, padded)], np.pad(axis, (0, padded - size), mode="reflect"))
+
+
+@pytest.mark.parametrize("size, expected", [(1, 4), (4, 4), (5, 8), (257, 260), (301, 304)])
+def test_padded_size_is_next_multiple_of_four(size, expected):
+    assert padded_size(size) == expected
+
+
+@pytest.mark.parametrize("height, width", [(30, 45), (17, 64), (5, 3)])
+def test_inpaint_odd_sizes_matches_padded_reference_and_keeps_known_pixels(generator, height, width):
+    image = _random_image(height, width)
+    mask = np.zeros((height, width, 1), np.float32)
+    mask[height // 4 : 3 * height // 4 + 1, width // 4 : 3 * width // 4 + 1] = 1
+    result = inpaint(generator, image, mask)
+
+    # Reference: NumPy's reflect padding to multiples of 4, the generator, crop, round.
+    pad = ((0, padded_size(height) - height), (0, padded_size(width) - width), (0, 0))
+    padded_image = np.pad(image.astype(np.float32) / 127.5 - 1, pad, mode="reflect")
+    padded_mask = np.pad(mask, pad, mode="reflect")
+    raw = generator(np.concatenate([padded_image * (1 - padded_mask), padded_mask], -1)[None]).numpy()[0]
+    expected_hole = np.clip(np.round((raw[:height, :width] + 1) * 127.5), 0, 255)
+
+    assert result.shape == image.shape and result.dtype == np.uint8
+    hole = mask[..., 0] > 0.5
+    np.testing.assert_array_equal(result[~hole], image[~hole])
+    np.testing.assert_allclose(result[hole].astype(np.float32), expected_hole[hole], atol=1)
+
+
+def test_all_zero_mask_returns_input_without_running_the_generator():
+    image = _random_image(9, 11)
+    result = inpaint(_MustNotRun(), image, np.zeros((9, 11, 1), np.float32))
+    np.testing.assert_array_equal(result, image)
+    assert result is not image
+
+
+def test_all_one_mask_runs(generator):
+    image = _random_image(21, 19)
+    result = inpaint(generator, image, np.ones((21, 19), np.uint8))
+    assert result.shape == (21, 19, 3) and result.dtype == np.uint8
+
+
+def test_pixel_budget_is_checked_before_the_generator_runs():
+    with pytest.raises(PixelBudgetError, match="64x40 = 2,560 pixels exceeds the budget of 2,000"):
+        inpaint(_MustNotRun(), _random_image(40, 64), np.ones((40, 64, 1)), max_pixels=2000)
+
+
+def test_mask_of_another_size_is_rejected():
+    with pytest.raises(MaskMismatchError, match=r"\(8, 8, 1\)"):
+        inpaint(_MustNotRun(), _random_image(8, 9), np.ones((8, 8, 1)))
+
+
+def test_read_image_rgba_drops_alpha_and_returns_it(tmp_path):
+    rgba = np.random.default_rng(1).integers(0, 256, (6, 7, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    rgb, alpha = read_image(str(tmp_path / "a.png"))
+    np.testing.assert_array_equal(rgb, rgba[..., :3])
+    np.testing.assert_allclose(alpha, rgba[..., 3] / 255.0, atol=1e-7)
+
+
+def test_read_image_grayscale_becomes_three_equal_channels(tmp_path):
+    gray = np.random.default_rng(2).integers(0, 256, (5, 8), dtype=np.uint8)
+    Image.fromarray(gray, "L").save(tmp_path / "g.png")
+    rgb, alpha = read_image(str(tmp_path / "g.png"))
+    assert alpha is None
+    np.testing.assert_array_equal(rgb, np.stack([gray] * 3, axis=-1))
+
+
+def test_read_image_sixteen_bit_is_scaled_to_eight_bits(tmp_path):
+    levels = np.array([[0, 257, 65535, 32896]], np.uint16)  # 8-bit equivalents 0, 1, 255, 128
+    Image.fromarray(levels).save(tmp_path / "deep.png")
+    rgb, _ = read_image(str(tmp_path / "deep.png"))
+    np.testing.assert_array_equal(rgb[..., 0], [[0, 1, 255, 128]])
+    np.testing.assert_array_equal(rgb[..., 0], rgb[..., 2])
+
+
+def test_read_image_applies_exif_rotation_and_header_agrees(tmp_path):
+    image = _random_image(2, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees clockwise for display
+    Image.fromarray(image).save(tmp_path / "r.png", exif=exif)
+    rgb, _ = read_image(str(tmp_path / "r.png"))
+    np.testing.assert_array_equal(rgb, np.rot90(image, k=-1))
+    assert read_header(str(tmp_path / "r.png"))[:2] == (3, 2)
+
+
+def test_read_image_errors_name_the_file(tmp_path):
+    (tmp_path / "junk.png").write_bytes(b"this is not an image")
+    with pytest.raises(ImageReadError, match="junk.png: not a readable image file"):
+        read_image(str(tmp_path / "junk.png"))
+    with pytest.raises(ImageReadError, match="missing.png: no such image file"):
+        read_image(str(tmp_path / "missing.png"))
+    good = tmp_path / "good.png"
+    Image.fromarray(_random_image(64, 64)).save(good)
+    (tmp_path / "cut.png").write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ImageReadError, match="cut.png"):
+        read_image(str(tmp_path / "cut.png"))
+
+
+def test_mask_from_alpha_marks_transparent_pixels_as_holes():
+    alpha = np.array([[0.0, 0.49, 0.5, 1.0]])
+    np.testing.assert_array_equal(mask_from_alpha(alpha)[..., 0], [[1, 1, 0, 0]])
+
+
+def test_read_mask_anti_aliased_zero_one_and_inverted(tmp_path):
+    values = np.array([[0, 100, 127, 128, 200, 255]], np.uint8)
+    Image.fromarray(values, "L").save(tmp_path / "aa.png")
+    np.testing.assert_array_equal(read_mask(str(tmp_path / "aa.png"))[..., 0], [[0, 0, 0, 1, 1, 1]])
+    np.testing.assert_array_equal(read_mask(str(tmp_path / "aa.png"), invert=True)[..., 0], [[1, 1, 1, 0, 0, 0]])
+    Image.fromarray(np.array([[0, 1, 1, 0]], np.uint8), "L").save(tmp_path / "01.png")
+    np.testing.assert_array_equal(read_mask(str(tmp_path / "01.png"))[..., 0], [[0, 1, 1, 0]])
+    with pytest.raises(UserError, match="nope.png"):
+        read_mask(str(tmp_path / "nope.png"))

@@ -1,0 +1,173 @@
+"""Tests for `dmfn inpaint`: sizes and kinds of inputs, mask forms, pairing and errors."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dmfn_tf.cli import main
+from dmfn_tf.generator import build_generator
+
+HEIGHT, WIDTH = 257, 301
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "generator.keras"
+    build_generator(nf=4, n_blocks=1).save(path)
+    return str(path)
+
+
+def _image(seed=0, height=HEIGHT, width=WIDTH, channels=3):
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _box_mask(height=HEIGHT, width=WIDTH, value=255):
+    mask = np.zeros((height, width), np.uint8)
+    mask[60:140, 80:220] = value
+    return mask
+
+
+def _save(array, path, mode=None):
+    Image.fromarray(array, mode).save(path)
+    return str(path)
+
+
+def _inpaint(model_path, image, mask, out, *extra):
+    args = ["inpaint", "--model", model_path, "--image", str(image), "--out", str(out)]
+    if mask is not None:
+        args += ["--mask", str(mask)]
+    return main(args + list(extra))
+
+
+def _read(path):
+    return np.asarray(Image.open(path))
+
+
+def test_odd_size_rgb_with_0_255_mask(model_path, tmp_path):
+    image = _image()
+    code = _inpaint(model_path, _save(image, tmp_path / "photo.png"), _save(_box_mask(), tmp_path / "m.png"), tmp_path / "out")
+    assert code == 0
+    result = _read(tmp_path / "out" / "photo.png")
+    assert result.shape == (HEIGHT, WIDTH, 3)
+    known = _box_mask() == 0
+    np.testing.assert_array_equal(result[known], image[known])
+
+
+def test_rgba_image_drops_alpha_and_grayscale_becomes_rgb(model_path, tmp_path):
+    rgba, gray = _image(1, channels=4), _image(2, channels=1)
+    mask = _save(_box_mask(), tmp_path / "m.png")
+    assert _inpaint(model_path, _save(rgba, tmp_path / "rgba.png", "RGBA"), mask, tmp_path / "out") == 0
+    assert _inpaint(model_path, _save(gray, tmp_path / "gray.png", "L"), mask, tmp_path / "out") == 0
+    known = _box_mask() == 0
+    np.testing.assert_array_equal(_read(tmp_path / "out" / "rgba.png")[known], rgba[..., :3][known])
+    np.testing.assert_array_equal(_read(tmp_path / "out" / "gray.png")[known], np.stack([gray] * 3, -1)[known])
+
+
+def test_anti_aliased_mask_splits_at_half_intensity(model_path, tmp_path):
+    ramp = np.tile(np.linspace(0, 255, WIDTH).round().astype(np.uint8), (HEIGHT, 1))  # a soft edge everywhere
+    image = _image(3)
+    assert _inpaint(model_path, _save(image, tmp_path / "a.png"), _save(ramp, tmp_path / "ramp.png"), tmp_path / "out") == 0
+    result = _read(tmp_path / "out" / "a.png")
+    known = ramp <= 127  # 127 / 255 < 0.5 < 128 / 255
+    np.testing.assert_array_equal(result[known], image[known])
+    assert not np.array_equal(result[~known], image[~known])
+
+
+def test_inverted_mask_treats_black_as_hole(model_path, tmp_path):
+    image = _image(4)
+    mat_mask = 255 - _box_mask()  # MAT style: 0 = hole
+    code = _inpaint(
+        model_path, _save(image, tmp_path / "a.png"), _save(mat_mask, tmp_path / "m.png"), tmp_path / "out", "--invert-mask"
+    )
+    assert code == 0
+    known = mat_mask == 255
+    np.testing.assert_array_equal(_read(tmp_path / "out" / "a.png")[known], image[known])
+
+
+def test_holes_from_image_transparency(model_path, tmp_path):
+    rgba = _image(5, channels=4)
+    rgba[..., 3] = 255 - _box_mask()  # transparent box = missing pixels
+    assert _inpaint(model_path, _save(rgba, tmp_path / "cut.png", "RGBA"), None, tmp_path / "out", "--mask-from-alpha") == 0
+    known = rgba[..., 3] == 255
+    np.testing.assert_array_equal(_read(tmp_path / "out" / "cut.png")[known], rgba[..., :3][known])
+
+
+def test_folders_pair_by_stem(model_path, tmp_path):
+    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
+    images = {"b": _image(6, 64, 96), "a": _image(7, 40, 52)}
+    _save(images["a"], tmp_path / "images" / "a.png")
+    _save(images["b"], tmp_path / "images" / "b.bmp")
+    _save(_box_mask(40, 52), tmp_path / "masks" / "a.png")
+    _save(_box_mask(64, 96), tmp_path / "masks" / "b.png")
+    assert _inpaint(model_path, tmp_path / "images", tmp_path / "masks", tmp_path / "out") == 0
+    for stem, image in images.items():
+        result = _read(tmp_path / "out" / f"{stem}.png")
+        known = _box_mask(*image.shape[:2]) == 0
+        assert result.shape == image.shape
+        np.testing.assert_array_equal(result[known], image[known])
+
+
+def test_all_zero_mask_gives_input_and_all_one_mask_runs(model_path, tmp_path):
+    image = _image(8, 33, 47)
+    image_path = _save(image, tmp_path / "a.png")
+    zeros = _save(np.zeros((33, 47), np.uint8), tmp_path / "zeros.png")
+    ones = _save(np.full((33, 47), 255, np.uint8), tmp_path / "ones.png")
+    assert _inpaint(model_path, image_path, zeros, tmp_path / "out0") == 0
+    np.testing.assert_array_equal(_read(tmp_path / "out0" / "a.png"), image)
+    assert _inpaint(model_path, image_path, ones, tmp_path / "out1") == 0
+    assert _read(tmp_path / "out1" / "a.png").shape == (33, 47, 3)
+
+
+def _assert_one_line_error(capsys, *fragments):
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("dmfn inpaint: error:"), err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_corrupt_image_is_a_one_line_error(model_path, tmp_path, capsys):
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
+    mask = _save(_box_mask(), tmp_path / "m.png")
+    assert _inpaint(model_path, tmp_path / "bad.png", mask, tmp_path / "out") == 2
+    _assert_one_line_error(capsys, "bad.png")
+
+
+def test_mis_sized_mask_in_a_folder_stops_before_any_output(model_path, tmp_path, capsys):
+    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
+    _save(_image(9, 40, 40), tmp_path / "images" / "a.png")
+    _save(_image(10, 40, 40), tmp_path / "images" / "z.png")
+    _save(_box_mask(40, 40), tmp_path / "masks" / "a.png")
+    _save(_box_mask(40, 44), tmp_path / "masks" / "z.png")
+    assert _inpaint(model_path, tmp_path / "images", tmp_path / "masks", tmp_path / "out") == 2
+    _assert_one_line_error(capsys, "z.png", "44x40", "40x40", str(tmp_path / "images" / "z.png"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_mask_in_a_folder_names_the_image(model_path, tmp_path, capsys):
+    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
+    _save(_image(11, 40, 40), tmp_path / "images" / "lonely.png")
+    assert _inpaint(model_path, tmp_path / "images", tmp_path / "masks", tmp_path / "out") == 2
+    _assert_one_line_error(capsys, "lonely.png", "no mask named lonely.*")
+
+
+@pytest.mark.parametrize("which", ["model", "image", "mask"])
+def test_non_existent_paths(model_path, tmp_path, capsys, which):
+    paths = {"model": model_path, "image": _save(_image(12, 8, 8), tmp_path / "a.png"),
+             "mask": _save(_box_mask(8, 8), tmp_path / "m.png")}
+    paths[which] = str(tmp_path / "does_not_exist.png")
+    assert _inpaint(paths["model"], paths["image"], paths["mask"], tmp_path / "out") == 2
+    _assert_one_line_error(capsys, "does_not_exist.png")
+
+
+def test_output_may_not_overwrite_an_input(model_path, tmp_path, capsys):
+    image = _save(_image(13, 8, 8), tmp_path / "a.png")
+    assert _inpaint(model_path, image, _save(_box_mask(8, 8), tmp_path / "m.png"), tmp_path) == 2
+    _assert_one_line_error(capsys, "overwrite an input")
+
+
+def test_pixel_budget_from_the_command_line(model_path, tmp_path, capsys):
+    image = _save(_image(14, 40, 50), tmp_path / "a.png")
+    code = _inpaint(model_path, image, _save(_box_mask(40, 50), tmp_path / "m.png"), tmp_path / "out", "--max-pixels", "1999")
+    assert code == 2
+    _assert_one_line_error(capsys, "a.png", "exceeds the budget of 1,999 pixels")
