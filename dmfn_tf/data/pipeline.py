@@ -190,7 +190,7 @@ def _build(
     start = start_step * batch_size
     start_epoch, first = divmod(start, num_records)
     epochs = tf.data.Dataset.range(start_epoch, _ENDLESS if repeat else start_epoch + 1)
-    ordered = epochs.flat_map(lambda epoch: epoch_records(epoch, tf.where(epoch == start_epoch, first, 0)))
+    ordered = epochs.flat_map(lambda epoch: epoch_records(epoch, tf.where(epoch == start_epoch, tf.constant(first, tf.int64), 0)))
     indexed = tf.data.Dataset.zip(tf.data.Dataset.range(start, _ENDLESS), ordered)
 
     make_mask = _mask_maker(data_cfg, mask_kind, image_size, ordered=not shuffle)
