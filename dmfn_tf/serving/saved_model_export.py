@@ -60,7 +60,12 @@ class InpaintingModule(tf.Module):
 
     def __init__(self, generator, max_pixels: int = DEFAULT_MAX_PIXELS):
         super().__init__(name="dmfn_inpainting")
-        self.generator = generator
+        # Save the weights as the plain tf.Variables under the Keras variables and keep the Keras
+        # objects out of the saved object graph (hence `object.__setattr__`, which tf.Module does not
+        # track): with Keras variables tracked, TF1-style loaders (TF Serving, `saved_model_cli run`)
+        # fail with "Could not find variable ..." (keras-team/keras#19274).
+        self.generator_weights = [weight.value for weight in generator.weights]
+        object.__setattr__(self, "generator", generator)
         self.max_pixels = max_pixels
 
     def _check(self, image, mask):
@@ -73,7 +78,7 @@ class InpaintingModule(tf.Module):
             tf.debugging.assert_positive(image_shape[1:3], message="image height and width must be at least 1"),
             tf.debugging.assert_less_equal(
                 tf.cast(tf.reduce_prod(image_shape[:3]), tf.int64), tf.constant(self.max_pixels, tf.int64),
-                message=f"batch x height x width exceeds the model's budget of {self.max_pixels} pixels",
+                message=f"batch x height x width exceeds the budget of {self.max_pixels} pixels",
             ),
         ]
         with tf.control_dependencies(checks):
