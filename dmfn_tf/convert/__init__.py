@@ -10,5 +10,14 @@ from dmfn_tf.convert.torch_checkpoint import (
     load_state_dict,
     load_torch_state_dict,
 )
+from dmfn_tf.convert.converter import convert_checkpoint, load_discriminator_from_reference, load_generator_from_reference
 
-__all__ = ["CheckpointFormatError", "NotAStateDictError", "load_state_dict", "load_torch_state_dict"]
+__all__ = [
+    "CheckpointFormatError",
+    "NotAStateDictError",
+    "convert_checkpoint",
+    "load_discriminator_from_reference",
+    "load_generator_from_reference",
+    "load_state_dict",
+    "load_torch_state_dict",
+]

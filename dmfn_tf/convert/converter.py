@@ -157,7 +157,7 @@ def _check_export_request(export_formats: Sequence[str], tflite_size: int | None
         raise UserError(f"unknown export format(s) {', '.join(unknown)}; expected some of {', '.join(EXPORT_FORMATS)}")
     if "tflite" in export_formats:
         if tflite_size is not None and (not isinstance(tflite_size, int) or tflite_size <= 0 or tflite_size % 4):
-            raise UserError(f"TFLite size must be a positive multiple of 4 (or None for any size), got {tflite_size!r}")
+            raise UserError(f"TFLite size must be a positive multiple of 4 (or dynamic: None), got {tflite_size!r}")
         if tflite_quantization not in TFLITE_QUANTIZATIONS:
             raise UserError(
                 f"unknown TFLite quantization {tflite_quantization!r}; expected one of {', '.join(TFLITE_QUANTIZATIONS)}"
