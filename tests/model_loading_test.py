@@ -1,0 +1,57 @@
+"""Tests for `load_generator`: .keras files, run directories, reference checkpoints, bad paths."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from dmfn_tf.errors import UserError
+from dmfn_tf.generator import build_generator
+from dmfn_tf.serving.model_loading import ModelLoadError, load_generator
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures")
+
+
+def test_run_directory_loads_its_generator(tmp_path):
+    generator = build_generator(nf=4, n_blocks=1)
+    generator.save(tmp_path / "generator.keras")
+    loaded = load_generator(str(tmp_path))
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x).numpy(), generator(x).numpy())
+
+
+@pytest.mark.parametrize("name", ["official_G_nf16_res2.pth", "official_G_nf16_res2_weights.npz"])
+def test_reference_checkpoint_reproduces_reference_output(name):
+    if not os.path.isdir(FIXTURES):
+        pytest.skip(f"reference fixtures not found at {FIXTURES}")
+    generator = load_generator(os.path.join(FIXTURES, name))
+    io = np.load(os.path.join(FIXTURES, "io.npz"))
+    x = np.concatenate([io["image"] * (1 - io["mask"]), io["mask"]], axis=-1)
+    np.testing.assert_allclose(generator(x).numpy(), io["raw_output"], atol=1e-5, rtol=0)
+
+
+def test_missing_path_and_empty_run_directory(tmp_path):
+    with pytest.raises(ModelLoadError, match="nowhere.keras: no such model file or run directory"):
+        load_generator(str(tmp_path / "nowhere.keras"))
+    with pytest.raises(ModelLoadError, match="must contain generator.keras"):
+        load_generator(str(tmp_path))
+
+
+def test_unsupported_and_corrupt_files(tmp_path):
+    (tmp_path / "weights.h5").write_bytes(b"\x89HDF")
+    with pytest.raises(ModelLoadError, match="unsupported model file .h5"):
+        load_generator(str(tmp_path / "weights.h5"))
+    (tmp_path / "broken.keras").write_bytes(b"not a zip archive")
+    with pytest.raises(ModelLoadError, match="broken.keras: not a loadable Keras model file"):
+        load_generator(str(tmp_path / "broken.keras"))
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="broken.pth"):
+        load_generator(str(tmp_path / "broken.pth"))
+
+
+def test_a_keras_model_that_is_not_a_generator(tmp_path):
+    inputs = keras.Input((None, None, 3))
+    keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs)).save(tmp_path / "other.keras")
+    with pytest.raises(ModelLoadError, match="not a DMFN generator .input has 3 channels"):
+        load_generator(str(tmp_path / "other.keras"))
