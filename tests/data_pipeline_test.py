@@ -160,6 +160,19 @@ def test_start_step_resumes_exactly_where_an_uninterrupted_run_is(image_folder, 
             np.testing.assert_array_equal(a[key], b[key])
 
 
+def test_shards_split_each_global_batch_between_workers(image_folder):
+    cfg = DataConfig(path=str(image_folder), mask="free_form")
+    whole = _batches(build_dataset(cfg, SIZE, batch_size=4, seed=5, start_step=1), count=2)
+    shards = [
+        _batches(build_dataset(cfg, SIZE, batch_size=4, seed=5, start_step=1, num_shards=2, shard_index=s), count=2)
+        for s in range(2)
+    ]
+    for step, batch in enumerate(whole):
+        for key in batch:
+            np.testing.assert_array_equal(shards[0][step][key], batch[key][0::2])
+            np.testing.assert_array_equal(shards[1][step][key], batch[key][1::2])
+
+
 def test_each_epoch_visits_every_image_once_in_a_new_order(image_folder):
     cfg = DataConfig(path=str(image_folder), crop="center", mask="center_box")
     reference = {

@@ -149,23 +149,39 @@ def random_box(size: int, delta: int, seed) -> tuple[tf.Tensor, tf.Tensor]:
     return mask, bbox
 
 
+def _render_step(size: int) -> int:
+    """Full-resolution pixels per cell of the grid strokes are measured on (about 64 cells a side)."""
+    step = max(1, size // 64)
+    while size % step:
+        step -= 1
+    return step
+
+
 def max_stroke_fraction(size: int) -> float:
     """An upper bound on the fraction of an S² image that one free-form stroke can cover.
 
-    A stroke is a chain of at most `_MAX_VERTICES - 1` capsules (segment of length `L`, radius
-    `r`); a pixel is painted when its centre lies within `r` of the segment, so the painted pixels
-    fit in the capsule of radius `r + sqrt(2)/2`, whose area is `2 L r' + pi r'^2`.
+    A stroke is a chain of at most `_MAX_VERTICES - 1` segments of length `L` drawn with radius
+    `r`. Its distance field is sampled on a grid `h = _render_step(size)` times coarser and
+    interpolated bilinearly, which (distance being 1-Lipschitz) moves the painted edge out by at
+    most `h * sqrt(2)`; a pixel is painted when its centre is inside, so painted pixels fit in
+    capsules of radius `r' = r + h * sqrt(2) + sqrt(2) / 2`, each of area `2 L r' + pi r'^2`.
 
     Args:
         size: image side `S`.
     """
-    radius = _MAX_WIDTH * size / 2 + math.sqrt(2) / 2
+    step = _render_step(size)
+    interpolation = step * math.sqrt(2) if step > 1 else 0.0
+    radius = _MAX_WIDTH * size / 2 + interpolation + math.sqrt(2) / 2
     capsule = 2 * _MAX_SEGMENT * size * radius + math.pi * radius**2
     return (_MAX_VERTICES - 1) * capsule / size**2
 
 
 def _stroke(size: int, seed) -> tf.Tensor:
-    """One brush stroke: a random walk of 4–8 vertices drawn with a random width, as bool [S, S]."""
+    """One brush stroke: a random walk of 4–8 vertices drawn with a random width, as bool [S, S].
+
+    Distances to the stroke are computed on a grid of about 64² cells and interpolated to S², so a
+    stroke costs the same at every image size.
+    """
     keys = tf.random.experimental.stateless_split(seed, num=6)
     max_segments = _MAX_VERTICES - 1
     num_vertices = tf.random.stateless_uniform([], keys[0], _MIN_VERTICES, _MAX_VERTICES + 1, dtype=tf.int32)
@@ -177,31 +193,38 @@ def _stroke(size: int, seed) -> tf.Tensor:
 
     angles = heading + tf.cumsum(turns)
     steps = tf.stack([tf.sin(angles), tf.cos(angles)], axis=-1) * lengths[:, None]
-    # Vertices are clipped to the image after each step, so a stroke bends along the border.
-    vertices = tf.scan(lambda point, step: tf.clip_by_value(point + step, 0.0, size - 1.0), steps, initializer=start)
-    vertices = tf.concat([start[None], vertices], axis=0)
+    # Clipping keeps the stroke in the image (it runs along the border) and never lengthens a segment.
+    vertices = tf.clip_by_value(start + tf.concat([tf.zeros([1, 2]), tf.cumsum(steps)], axis=0), 0.0, size - 1.0)
     seg_start, seg_end = vertices[:-1], vertices[1:]
 
-    coords = tf.cast(tf.range(size), tf.float32)
+    # Centres of the coarse cells, in full-resolution pixel coordinates.
+    step = _render_step(size)
+    cells = size // step
+    coords = (tf.cast(tf.range(cells), tf.float32) + 0.5) * step - 0.5
     grid = tf.reshape(tf.stack(tf.meshgrid(coords, coords, indexing="ij"), axis=-1), [-1, 1, 2])
     direction = seg_end - seg_start
     length_sq = tf.maximum(tf.reduce_sum(direction**2, axis=-1), 1e-6)
     along = tf.clip_by_value(tf.reduce_sum((grid - seg_start) * direction, axis=-1) / length_sq, 0.0, 1.0)
-    distance_sq = tf.reduce_sum((grid - seg_start - along[..., None] * direction) ** 2, axis=-1)
+    distance = tf.norm(grid - seg_start - along[..., None] * direction, axis=-1)
     in_use = tf.range(max_segments) < num_vertices - 1
-    painted = tf.reduce_any((distance_sq <= radius**2) & in_use, axis=-1)
-    return tf.reshape(painted, [size, size])
+    distance = tf.reduce_min(tf.where(in_use, distance, float(2 * size)), axis=-1)
+    distance = tf.reshape(distance, [cells, cells, 1])
+    if step > 1:
+        distance = tf.image.resize(distance, [size, size], method="bilinear")
+    return distance[..., 0] <= radius
 
 
 def free_form(size: int, seed, min_ratio: float = 0.1, max_ratio: float = 0.6) -> tuple[tf.Tensor, tf.Tensor]:
     """Irregular hole made of random brush strokes, covering between `min_ratio` and `max_ratio`.
 
-    A target ratio is drawn uniformly from `[min_ratio, max_ratio - b]`, where `b` is
-    `max_stroke_fraction(size)` (about 0.19 at 64², 0.15 at 256²); strokes are added until the
-    hole reaches the target. The last stroke adds at most `b`, so the final ratio lies in
-    `[min_ratio, max_ratio)`. (The lower bound needs a few dozen strokes at most; a cap of 200
-    strokes only guards against an endless loop.) Each stroke is a random walk of 4–8 vertices
-    with segments of S/16–S/8 pixels, turns of up to ±72° and a width of S/32–S/10 pixels.
+    A target ratio is drawn uniformly from `[min_ratio, max_ratio)` and strokes are added until the
+    hole reaches it; a stroke that would bring the hole to `max_ratio` or beyond is left out and
+    another one drawn. So the ratio is always below `max_ratio`, and at least `min_ratio`: below
+    `min_ratio` no stroke is ever left out, because one stroke covers at most
+    `max_stroke_fraction(size)` (about 0.19 at 64², 0.25 at 256²; a range narrower than that is
+    refused). A cap of 200 strokes tried only guards against an endless loop; a typical hole takes
+    5–30. Each stroke is a random walk of 4–8 vertices with segments of S/16–S/8 pixels, turns of
+    up to ±72° and a width of S/32–S/10 pixels.
 
     Args:
         size: image side `S`, a multiple of 4.
@@ -219,21 +242,24 @@ def free_form(size: int, seed, min_ratio: float = 0.1, max_ratio: float = 0.6) -
     True
     """
     check_mask_size(size)
-    largest_target = max_ratio - max_stroke_fraction(size)
-    if not 0 < min_ratio <= largest_target:
+    one_stroke = max_stroke_fraction(size)
+    if not (0 < min_ratio and min_ratio + one_stroke < max_ratio <= 1):
         raise UserError(
-            f"free-form hole ratio range [{min_ratio}, {max_ratio}) is too narrow for {size}² images: "
-            f"one stroke can cover {max_stroke_fraction(size):.3f}, so min_ratio must be in (0, {largest_target:.3f}]"
+            f"free-form hole ratio range [{min_ratio}, {max_ratio}) is too narrow for {size}² images: one stroke "
+            f"can cover {one_stroke:.3f}, so it needs 0 < min_ratio < max_ratio - {one_stroke:.3f} and max_ratio <= 1"
         )
     target_seed, stroke_seed, bbox_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=3))
-    target = tf.random.stateless_uniform([], target_seed, min_ratio, largest_target)
+    target = tf.random.stateless_uniform([], target_seed, min_ratio, max_ratio)
+
+    def ratio(hole):
+        return tf.reduce_mean(tf.cast(hole, tf.float32))
 
     def not_done(index, hole):
-        return (index < _MAX_STROKES) & (tf.reduce_mean(tf.cast(hole, tf.float32)) < target)
+        return (index < _MAX_STROKES) & (ratio(hole) < target)
 
     def add_stroke(index, hole):
-        stroke_key = tf.random.experimental.stateless_fold_in(stroke_seed, index)
-        return index + 1, hole | _stroke(size, stroke_key)
+        candidate = hole | _stroke(size, tf.random.experimental.stateless_fold_in(stroke_seed, index))
+        return index + 1, tf.where(ratio(candidate) < max_ratio, candidate, hole)
 
     _, hole = tf.while_loop(not_done, add_stroke, (tf.constant(0), tf.zeros([size, size], tf.bool)))
     return tf.cast(hole, tf.float32)[..., None], random_bbox(size, bbox_seed)

@@ -84,6 +84,8 @@ def build_dataset(
     start_step: int = 0,
     repeat: bool = True,
     training: bool = True,
+    num_shards: int = 1,
+    shard_index: int = 0,
 ) -> tf.data.Dataset:
     """The training input: dict batches of images, masks and local-discriminator boxes.
 
@@ -97,6 +99,13 @@ def build_dataset(
         repeat: endless epochs; otherwise stop at the end of the current epoch.
         training: shuffled order, `data_cfg.crop`, only full batches. When False: file order,
             centred crop, last partial batch kept (masks still follow `data_cfg.mask`).
+        num_shards: input pipelines (workers) sharing each global batch.
+        shard_index: this pipeline's index in `[0, num_shards)`. Pipeline `s` yields batches of
+            `batch_size // num_shards` examples, those of the global batch at positions `s`,
+            `s + num_shards`, ...; together the shards see exactly the unsharded run's examples.
+            For `MultiWorkerMirroredStrategy`, build it inside
+            `strategy.distribute_datasets_from_function` from the `tf.distribute.InputContext`'s
+            `num_input_pipelines` and `input_pipeline_id`.
 
     Returns:
         A `tf.data.Dataset` of `{"image", "mask", "bbox"}` batches.
@@ -124,6 +133,8 @@ def build_dataset(
         mask_kind=data_cfg.mask,
         drop_remainder=training,
         with_path=False,
+        num_shards=num_shards,
+        shard_index=shard_index,
     )
 
 
@@ -173,11 +184,25 @@ def build_eval_dataset(
 
 
 def _build(
-    data_cfg, image_size, batch_size, seed, start_step, repeat, shuffle, crop, mask_kind, drop_remainder, with_path
+    data_cfg,
+    image_size,
+    batch_size,
+    seed,
+    start_step,
+    repeat,
+    shuffle,
+    crop,
+    mask_kind,
+    drop_remainder,
+    with_path,
+    num_shards=1,
+    shard_index=0,
 ):
     masks.check_mask_size(image_size)
-    if batch_size <= 0:
-        raise UserError(f"batch_size must be positive, got {batch_size}")
+    if batch_size <= 0 or batch_size % num_shards:
+        raise UserError(f"batch_size must be a positive multiple of num_shards ({num_shards}), got {batch_size}")
+    if not 0 <= shard_index < num_shards:
+        raise UserError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
     if start_step < 0:
         raise UserError(f"start_step must be >= 0, got {start_step}")
     base_seed = tf.constant([seed, 0], tf.int64)
@@ -192,6 +217,9 @@ def _build(
     epochs = tf.data.Dataset.range(start_epoch, _ENDLESS if repeat else start_epoch + 1)
     ordered = epochs.flat_map(lambda epoch: epoch_records(epoch, tf.where(epoch == start_epoch, tf.constant(first, tf.int64), 0)))
     indexed = tf.data.Dataset.zip(tf.data.Dataset.range(start, _ENDLESS), ordered)
+    if num_shards > 1:
+        # Sharding happens before anything is read or decoded, so it only skips file names.
+        indexed = indexed.shard(num_shards, shard_index)
 
     make_mask = _mask_maker(data_cfg, mask_kind, image_size, ordered=not shuffle)
     example_seed = tf.random.experimental.stateless_fold_in(base_seed, _EXAMPLE_STREAM)
@@ -213,7 +241,7 @@ def _build(
         # Files were checked up front; this only guards against files that change during a run
         # (or all files when checking is off): they are dropped with TensorFlow's warning.
         dataset = dataset.ignore_errors(log_warning=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size // num_shards, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
