@@ -92,8 +92,10 @@ def test_only_bad_files_is_a_user_error_naming_the_folder(tmp_path):
     (tmp_path / "x.png").write_text("nope")
     with pytest.raises(UserError, match=f"no usable images in {tmp_path}"):
         build_dataset(DataConfig(path=str(tmp_path)), SIZE, 1)
-    with pytest.raises(UserError, match="no such folder or file list.*missing"):
+    with pytest.raises(UserError, match="image folder not found.*missing"):
         build_dataset(DataConfig(path=str(tmp_path / "missing")), SIZE, 1)
+    with pytest.raises(UserError, match="file list not found.*missing.txt"):
+        build_dataset(DataConfig(source="list", path=str(tmp_path / "missing.txt")), SIZE, 1)
     with pytest.raises(UserError, match="data.path is empty"):
         build_dataset(DataConfig(), SIZE, 1)
 
@@ -244,7 +246,8 @@ def test_file_masks_in_the_pipeline_equal_load_mask_file(image_folder, mask_fold
         _assert_valid_batch(batch, 2)
         for mask in batch["mask"]:
             assert any(np.array_equal(mask, e) for e in expected)
-    assert any("skipping unreadable mask file" in r.getMessage() and "broken.png" in r.getMessage() for r in caplog.records)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("skipping unreadable mask file" in m and "broken.png" in m for m in warnings)
 
     # Evaluation pairs image n with mask n (cycling).
     evaluation = _batches(build_eval_dataset(cfg, SIZE, batch_size=5, mask="file"))[0]
@@ -254,8 +257,9 @@ def test_file_masks_in_the_pipeline_equal_load_mask_file(image_folder, mask_fold
 
 def test_tfds_source_through_mock_data():
     tfds = pytest.importorskip("tensorflow_datasets")
-    cfg = DataConfig(source="tfds", tfds_name="cifar10", tfds_split="train", mask="random_box", mask_delta=4,
-                     shuffle_buffer=4)
+    cfg = DataConfig(
+        source="tfds", tfds_name="cifar10", tfds_split="train", mask="random_box", mask_delta=4, shuffle_buffer=4
+    )
     with tfds.testing.mock_data(num_examples=5):
         first = _batches(build_dataset(cfg, 32, batch_size=2, seed=4), count=5)
         resumed = _batches(build_dataset(cfg, 32, batch_size=2, seed=4, start_step=2), count=3)

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from dmfn_tf.config import MASK_KINDS, DataConfig
 from dmfn_tf.data import masks
-from dmfn_tf.data.image_files import check_files, error_summary, list_source_files
+from dmfn_tf.data.image_files import check_files, error_summary, find_image_files, list_source_files, read_file_list
 from dmfn_tf.errors import UserError
 
 # Independent random streams derived from the run's seed.
@@ -214,8 +214,9 @@ def _build(
 
     start = start_step * batch_size
     start_epoch, first = divmod(start, num_records)
+    first = tf.constant(first, tf.int64)
     epochs = tf.data.Dataset.range(start_epoch, _ENDLESS if repeat else start_epoch + 1)
-    ordered = epochs.flat_map(lambda epoch: epoch_records(epoch, tf.where(epoch == start_epoch, tf.constant(first, tf.int64), 0)))
+    ordered = epochs.flat_map(lambda epoch: epoch_records(epoch, tf.where(epoch == start_epoch, first, 0)))
     indexed = tf.data.Dataset.zip(tf.data.Dataset.range(start, _ENDLESS), ordered)
     if num_shards > 1:
         # Sharding happens before anything is read or decoded, so it only skips file names.
@@ -241,7 +242,9 @@ def _build(
         # Files were checked up front; this only guards against files that change during a run
         # (or all files when checking is off): they are dropped with TensorFlow's warning.
         dataset = dataset.ignore_errors(log_warning=True)
-    dataset = dataset.batch(batch_size // num_shards, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(
+        batch_size // num_shards, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE
+    )
     options = tf.data.Options()
     options.deterministic = True
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -251,7 +254,7 @@ def _file_records(data_cfg: DataConfig):
     """A folder or list of image files as records, read by random access (full permutations)."""
     if not data_cfg.path:
         raise UserError(f"data.path is empty: set it to a folder of images or a file list (source {data_cfg.source!r})")
-    paths = list_source_files(data_cfg.path)
+    paths = find_image_files(data_cfg.path) if data_cfg.source == "folder" else read_file_list(data_cfg.path)
     if data_cfg.check_files:
         paths = check_files(paths, _decode_check, "image", cache_path=data_cfg.file_check_cache or None)
     if not paths:
@@ -329,6 +332,7 @@ def _mask_maker(data_cfg: DataConfig, kind: str, image_size: int, ordered: bool)
         raise UserError(f"unknown mask kind {kind!r}; expected one of {MASK_KINDS}")
     if not data_cfg.mask_path:
         raise UserError("data.mask_path is empty: set it to a folder or list of mask images (mask 'file')")
+    # Mask files are always checked, whatever `check_files` says: they are few and small.
     paths = list_source_files(data_cfg.mask_path)
     invert, from_alpha = data_cfg.invert_mask, data_cfg.mask_from_alpha
 
