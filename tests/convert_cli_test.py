@@ -178,3 +178,19 @@ def test_bad_export_options(fixtures_dir, tmp_path, capsys, args, message):
     code, err = _run_cli(capsys, "--checkpoint", fixtures_dir / CHECKPOINT, "--out", tmp_path / "out", *args)
     assert code == 2 and message in err
     assert not (tmp_path / "out").exists()
+
+
+def test_half_precision_data_parallel_checkpoint(fixtures_dir, tmp_path):
+    # A float16 checkpoint saved from a DataParallel wrapper: names prefixed with "module.".
+    from dmfn_tf.convert import convert_checkpoint
+
+    weights = dict(np.load(fixtures_dir / CHECKPOINT_NPZ))
+    half = tmp_path / "half_G.npz"
+    np.savez(half, **{f"module.{name}": value.astype(np.float16) for name, value in weights.items()})
+    record = convert_checkpoint(half, out_dir=tmp_path / "out")
+    assert record["generator"]["source_dtypes"] == ["float16"]
+    assert record["generator"]["config"] == {"nf": 16, "n_blocks": 2, "block": "official"}
+    generator = keras.saving.load_model(tmp_path / "out" / "generator.keras")
+    back = generator_to_reference_state_dict(generator)
+    for name, value in weights.items():  # widened from float16 exactly
+        np.testing.assert_array_equal(back[name], value.astype(np.float16).astype(np.float32), err_msg=name)

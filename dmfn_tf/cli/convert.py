@@ -30,17 +30,17 @@ def register(subparsers) -> None:
         "architecture from it, and writes generator.keras, generator.weights.h5, discriminator.keras, "
         "discriminator.weights.h5 and conversion.json to the output directory.",
     )
-    parser.add_argument("--checkpoint", required=True, help="generator checkpoint (.pth/.pt, or .npz with the same names)")
-    parser.add_argument("--discriminator", help="discriminator checkpoint (optional)")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--checkpoint", required=True, metavar="G.pth", help="generator checkpoint (.pth/.pt, or .npz with the same names)")
+    parser.add_argument("--discriminator", metavar="D.pth", help="discriminator checkpoint (optional)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument(
-        "--export", type=_export_list, default=(), help="also export the generator: saved_model, tflite, or both (comma-separated)"
+        "--export", type=_export_list, default=(), metavar="FORMATS", help="also export the generator: saved_model, tflite, or both (comma-separated)"
     )
     parser.add_argument(
-        "--tflite-size", type=_tflite_size, default=256, help="fixed square input side of the TFLite model, or 'dynamic' (default 256)"
+        "--tflite-size", type=_tflite_size, default=256, metavar="N", help="fixed square input side of the TFLite model, or 'dynamic' (default 256)"
     )
     parser.add_argument(
-        "--tflite-quantization", default="float32", help="TFLite weights: float32 (default), float16 or int8 (dynamic range)"
+        "--tflite-quantization", default="float32", metavar="TYPE", help="TFLite weights: float32 (default), float16 or int8 (dynamic range)"
     )
     parser.set_defaults(func=run)
 
