@@ -8,8 +8,7 @@ Every generator returns `(mask, bbox)`:
   it is a random square of side `S / 2`, as in the reference recipe.
 
 The random generators are *stateless*: they take a `seed`, a shape-`[2]` integer tensor (see
-`tf.random.experimental.stateless_fold_in`), so the same seed gives the same mask on every run and
-every machine. The training pipeline derives that seed from `(run seed, global example index)`,
+`tf.random.experimental.stateless_fold_in`), so the same seed gives the same mask on every run. The training pipeline derives that seed from `(run seed, global example index)`,
 which is what makes an interrupted run resume exactly.
 
 Mask files (`mask_from_image`, `load_mask_file`) follow one documented rule, in this order:
@@ -25,7 +24,8 @@ Mask files (`mask_from_image`, `load_mask_file`) follow one documented rule, in 
 4. binarise with `> 0.5`;
 5. with `invert=True` (MAT-style files where 0 = hole) swap 0 and 1. Never guessed.
 
-16-bit files are reduced to 8 bits by the decoder first.
+16-bit files are reduced to 8 bits by the decoder first (so a 16-bit file holding 0/1 reads as
+empty: save such masks as 8-bit).
 """
 
 from __future__ import annotations
