@@ -72,13 +72,13 @@ def test_npz_twin_converts_and_exports_reproduce_reference(fixtures_dir, tmp_pat
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "conversion.json").read_text())
     assert record["generator"]["config"] == {"nf": 16, "n_blocks": 2, "block": "official"}
-    assert record["exports"] == {"saved_model": "saved_model", "tflite": "generator_64_float32.tflite"}
+    assert record["exports"] == {"saved_model": "saved_model/1", "tflite": "generator_64_float32.tflite"}
     image, mask, generator_input, io = _reference_io(fixtures_dir)
 
     generator = keras.saving.load_model(tmp_path / "generator.keras")
     assert np.abs(generator(generator_input).numpy() - io["raw_output"]).max() <= 1e-4
 
-    served = tf.saved_model.load(str(tmp_path / "saved_model"))
+    served = tf.saved_model.load(str(tmp_path / "saved_model" / "1"))
     composite = served.signatures["inpaint_float"](image=tf.constant(image), mask=tf.constant(mask))["inpainted"].numpy()
     assert np.abs(composite - io["composited_output"]).max() <= 1e-4
 

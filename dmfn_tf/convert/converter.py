@@ -39,9 +39,9 @@ GENERATOR_WEIGHTS_FILE = "generator.weights.h5"
 DISCRIMINATOR_FILE = "discriminator.keras"
 DISCRIMINATOR_WEIGHTS_FILE = "discriminator.weights.h5"
 RECORD_FILE = "conversion.json"
-SAVED_MODEL_DIRECTORY = "saved_model"
+# Version folder "1" under "saved_model/": the layout TF Serving's `--model_base_path=<out_dir>/saved_model` expects.
+SAVED_MODEL_DIRECTORY = os.path.join("saved_model", "1")
 EXPORT_FORMATS = ("saved_model", "tflite")
-TFLITE_QUANTIZATIONS = ("float32", "float16", "int8")
 # `torch.nn.DataParallel` prefixes every name with this; the authors unwrap before saving, others may not.
 _DATA_PARALLEL_PREFIX = "module."
 
@@ -156,12 +156,12 @@ def _check_export_request(export_formats: Sequence[str], tflite_size: int | None
     if unknown:
         raise UserError(f"unknown export format(s) {', '.join(unknown)}; expected some of {', '.join(EXPORT_FORMATS)}")
     if "tflite" in export_formats:
+        from dmfn_tf.serving.tflite_export import QUANTIZATIONS
+
         if tflite_size is not None and (not isinstance(tflite_size, int) or tflite_size <= 0 or tflite_size % 4):
             raise UserError(f"TFLite size must be a positive multiple of 4 (or dynamic: None), got {tflite_size!r}")
-        if tflite_quantization not in TFLITE_QUANTIZATIONS:
-            raise UserError(
-                f"unknown TFLite quantization {tflite_quantization!r}; expected one of {', '.join(TFLITE_QUANTIZATIONS)}"
-            )
+        if tflite_quantization not in QUANTIZATIONS:
+            raise UserError(f"unknown TFLite quantization {tflite_quantization!r}; expected one of {', '.join(QUANTIZATIONS)}")
 
 
 def _prepare_out_dir(out_dir: str) -> None:
@@ -214,8 +214,8 @@ def convert_checkpoint(
     """Converts the authors' generator (and optionally discriminator) checkpoint into Keras files.
 
     Writes to `out_dir`: `generator.keras` and `generator.weights.h5`; with a discriminator,
-    `discriminator.keras` and `discriminator.weights.h5`; the requested exports (`saved_model/`,
-    `generator_<size>_<quantization>.tflite`); and `conversion.json`, which records each source
+    `discriminator.keras` and `discriminator.weights.h5`; the requested exports (`saved_model/1/`,
+    `generator_<size>_<quantization>.tflite`, see `dmfn_tf.serving`); and `conversion.json`, which records each source
     file's absolute path, SHA-256, tensor count and dtypes (float16 checkpoints are widened to
     float32), the inferred configuration and the files written. Nothing is written unless both
     checkpoints read and match their models.
