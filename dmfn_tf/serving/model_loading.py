@@ -7,7 +7,6 @@ the authors' generator checkpoints (`.pth`/`.pt`, or `.npz` with the same tensor
 
 from __future__ import annotations
 
-import importlib
 import os
 
 from dmfn_tf.errors import UserError
