@@ -90,9 +90,10 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=directory)
+    # A fixed name: a write killed half-way leaves one stale file, which the next write replaces.
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp")
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+        with open(temporary, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -122,8 +123,9 @@ def save_model_atomically(model, path: str | os.PathLike) -> None:
     if not path.endswith(".keras"):
         raise ValueError(f"a Keras model file must end in .keras, got {path}")
     directory = os.path.dirname(os.path.abspath(path))
-    # Keras insists on the .keras suffix, so the temporary name keeps it.
-    temporary = os.path.join(directory, f".{os.path.basename(path)[:-len('.keras')]}.tmp-{os.getpid()}.keras")
+    # Keras insists on the .keras suffix, so the temporary name keeps it. A fixed name: a save
+    # killed half-way leaves one stale file, which the next save replaces.
+    temporary = os.path.join(directory, f".{os.path.basename(path)[:-len('.keras')]}.tmp.keras")
     try:
         model.save(temporary)
         _fsync_path(temporary)
