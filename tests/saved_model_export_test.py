@@ -186,7 +186,17 @@ def test_oversized_request_raises_invalid_argument(served):
     mask = np.ones((1, 101, 100, 1), np.float32)
     with pytest.raises(tf.errors.InvalidArgumentError, match="exceeds the budget of 10000 pixels"):
         served.signatures["serving_default"](image=tf.constant(image), mask=tf.constant(mask))
-    big_png = _encode(image[0], "png")
-    with pytest.raises(tf.errors.InvalidArgumentError, match="budget"):
-        served.signatures["inpaint_bytes"](image_bytes=tf.constant([big_png]), mask_bytes=tf.constant([_encode((mask[0] * 255).astype(np.uint8), "png")]))
+    mask_png = _encode((mask[0] * 255).astype(np.uint8), "png")
+    for fmt in ("png", "jpeg"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than the budget of 10000 pixels"):
+            served.signatures["inpaint_bytes"](image_bytes=tf.constant([_encode(image[0], fmt)]), mask_bytes=tf.constant([mask_png]))
+
+
+def test_oversized_png_header_is_refused_before_decoding(served):
+    # A 60-byte file whose header declares 100000 x 100000 pixels (30 GB decoded).
+    png = bytearray(_encode(np.zeros((2, 2, 3), np.uint8), "png"))
+    png[16:24] = (100000).to_bytes(4, "big") * 2
+    mask_png = _encode(np.zeros((2, 2, 1), np.uint8), "png")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than the budget"):
+        served.signatures["inpaint_bytes"](image_bytes=tf.constant([bytes(png)]), mask_bytes=tf.constant([mask_png]))
 

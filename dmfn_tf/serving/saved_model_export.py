@@ -21,7 +21,8 @@ known pixels of the uint8 and PNG outputs are the input's, bit for bit.
 
 Errors are `InvalidArgumentError`s (HTTP 400 in TF Serving): undecodable bytes, an image and mask
 of different sizes or batch sizes, an empty image, or a request of more than `max_pixels` pixels
-in all (batch x height x width; for encoded images checked per image after decoding).
+in all (batch x height x width; encoded images are checked one by one, PNG and JPEG from their
+header before decoding, other formats after).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dmfn_tf.data.masks import mask_from_image
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS, SIZE_MULTIPLE
 
 SIGNATURE_NAMES = ("serving_default", "inpaint_bytes", "inpaint_float")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _reflect_indices(size, padded_size):
@@ -41,6 +43,29 @@ def _reflect_indices(size, padded_size):
     period = tf.maximum(2 * (size - 1), 1)
     phase = tf.range(padded_size) % period
     return tf.where(phase < size, phase, period - phase)
+
+
+def _declared_pixels(contents):
+    """height x width that an encoded PNG or JPEG declares in its header; 0 for other formats.
+
+    Lets the bytes signature refuse an oversized image before decoding it (a small file can
+    declare a huge image).
+    """
+
+    def png_pixels():
+        # IHDR: big-endian uint32 width and height at bytes 16-23.
+        digits = tf.reshape(tf.cast(tf.io.decode_raw(tf.strings.substr(contents, 16, 8), tf.uint8), tf.int64), [2, 4])
+        width_height = tf.reduce_sum(digits * tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64), axis=1)
+        return width_height[0] * width_height[1]
+
+    def jpeg_pixels():
+        shape = tf.cast(tf.io.extract_jpeg_shape(contents), tf.int64)
+        return shape[0] * shape[1]
+
+    is_png = tf.equal(tf.strings.substr(contents, 0, 8), _PNG_SIGNATURE)
+    return tf.cond(
+        is_png, png_pixels, lambda: tf.cond(tf.io.is_jpeg(contents), jpeg_pixels, lambda: tf.constant(0, tf.int64))
+    )
 
 
 def _binarise(mask):
@@ -132,7 +157,12 @@ class InpaintingModule(tf.Module):
         )
 
         def inpaint_one(pair):
-            image = tf.io.decode_image(pair[0], channels=3, dtype=tf.uint8, expand_animations=False)
+            declared = tf.debugging.assert_less_equal(
+                _declared_pixels(pair[0]), tf.constant(self.max_pixels, tf.int64),
+                message=f"the encoded image declares more than the budget of {self.max_pixels} pixels",
+            )
+            with tf.control_dependencies([declared]):
+                image = tf.io.decode_image(pair[0], channels=3, dtype=tf.uint8, expand_animations=False)
             mask = mask_from_image(tf.io.decode_image(pair[1], channels=0, dtype=tf.uint8, expand_animations=False))
             inpainted = self._inpaint_uint8(image[None], mask[None])
             return tf.io.encode_png(inpainted[0])
