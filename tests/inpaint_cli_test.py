@@ -94,7 +94,8 @@ def test_holes_from_image_transparency(model_path, tmp_path):
 
 
 def test_folders_pair_by_stem(model_path, tmp_path):
-    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
     images = {"b": _image(6, 64, 96), "a": _image(7, 40, 52)}
     _save(images["a"], tmp_path / "images" / "a.png")
     _save(images["b"], tmp_path / "images" / "b.bmp")
@@ -134,7 +135,8 @@ def test_corrupt_image_is_a_one_line_error(model_path, tmp_path, capsys):
 
 
 def test_mis_sized_mask_in_a_folder_stops_before_any_output(model_path, tmp_path, capsys):
-    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
     _save(_image(9, 40, 40), tmp_path / "images" / "a.png")
     _save(_image(10, 40, 40), tmp_path / "images" / "z.png")
     _save(_box_mask(40, 40), tmp_path / "masks" / "a.png")
@@ -145,7 +147,8 @@ def test_mis_sized_mask_in_a_folder_stops_before_any_output(model_path, tmp_path
 
 
 def test_missing_mask_in_a_folder_names_the_image(model_path, tmp_path, capsys):
-    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
     _save(_image(11, 40, 40), tmp_path / "images" / "lonely.png")
     assert _inpaint(model_path, tmp_path / "images", tmp_path / "masks", tmp_path / "out") == 2
     _assert_one_line_error(capsys, "lonely.png", "no mask named lonely.*")

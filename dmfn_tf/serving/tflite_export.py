@@ -7,11 +7,11 @@ size by reflection and crops back, as `dmfn_tf.inference.inpaint` does.
 
 - fixed size (`size=256`): inputs `[1, size, size, *]`; the batch can be resized.
 - dynamic size (`size=None`): any batch, height and width; call `resize_tensor_input` before
-  `allocate_tensors` (`run_tflite` does).
+  `allocate_tensors` (the signature runner that `run_tflite` uses does this itself).
 
 Quantisation variants: `float32` (none), `float16` (weights stored as float16, dequantised to
 float32 at load time), `int8` (dynamic range: int8 weights, activations quantised on the fly
-where the kernel supports it). Only TFLite builtin operators are allowed (no Flex ops), so the
+where the kernel supports it; the converter leaves tensors under 1,024 elements in float32). Only TFLite builtin operators are allowed (no Flex ops), so the
 models run with the plain `ai_edge_litert` interpreter.
 """
 
