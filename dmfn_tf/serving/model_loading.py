@@ -53,18 +53,6 @@ def _check_is_generator(model, source: str):
     return model
 
 
-def _load_reference_checkpoint(path: str):
-    """A generator built to the checkpoint's shape (nf, blocks, variant) with its weights loaded."""
-    from dmfn_tf.convert import load_state_dict
-    from dmfn_tf.convert.official_mapping import infer_generator_config, load_reference_generator_weights
-    from dmfn_tf.generator import build_generator
-
-    state_dict = load_state_dict(path)
-    generator = build_generator(**infer_generator_config(state_dict, source=path))
-    load_reference_generator_weights(generator, state_dict, source=path)
-    return generator
-
-
 def load_generator(path: str):
     """Loads a DMFN generator as a `keras.Model`.
 
@@ -89,7 +77,9 @@ def load_generator(path: str):
     import dmfn_tf.generator  # noqa: F401  (registers the custom layers with Keras)
 
     if source.lower().endswith(REFERENCE_CHECKPOINT_SUFFIXES):
-        return _check_is_generator(_load_reference_checkpoint(source), source)
+        from dmfn_tf.convert import load_generator_from_reference
+
+        return _check_is_generator(load_generator_from_reference(source), source)
     try:
         model = keras.saving.load_model(source, compile=False)
     except Exception as err:  # Keras raises ValueError, TypeError, OSError, zipfile errors, ...
