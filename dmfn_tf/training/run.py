@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 import keras
 import tensorflow as tf
@@ -266,6 +265,8 @@ def train(
         return TrainingResult(out_dir, initial_step, initial_step, checkpointer.latest_path())
     if initial_step:
         print(f"Resuming {out_dir} from step {initial_step} of {total_steps}")
+    elif resume:
+        print(f"No checkpoint in {checkpoint_dir} yet; training {out_dir} from step 0")
 
     guard = NonFiniteLossGuard(initial_step)
     saver = CheckpointCallback(
@@ -305,7 +306,6 @@ def train(
     finally:
         if logger is not None:
             logger.close()
-        sys.stdout.flush()
 
     if guard.failure is not None:
         step, terms = guard.failure
