@@ -163,12 +163,49 @@ def fit(
             callbacks=callbacks,
             initial_epoch=initial_epoch,
             verbose=verbose,
+            shuffle=False,  # a tf.data pipeline shuffles itself; Keras would only warn
         )
-    return _fit_multi_worker(trainer, strategy, dataset, epochs, steps_per_epoch, callbacks, initial_epoch, verbose)
+    return custom_loop_fit(
+        trainer,
+        dataset,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        initial_epoch=initial_epoch,
+        verbose=verbose,
+    )
 
 
-def _fit_multi_worker(trainer, strategy, dataset, epochs, steps_per_epoch, callbacks, initial_epoch, verbose):
-    """The multi-worker replacement of `keras.Model.fit` (trap 3 of the module docstring)."""
+def custom_loop_fit(
+    trainer,
+    dataset: tf.data.Dataset,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    callbacks=None,
+    initial_epoch: int = 0,
+    verbose="auto",
+) -> keras.callbacks.History:
+    """`keras.Model.fit` rebuilt from `strategy.run`: the multi-worker path of `fit` (trap 3 above).
+
+    Works under any strategy (the tests compare it with `trainer.fit` on one device). Callbacks get
+    the same calls, in the same order, as under `keras.Model.fit`; the logs are the trainer's
+    running means of the epoch (global batch means, identical on every replica).
+
+    Args:
+        trainer: a compiled `DMFNTrainer` whose optimizers are built.
+        dataset: a `tf.data.Dataset` of dict batches (global batch size) with at least
+            `(epochs - initial_epoch) * steps_per_epoch` batches.
+        epochs: index of the last epoch (exclusive).
+        steps_per_epoch: steps in each epoch.
+        callbacks: list of `keras.callbacks.Callback`.
+        initial_epoch: epoch to start from.
+        verbose: 0 (silent), 1 (progress bar), 2 (one line per epoch) or "auto" (1).
+
+    Returns:
+        The `keras.callbacks.History` of the run.
+    """
+    strategy = trainer.distribute_strategy
     if verbose == "auto":
         verbose = 1
     iterator = iter(strategy.experimental_distribute_dataset(dataset))

@@ -1,0 +1,284 @@
+"""Tests of `dmfn_tf.training.trainer`: the DMFN training model on one device."""
+
+import math
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from dmfn_tf import losses
+from dmfn_tf.config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, PerceptualConfig, TrainConfig
+from dmfn_tf.errors import ConfigError
+from dmfn_tf.generator import composite, generator_input
+from dmfn_tf.perceptual import RandomPerceptualWeightsWarning
+from dmfn_tf.training.trainer import (
+    TEST_METRICS,
+    TRAIN_METRICS,
+    build_trainer,
+    crop_local,
+    learning_rate_schedule,
+    make_optimizer,
+)
+
+SIZE = 64
+HALF = SIZE // 2
+# Non-default weights, so that a term wired to the wrong weight shows in the total.
+LOSS = LossConfig(lambda_vgg=2.0, eta_dis_fm=0.5, mu_adv=0.1, gamma_align=3.0)
+
+
+def tiny_config(**train):
+    return ExperimentConfig(
+        model=ModelConfig(nf=4, n_blocks=1, image_size=SIZE),
+        perceptual=PerceptualConfig(weights="none"),
+        loss=LOSS,
+        train=TrainConfig(**{"batch_size": 2, "learning_rate": 1e-3, "lr_decay_steps": [], **train}),
+    )
+
+
+def tiny_trainer(**train):
+    keras.utils.set_random_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomPerceptualWeightsWarning)
+        return build_trainer(tiny_config(**train))
+
+
+def fixed_batch():
+    """Two smooth images with different holes and boxes (the box contains the hole)."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / (SIZE - 1.0)
+    first = np.stack([xx, yy, xx * yy], axis=-1)
+    second = np.stack([yy, 1.0 - xx, 0.5 + 0.0 * xx], axis=-1)
+    image = (np.stack([first, second]) * 2.0 - 1.0).astype("float32")
+    mask = np.zeros((2, SIZE, SIZE, 1), "float32")
+    mask[0, 10:40, 20:50] = 1.0
+    mask[1, 30:60, 5:35] = 1.0
+    bbox = np.array([[9, 19, HALF, HALF], [29, 4, HALF, HALF]], "int32")
+    return {"image": image, "mask": mask, "bbox": bbox}
+
+
+def as_dataset(batch):
+    return tf.data.Dataset.from_tensors(batch).repeat()
+
+
+def numpy_crops(images, bbox):
+    """The local-discriminator crops by plain slicing, as a tensor."""
+    crops = [img[t : t + h, l : l + w] for img, (t, l, h, w) in zip(np.asarray(images), bbox)]
+    return tf.constant(np.stack(crops))
+
+
+def snapshot(variables):
+    return [np.array(v) for v in variables]
+
+
+def changed(before, variables):
+    return [not np.array_equal(b, np.asarray(v)) for b, v in zip(before, variables)]
+
+
+def test_crop_local_matches_slicing_and_routes_gradients_to_the_box():
+    rng = np.random.default_rng(1)
+    images = tf.constant(rng.normal(size=(3, 8, 10, 2)).astype("float32"))
+    bbox = np.array([[0, 0, 4, 4], [4, 6, 4, 4], [2, 3, 4, 4]], "int32")
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        crops = crop_local(images, tf.constant(bbox), 4)
+        total = tf.reduce_sum(crops)
+    np.testing.assert_array_equal(crops.numpy(), numpy_crops(images, bbox).numpy())
+    expected_gradient = np.zeros(images.shape, "float32")
+    for i, (top, left, height, width) in enumerate(bbox):
+        expected_gradient[i, top : top + height, left : left + width] = 1.0
+    np.testing.assert_array_equal(tf.convert_to_tensor(tape.gradient(total, images)).numpy(), expected_gradient)
+
+
+def test_fit_learns_and_logs_every_term():
+    trainer = tiny_trainer()
+    history = trainer.fit(as_dataset(fixed_batch()), steps_per_epoch=1, epochs=30, verbose=0).history
+
+    assert set(history) == set(TRAIN_METRICS)
+    for name, values in history.items():
+        assert all(math.isfinite(v) for v in values), name
+    # The composite's L1 of the last step is well below that of the first.
+    assert history["l1"][-1] < 0.8 * history["l1"][0]
+    # The logged total is the SPEC §5 combination of the logged terms (all are batch means).
+    last = {name: values[-1] for name, values in history.items()}
+    expected_total = (
+        last["l1"]
+        + LOSS.lambda_vgg * (last["self_guided"] + last["vgg_fm"])
+        + LOSS.eta_dis_fm * last["dis_fm"]
+        + LOSS.mu_adv * last["adv_g"]
+        + LOSS.gamma_align * last["align"]
+    )
+    assert last["g_total"] == pytest.approx(expected_total, rel=1e-5)
+
+
+def test_generator_step_terms_equal_the_losses_on_independent_crops():
+    trainer = tiny_trainer()
+    batch = fixed_batch()
+    image, mask = tf.constant(batch["image"]), tf.constant(batch["mask"])
+    discriminator = trainer.discriminator
+
+    # Reference: the batch-mean loss functions, crops by slicing, D in training mode, before the update.
+    output = composite(trainer.generator(generator_input(image, mask)), image, mask)
+    vgg_real, vgg_fake = trainer.perceptual(image), trainer.perceptual(output)
+    fake_logits, dis_fake = discriminator([numpy_crops(output, batch["bbox"]), output], training=True)
+    real_logits, dis_real = discriminator([numpy_crops(image, batch["bbox"]), image], training=True)
+    expected = {
+        "mae": losses.l1_loss(output, image),
+        "self_guided": losses.self_guided_regression_loss(output, image, vgg_real, vgg_fake, mode=LOSS.guidance),
+        "fm_vgg": losses.vgg_feature_matching_loss(vgg_real, vgg_fake),
+        "fm_dis": losses.discriminator_feature_matching_loss(dis_real, dis_fake),
+        "adv": losses.ragan_generator_loss(real_logits, fake_logits),
+        "align": losses.geometrical_alignment_loss(vgg_real[3], vgg_fake[3]),
+    }
+    expected["total"] = losses.generator_total_loss(expected, LOSS)
+
+    returned_output, terms = trainer.generator_step(image, mask, tf.constant(batch["bbox"]), tf.constant(2.0))
+    np.testing.assert_allclose(returned_output.numpy(), output.numpy(), atol=1e-6)
+    for name, value in expected.items():
+        assert float(tf.reduce_mean(terms[name])) == pytest.approx(float(value), rel=1e-4, abs=1e-6), name
+
+
+def test_generator_step_updates_generator_only():
+    trainer = tiny_trainer()
+    batch = fixed_batch()
+    generator_before = snapshot(trainer.generator.trainable_variables)
+    discriminator_before = snapshot(trainer.discriminator.trainable_variables)
+    moving_before = snapshot(trainer.discriminator.non_trainable_variables)
+    vgg_before = snapshot(trainer.perceptual.weights)
+
+    trainer.generator_step(
+        tf.constant(batch["image"]), tf.constant(batch["mask"]), tf.constant(batch["bbox"]), tf.constant(2.0)
+    )
+
+    generator_kernels = [
+        c for c, v in zip(changed(generator_before, trainer.generator.trainable_variables), trainer.generator.trainable_variables)
+        if "kernel" in v.path
+    ]
+    assert generator_kernels and all(generator_kernels)
+    assert not any(changed(discriminator_before, trainer.discriminator.trainable_variables))
+    assert not any(changed(vgg_before, trainer.perceptual.weights))
+    # D runs in training mode in the G step: its BatchNorm moving statistics move (as in PyTorch).
+    assert all(changed(moving_before, trainer.discriminator.non_trainable_variables))
+    assert int(trainer.g_optimizer.iterations) == 1 and int(trainer.d_optimizer.iterations) == 0
+
+
+def test_discriminator_step_updates_discriminator_only():
+    trainer = tiny_trainer()
+    batch = fixed_batch()
+    generator_before = snapshot(trainer.generator.weights)
+    discriminator_before = snapshot(trainer.discriminator.trainable_variables)
+    vgg_before = snapshot(trainer.perceptual.weights)
+    fake = tf.constant(np.flip(batch["image"], axis=1).copy())
+
+    per_example = trainer.discriminator_step(tf.constant(batch["image"]), fake, tf.constant(batch["bbox"]), tf.constant(2.0))
+
+    assert per_example.shape == (2,)
+    discriminator_kernels = [
+        c
+        for c, v in zip(changed(discriminator_before, trainer.discriminator.trainable_variables), trainer.discriminator.trainable_variables)
+        if "kernel" in v.path
+    ]
+    assert discriminator_kernels and all(discriminator_kernels)
+    assert not any(changed(generator_before, trainer.generator.weights))
+    assert not any(changed(vgg_before, trainer.perceptual.weights))
+    assert int(trainer.d_optimizer.iterations) == 1 and int(trainer.g_optimizer.iterations) == 0
+
+
+def test_discriminator_loss_is_ragan_on_the_logits_of_real_and_fake():
+    trainer = tiny_trainer()
+    batch = fixed_batch()
+    image = tf.constant(batch["image"])
+    fake = tf.constant(np.flip(batch["image"], axis=2).copy())
+    # Logits as the step sees them (training-mode BatchNorm), then the NumPy RaGAN formula.
+    real = trainer.discriminator([numpy_crops(image, batch["bbox"]), image], training=True)[0].numpy()[:, 0]
+    fake_logits = trainer.discriminator([numpy_crops(fake, batch["bbox"]), fake], training=True)[0].numpy()[:, 0]
+
+    def bce(logit, label):
+        return np.maximum(logit, 0) - logit * label + np.log1p(np.exp(-np.abs(logit)))
+
+    expected = 0.5 * (bce(real - fake_logits.mean(), 1.0) + bce(fake_logits - real.mean(), 0.0))
+    per_example = trainer.discriminator_step(image, fake, tf.constant(batch["bbox"]), tf.constant(2.0))
+    np.testing.assert_allclose(per_example.numpy(), expected, rtol=1e-5)
+
+
+def test_predict_returns_the_composite_and_evaluate_reports_its_metrics():
+    trainer = tiny_trainer()
+    batch = fixed_batch()
+    inputs = {"image": batch["image"], "mask": batch["mask"]}
+    predicted = trainer.predict(inputs, batch_size=2, verbose=0)
+
+    known = batch["mask"][..., 0] == 0
+    np.testing.assert_array_equal(predicted[known], batch["image"][known])
+    assert np.any(predicted[~known] != batch["image"][~known])
+
+    results = trainer.evaluate(tf.data.Dataset.from_tensors(inputs), return_dict=True, verbose=0)
+    assert set(TEST_METRICS) <= set(results)
+    assert results["l1"] == pytest.approx(np.abs(predicted - batch["image"]).mean(), rel=1e-5)
+    unit_error = ((predicted + 1) / 2 - (batch["image"] + 1) / 2) ** 2
+    psnr = np.mean([10 * np.log10(1.0 / e.mean()) for e in unit_error])
+    assert results["psnr"] == pytest.approx(psnr, rel=1e-4)
+    assert 0.0 < results["ssim"] < 1.0
+
+
+def test_batches_must_be_dicts_with_the_training_keys():
+    trainer = tiny_trainer()
+    batch = fixed_batch()
+    with pytest.raises(TypeError, match="dict batches"):
+        trainer.train_step((batch["image"], batch["mask"], batch["bbox"]))
+    with pytest.raises(KeyError, match="bbox"):
+        trainer.train_step({"image": batch["image"], "mask": batch["mask"]})
+
+
+def test_learning_rate_halves_after_each_decay_step():
+    schedule = learning_rate_schedule(TrainConfig(learning_rate=1e-3, lr_decay_steps=[3, 5], lr_decay_factor=0.5))
+    # `step` counts the updates made so far: updates 1..3 use 1e-3, updates 4..5 use 5e-4, then 2.5e-4.
+    rates = [float(schedule(step)) for step in range(8)]
+    np.testing.assert_allclose(rates, [1e-3] * 3 + [5e-4] * 2 + [2.5e-4] * 3, rtol=1e-6)
+    assert learning_rate_schedule(TrainConfig(learning_rate=2e-4, lr_decay_steps=[])) == 2e-4
+
+
+def test_build_trainer_builds_two_adam_optimizers_from_the_config():
+    trainer = tiny_trainer(beta_1=0.3, beta_2=0.9)
+    for optimizer, network in ((trainer.g_optimizer, trainer.generator), (trainer.d_optimizer, trainer.discriminator)):
+        assert isinstance(optimizer, keras.optimizers.Adam)
+        assert optimizer.built
+        assert optimizer.beta_1 == 0.3 and optimizer.beta_2 == 0.9
+        # One first and one second moment per trainable weight, plus the iteration counter and rate.
+        assert len(optimizer.variables) == 2 * len(network.trainable_variables) + 2
+    assert trainer.perceptual.trainable_variables == []
+    assert trainer.local_size == HALF
+
+    cfg = tiny_config()
+    cfg.perceptual.network = "lpips_vgg16"
+    with pytest.raises(ConfigError, match="perceptual.network"):
+        build_trainer(cfg)
+
+
+def test_mixed_precision_keeps_losses_in_float32_and_loss_scales_float16():
+    try:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        assert isinstance(make_optimizer(TrainConfig(), "g"), keras.optimizers.LossScaleOptimizer)
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        trainer = tiny_trainer()
+        assert trainer.generator.compute_dtype == "bfloat16"
+        logs = trainer.train_step(fixed_batch())
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert set(logs) == set(TRAIN_METRICS)
+    for name, value in logs.items():
+        assert value.dtype == tf.float32 and math.isfinite(float(value)), name
+
+
+def test_fit_on_the_data_pipeline(tmp_path):
+    from dmfn_tf.data import build_dataset
+
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, size=(80, 72, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    data_cfg = DataConfig(source="folder", path=str(tmp_path), mask="random_box", mask_delta=8)
+    dataset = build_dataset(data_cfg, SIZE, batch_size=2, seed=0)
+
+    history = tiny_trainer().fit(dataset, steps_per_epoch=2, epochs=1, verbose=0).history
+    assert all(math.isfinite(values[-1]) for values in history.values())
+
