@@ -59,9 +59,8 @@ def final_checkpoint_tensors(out):
     (step, path), *_ = reversed(list_checkpoints(out / "checkpoints"))
     assert step == TOTAL_STEPS == read_latest(out / "checkpoints")["step"]
     reader = tf.train.load_checkpoint(os.path.join(path, CHECKPOINT_PREFIX))
-    return {
-        name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map() if name != "_CHECKPOINTABLE_OBJECT_GRAPH"
-    }
+    names = [name for name in reader.get_variable_to_shape_map() if name != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    return {name: reader.get_tensor(name) for name in names}
 
 
 @pytest.mark.parametrize(

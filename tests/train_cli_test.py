@@ -23,6 +23,8 @@ from dmfn_tf.training.trainer import TRAIN_METRICS, build_trainer
 
 TINY_CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 STEPS = 4
+# Keys the run below sets on the command line; every other key of tiny.yaml must reach config.yaml.
+OVERRIDDEN = {("train", "total_steps"), ("train", "checkpoint_every"), ("train", "image_log_every")}
 
 
 def write_images(folder, count=6, seed=0):
@@ -49,6 +51,10 @@ def read_events(log_dir):
     return values
 
 
+def train_args(images, out, *extra):
+    return ["train", "--config", str(TINY_CONFIG), "--data", str(images), "--out", str(out), *extra]
+
+
 def error_lines(capsys):
     return [line for line in capsys.readouterr().err.splitlines() if line.startswith("dmfn train")]
 
@@ -62,11 +68,10 @@ def images(tmp_path_factory):
 def run_dir(tmp_path_factory, images):
     out = tmp_path_factory.mktemp("run") / "tiny"
     code = main(
-        [
-            "train", "--config", str(TINY_CONFIG), "--data", str(images), "--out", str(out),
-            "--steps", str(STEPS), "--set", "train.checkpoint_every=3", "--set", "train.image_log_every=2",
+        train_args(
+            images, out, "--steps", str(STEPS), "--set", "train.checkpoint_every=3", "--set", "train.image_log_every=2",
             "--log-every", "1",
-        ]
+        )
     )  # fmt: skip
     assert code == 0
     return out
@@ -83,7 +88,7 @@ def test_run_directory_layout_and_resolved_config(run_dir, images):
     for section, values in tiny.items():
         if isinstance(values, dict):
             for key, value in values.items():
-                if (section, key) not in {("train", "total_steps"), ("train", "checkpoint_every"), ("train", "image_log_every")}:
+                if (section, key) not in OVERRIDDEN:
                     assert saved[section][key] == value, f"{section}.{key}"
     assert saved["train"]["total_steps"] == STEPS
     assert saved["train"]["checkpoint_every"] == 3
@@ -156,7 +161,7 @@ def test_generator_file_is_the_latest_checkpoint_generator(run_dir):
 
 
 def test_existing_run_is_not_overwritten_without_resume(run_dir, images, capsys):
-    args = ["train", "--config", str(TINY_CONFIG), "--data", str(images), "--out", str(run_dir), "--steps", "6"]
+    args = train_args(images, run_dir, "--steps", "6")
     assert main(args) == 2
     (line,) = error_lines(capsys)
     assert "already holds a training run" in line and "--resume" in line
@@ -164,14 +169,14 @@ def test_existing_run_is_not_overwritten_without_resume(run_dir, images, capsys)
 
 
 def test_resume_with_another_architecture_names_the_changed_key(run_dir, images, capsys):
-    args = ["train", "--config", str(TINY_CONFIG), "--data", str(images), "--out", str(run_dir), "--resume", "--set", "model.n_blocks=3"]
+    args = train_args(images, run_dir, "--resume", "--set", "model.n_blocks=3")
     assert main(args) == 2
     (line,) = error_lines(capsys)
     assert "model.n_blocks (2 -> 3)" in line
 
 
 def test_resume_of_a_finished_run_does_nothing(run_dir, images, capsys):
-    args = ["train", "--config", str(TINY_CONFIG), "--data", str(images), "--out", str(run_dir), "--resume", "--steps", str(STEPS)]
+    args = train_args(images, run_dir, "--resume", "--steps", str(STEPS))
     assert main(args) == 0
     assert f"already trained to step {STEPS}" in capsys.readouterr().out
 
@@ -181,7 +186,7 @@ def test_resume_of_a_finished_run_does_nothing(run_dir, images, capsys):
     [("model.nff=8", "model.nff"), ("model.nf=eight", "model.nf"), ("train.total_steps", "key=value")],
 )
 def test_bad_set_override_is_a_one_line_error(tmp_path, images, capsys, assignment, named):
-    args = ["train", "--config", str(TINY_CONFIG), "--data", str(images), "--out", str(tmp_path / "run"), "--set", assignment]
+    args = train_args(images, tmp_path / "run", "--set", assignment)
     assert main(args) == 2
     (line,) = error_lines(capsys)
     assert named in line
@@ -191,14 +196,15 @@ def test_bad_set_override_is_a_one_line_error(tmp_path, images, capsys, assignme
 
 def test_missing_data_is_a_one_line_error(tmp_path, capsys):
     missing = tmp_path / "no_such_folder"
-    args = ["train", "--config", str(TINY_CONFIG), "--data", str(missing), "--out", str(tmp_path / "run")]
+    args = train_args(missing, tmp_path / "run")
     assert main(args) == 2
     (line,) = error_lines(capsys)
     assert str(missing) in line
 
 
 def test_parse_overrides_reads_yaml_values():
-    assert parse_overrides(["model.nf=8", "train.lr_decay_steps=[10, 20]", "train.deterministic=true", "data.crop=center"]) == {
+    assignments = ["model.nf=8", "train.lr_decay_steps=[10, 20]", "train.deterministic=true", "data.crop=center"]
+    assert parse_overrides(assignments) == {
         "model": {"nf": 8},
         "train": {"lr_decay_steps": [10, 20], "deterministic": True},
         "data": {"crop": "center"},
@@ -225,7 +231,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, imag
 
     monkeypatch.setattr(run_module, "build_dataset", build_poisoned_dataset)
     out = tmp_path / "run"
-    args = ["train", "--config", str(TINY_CONFIG), "--data", str(images), "--out", str(out), "--steps", "6", "--set", "train.checkpoint_every=2"]
+    args = train_args(images, out, "--steps", "6", "--set", "train.checkpoint_every=2")
     assert main(args) == 2
     (line,) = error_lines(capsys)
     assert "non-finite loss at step 3" in line

@@ -183,7 +183,9 @@ class TensorBoardLogger(_StepCallback):
         initial_step: the global step the run starts at.
     """
 
-    def __init__(self, log_dir: str, sample_batch: dict | None, scalar_every: int, image_every: int, initial_step: int = 0):
+    def __init__(
+        self, log_dir: str, sample_batch: dict | None, scalar_every: int, image_every: int, initial_step: int = 0
+    ):
         super().__init__(initial_step)
         if scalar_every < 1 or image_every < 1:
             raise ValueError(f"logging intervals must be at least 1 step, got {scalar_every} and {image_every}")

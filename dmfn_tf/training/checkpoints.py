@@ -211,7 +211,9 @@ class TrainingCheckpointer:
     ```
     """
 
-    def __init__(self, directory, generator, discriminator, g_optimizer, d_optimizer, keep: int = 3, chief: bool = True):
+    def __init__(
+        self, directory, generator, discriminator, g_optimizer, d_optimizer, keep: int = 3, chief: bool = True
+    ):
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self.directory = os.fspath(directory)

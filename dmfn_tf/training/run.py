@@ -114,7 +114,9 @@ def epoch_segments(start_step: int, total_steps: int, steps_per_epoch: int) -> l
     return segments
 
 
-def resolve_config(cfg: ExperimentConfig, data_path: str | None = None, max_steps: int | None = None) -> ExperimentConfig:
+def resolve_config(
+    cfg: ExperimentConfig, data_path: str | None = None, max_steps: int | None = None
+) -> ExperimentConfig:
     """`cfg` with the data path and the run length of the command line applied, validated again.
 
     Args:
@@ -226,7 +228,9 @@ def train(
 
     has_checkpoint = read_latest(checkpoint_dir) is not None
     if has_checkpoint and not resume:
-        raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it, or choose another --out")
+        raise UserError(
+            f"{out_dir} already holds a training run; pass --resume to continue it, or choose another --out"
+        )
     if resume and has_checkpoint and os.path.isfile(config_path):
         _check_resumable(cfg, config_path)
 
@@ -240,7 +244,13 @@ def train(
     # The data first: a missing folder fails here, before the networks are built.
     def dataset_from(step):
         return build_dataset(
-            cfg.data, cfg.model.image_size, train_cfg.batch_size, seed=train_cfg.seed, start_step=step, repeat=True, training=True
+            cfg.data,
+            cfg.model.image_size,
+            train_cfg.batch_size,
+            seed=train_cfg.seed,
+            start_step=step,
+            repeat=True,
+            training=True,
         )
 
     dataset_from(0)
@@ -310,6 +320,10 @@ def train(
     if guard.failure is not None:
         step, terms = guard.failure
         latest = checkpointer.latest_step()
-        kept = f"the last good checkpoint (step {latest}) is kept in {checkpoint_dir}" if latest is not None else "no checkpoint was written"
+        kept = (
+            f"the last good checkpoint (step {latest}) is kept in {checkpoint_dir}"
+            if latest is not None
+            else "no checkpoint was written"
+        )
         raise NonFiniteLossError(f"non-finite loss at step {step} in {', '.join(terms)}; training stopped and {kept}")
     return TrainingResult(out_dir, initial_step, total_steps, checkpointer.latest_path())
