@@ -1,5 +1,6 @@
 """Tests for the TFLite export: accuracy of each variant, dynamic sizes, builtin ops only."""
 
+import keras
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
@@ -12,6 +13,7 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def generator():
+    keras.utils.set_random_seed(0)
     return build_generator(nf=8, n_blocks=2)
 
 
@@ -71,11 +73,14 @@ def test_quantized_variants_errors_and_sizes(generator, models):
     assert sizes["int8"] < sizes["float16"]
 
 
-@pytest.mark.parametrize("height, width", [(64, 64), (96, 128)])
-def test_dynamic_model_after_resize_tensor_input(generator, models, height, width):
+# TFLite's MEAN sums H * W values one after the other in float32 (TensorFlow sums pairwise), so the
+# instance-norm statistics, and the difference from Keras, grow with the pixel count: measured
+# 1e-5 at 32², 3e-5 at 64², 1.2e-4 at 96 x 128 and 128², 3.2e-4 at 192².
+@pytest.mark.parametrize("height, width, tolerance", [(64, 64, 1e-4), (96, 128, 2.5e-4)])
+def test_dynamic_model_after_resize_tensor_input(generator, models, height, width, tolerance):
     image, mask = _inputs(height, width, batch=2, seed=2)
     result = _invoke(models[(None, "float32")], image, mask)
-    np.testing.assert_allclose(result, _keras_composite(generator, image, mask), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(result, _keras_composite(generator, image, mask), atol=tolerance, rtol=0)
 
 
 def test_run_tflite_pads_sizes_that_are_not_multiples_of_four(generator, models):
