@@ -9,9 +9,20 @@
   environment variable (one process per worker, same program, same configuration).
 
 `fit(trainer, dataset, ...)` trains a `DMFNTrainer` with Keras callbacks under any of them: it calls
-`trainer.fit` for "default" and "mirrored", and runs an equivalent loop of its own in multi-worker
-mode (below). The trainer's steps scale losses by the global batch size and all-reduce the RaGAN
-logit means, so the data-parallel step equals the one-device step on the global batch (exactly with
+`trainer.fit` for "default" and "mirrored", and `custom_loop_fit` (an equivalent loop built on
+`strategy.run`) in multi-worker mode (below).
+
+Public API (stable):
+
+- `make_strategy(name="default", devices=None) -> tf.distribute.Strategy`
+- `is_multi_worker(strategy) -> bool`
+- `fit(trainer, dataset, *, epochs, steps_per_epoch, callbacks=None, initial_epoch=0, verbose="auto")
+  -> keras.callbacks.History`
+- `custom_loop_fit(...)`: same signature as `fit`, never calls `keras.Model.fit`
+- `StrategyError(UserError)`: bad `TF_CONFIG`
+
+The trainer's steps scale losses by the global batch size and all-reduce the RaGAN logit means,
+so the data-parallel step equals the one-device step on the global batch (exactly with
 `train.sync_batchnorm: true`; see `dmfn_tf.training.trainer`).
 
 Traps measured on TensorFlow 2.21 / Keras 3.15, and what this module does about them:
@@ -29,12 +40,12 @@ Traps measured on TensorFlow 2.21 / Keras 3.15, and what this module does about 
    - after each step, `fit` reduces every logged value with `strategy.reduce("MEAN", v, axis=0)`,
      which rejects scalar metrics: `ValueError: Invalid reduction dimension 0 for input with 0
      dimensions`.
-   Workaround: in multi-worker mode `fit` below does not call `keras.Model.fit`. It distributes the
-   dataset with `strategy.experimental_distribute_dataset`, runs `trainer.train_step` through
-   `strategy.run` in a `tf.function`, takes the logs of the first local replica (the trainer logs
-   global batch means, identical on every replica) and drives the same Keras callbacks
-   (`keras.callbacks.CallbackList`, with `History`) with the same calls in the same order as
-   `keras.Model.fit`, so callbacks written for `fit` work unchanged.
+   Workaround: in multi-worker mode `fit` does not call `keras.Model.fit` but `custom_loop_fit`,
+   which distributes the dataset with `strategy.experimental_distribute_dataset`, runs
+   `trainer.train_step` through `strategy.run` in a `tf.function`, takes the logs of the first
+   local replica (the trainer logs global batch means, identical on every replica) and drives the
+   same Keras callbacks (`keras.callbacks.CallbackList`, with `History`) with the same calls in
+   the same order as `keras.Model.fit`, so callbacks written for `fit` work unchanged.
 4. Under `MirroredStrategy`, `fit` takes the mean over replicas of the logged values; since they
    are global means already, the logs are those of the global batch.
 5. Logical CPU devices for tests (`tf.config.set_logical_device_configuration`) must be configured

@@ -174,7 +174,9 @@ class DMFNTrainer(keras.Model):
     ```
     """
 
-    def __init__(self, generator, discriminator, perceptual, loss_config: LossConfig | None = None, name="dmfn_trainer"):
+    def __init__(
+        self, generator, discriminator, perceptual, loss_config: LossConfig | None = None, name="dmfn_trainer"
+    ):
         super().__init__(name=name)
         self.generator = generator
         self.discriminator = discriminator
