@@ -351,9 +351,6 @@ class DMFNTrainer(keras.Model):
         }
         return self._update_with_global_means(per_example, global_batch_size)
 
-    def predict_step(self, data):
-        return self(data, training=False)
-
 
 def learning_rate_schedule(train_cfg: TrainConfig):
     """The reference schedule: `learning_rate`, multiplied by `lr_decay_factor` after each of `lr_decay_steps`.
