@@ -88,7 +88,9 @@ def crop_local(images, bbox, size: int):
 
     Args:
         images: `[B, H, W, C]`.
-        bbox: int32 `[B, 4]` = `(top, left, height, width)`; height and width must equal `size`.
+        bbox: int32 `[B, 4]` = `(top, left, height, width)`; only top and left are read (the data
+            pipeline makes every box `size` square). A box reaching past the image is an error on
+            CPU; on GPU `tf.gather` fills it with zeros.
         size: side of the crop (`image_size // 2` for the local discriminator).
 
     Returns:
