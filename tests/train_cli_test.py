@@ -1,7 +1,6 @@
 """`dmfn train`: run directory, TensorBoard logs, generator.keras, one-line errors, non-finite losses."""
 
 import io
-import os
 import pathlib
 
 import keras

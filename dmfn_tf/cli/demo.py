@@ -14,7 +14,6 @@ Every stage's output goes under `--out`; a killed demo resumes its training when
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 

@@ -61,7 +61,6 @@ import tensorflow as tf
 from dmfn_tf import losses
 from dmfn_tf.config import ExperimentConfig, LossConfig, TrainConfig
 from dmfn_tf.discriminator import build_discriminator
-from dmfn_tf.errors import ConfigError
 from dmfn_tf.generator import build_generator, composite, generator_input
 from dmfn_tf.perceptual import build_perceptual_network
 
@@ -416,15 +415,13 @@ def build_trainer(cfg: ExperimentConfig, strategy: tf.distribute.Strategy | None
     trainer.fit(dataset, steps_per_epoch=cfg.train.steps_per_epoch, epochs=2)
     ```
     """
-    if cfg.perceptual.network != "vgg19":
-        raise ConfigError(
-            f"perceptual.network: training uses VGG19 features (SPEC §4), got {cfg.perceptual.network!r}"
-        )
     strategy = strategy if strategy is not None else tf.distribute.get_strategy()
     with strategy.scope():
         generator = build_generator(**cfg.model.generator_kwargs())
         discriminator = build_discriminator(**cfg.model.discriminator_kwargs(), sync_batchnorm=cfg.train.sync_batchnorm)
-        perceptual = build_perceptual_network(cfg.perceptual.weights, cfg.perceptual.preprocessing)
+        perceptual = build_perceptual_network(
+            cfg.perceptual.weights, cfg.perceptual.preprocessing, network=cfg.perceptual.network
+        )
         trainer = DMFNTrainer(generator, discriminator, perceptual, cfg.loss, name=f"{cfg.name}_trainer")
         trainer.compile(
             g_optimizer=make_optimizer(cfg.train, "generator_adam"),
