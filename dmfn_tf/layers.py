@@ -6,12 +6,38 @@
 - `PaddedConv2D`: symmetric zero padding of `dilation * (k - 1) / 2` followed by a VALID
   convolution, as the reference code does. Keras `padding="same"` with stride 2 pads 0 before and 1
   after, which shifts every feature map by half a pixel and breaks weight compatibility.
+
+Both lower to the fastest TensorFlow operators that compute the same thing (measured in
+`docs/performance.md`): a batch of one is normalised by a single fused batch-norm kernel, and
+stride-1 convolutions pad inside the convolution, with dilations run natively by oneDNN instead
+of through SpaceToBatch/BatchToSpace copies.
 """
 
 from __future__ import annotations
 
+import functools
+
 import keras
+import tensorflow as tf
 from keras import ops
+
+# dtypes that FusedBatchNormV3 accepts (it keeps its statistics in float32 for all of them).
+_FUSED_NORM_DTYPES = ("float32", "bfloat16", "float16")
+
+
+@functools.cache
+def _native_dilated_conv() -> bool:
+    """Whether this TensorFlow runs dilated convolutions natively, gradients included, on the CPU.
+
+    oneDNN does (on by default on x86-64 Linux); TensorFlow's own CPU kernels run a dilated
+    forward pass but refuse its gradient, so without oneDNN dilations go through SpaceToBatch.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return False
 
 
 @keras.saving.register_keras_serializable(package="dmfn_tf")
@@ -40,6 +66,21 @@ class InstanceNormalization(keras.layers.Layer):
         self.epsilon = epsilon
 
     def call(self, inputs):
+        if inputs.shape[0] == 1 and inputs.dtype.name in _FUSED_NORM_DTYPES:
+            # With one sample, instance norm is batch norm over (N, H, W): one fused kernel (with the
+            # ReLU after it, oneDNN fuses that too) instead of six passes over the map, and its
+            # gradient. Larger batches would need transposes that cost more than they save.
+            channels = inputs.shape[-1]
+            outputs = tf.raw_ops.FusedBatchNormV3(
+                x=inputs,
+                scale=tf.ones([channels], "float32"),
+                offset=tf.zeros([channels], "float32"),
+                mean=tf.zeros([0], "float32"),
+                variance=tf.zeros([0], "float32"),
+                epsilon=self.epsilon,
+                is_training=True,
+            )
+            return outputs[0]
         # Statistics in float32 even under a bfloat16/float16 policy: variances underflow otherwise.
         x = ops.cast(inputs, "float32")
         mean = ops.mean(x, axis=(1, 2), keepdims=True)
@@ -84,11 +125,17 @@ class PaddedConv2D(keras.layers.Conv2D):
             raise ValueError(f"PaddedConv2D needs an odd square kernel, got kernel_size={kernel_size!r}")
         self.pad = self.dilation_rate[0] * (self.kernel_size[0] - 1) // 2
 
-    def call(self, inputs):
+    def convolution_op(self, inputs, kernel):
+        if self.strides == (1, 1):
+            # At stride 1, "SAME" pads an odd kernel by exactly `pad` on each side: the same numbers,
+            # with the padding done inside the convolution rather than by a copy.
+            if self.dilation_rate != (1, 1) and _native_dilated_conv():
+                return tf.nn.conv2d(inputs, kernel, 1, "SAME", dilations=self.dilation_rate)
+            return ops.conv(inputs, kernel, 1, "same", dilation_rate=self.dilation_rate)
         if self.pad:
             p = self.pad
             inputs = ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]])
-        return super().call(inputs)
+        return super().convolution_op(inputs, kernel)
 
     def compute_output_shape(self, input_shape):
         padded = list(input_shape)

@@ -55,3 +55,46 @@ def test_padded_conv_config_round_trip_and_rejects_padding():
         PaddedConv2D(4, 4)
     norm = InstanceNormalization.from_config(InstanceNormalization(epsilon=1e-4).get_config())
     assert norm.epsilon == 1e-4
+
+
+@pytest.mark.parametrize("dtype,atol", [("float32", 1e-5), ("bfloat16", 3e-2)])
+def test_instance_norm_of_one_sample_matches_numpy(dtype, atol):
+    # A batch of one takes the fused batch-norm kernel; larger batches the explicit formula.
+    x = np.random.default_rng(4).normal(-1.0, 2.0, (1, 9, 7, 5)).astype("float32")
+    out = InstanceNormalization(dtype=dtype)(keras.ops.cast(x, dtype))
+    assert out.dtype == dtype
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), instance_norm(x.astype("float64")), atol=atol)
+
+
+def test_instance_norm_gradient_is_the_same_for_one_sample_and_a_batch():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.normal(size=(1, 6, 5, 3)).astype("float32"))
+    other = tf.constant(rng.normal(size=(1, 6, 5, 3)).astype("float32"))
+    weights = tf.constant(rng.normal(size=(1, 6, 5, 3)).astype("float32"))
+    norm = InstanceNormalization()
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        single = tf.reduce_sum(norm(x) * weights)
+        batched = tf.reduce_sum(norm(tf.concat([x, other], 0))[:1] * weights)
+    np.testing.assert_allclose(tape.gradient(single, x).numpy(), tape.gradient(batched, x).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 4])
+def test_stride_one_conv_gradient_matches_numpy_transpose(dilation):
+    # d/dx sum(conv(x) * g) is the correlation of g with the flipped kernel: checks the gradient
+    # of the dilated convolution, whichever operator TensorFlow runs it with.
+    import tensorflow as tf
+
+    rng = np.random.default_rng(6)
+    x = tf.constant(rng.normal(size=(1, 9, 8, 2)).astype("float32"))
+    layer = PaddedConv2D(3, 3, dilation_rate=dilation)
+    upstream = rng.normal(size=(1, 9, 8, 3))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(layer(x) * upstream)
+    kernel = layer.kernel.numpy().astype("float64")
+    flipped = np.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+    expected = conv2d(upstream, flipped, dilation=dilation, pad=dilation)
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), expected, atol=1e-4)

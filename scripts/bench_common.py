@@ -1,0 +1,223 @@
+"""Shared pieces of the benchmarks: the machine's measured FLOP rate, the generator's arithmetic,
+interleaved timing, JSON output and the PyTorch timing worker.
+
+Every figure a benchmark reports is meant to be read as a ratio measured in the same run (the
+machine is shared, so absolute times drift): the model's FLOP rate over the machine's measured
+FLOP rate, TensorFlow's time over PyTorch's, bfloat16's over float32's. `interleaved_times` runs
+the things being compared round-robin, one repeat each per round, so that a change of load hits
+all of them alike; medians then discard the rounds a burst of load spoiled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+DILATIONS = (1, 2, 4, 8)
+TORCH_WORKER = Path(__file__).with_name("torch_reference_model.py")
+
+
+def _conv_macs(height, width, kernel_size, cin, cout):
+    return height * width * kernel_size * kernel_size * cin * cout
+
+
+def dmfb_macs(channels: int, height: int, width: int, block: str) -> int:
+    """Multiply-accumulates of one DMFB (SPEC §2a/§2b) on a `height x width` map, biases left out.
+
+    Args:
+        channels: the block's channels C (its branches work at C / 4).
+        height: map height.
+        width: map width.
+        block: "paper" or "official".
+    """
+    inner = channels // 4
+    macs = _conv_macs(height, width, 3, channels, inner) + 4 * _conv_macs(height, width, 3, inner, inner)
+    if block == "paper":
+        return macs + 3 * _conv_macs(height, width, 3, inner, inner) + _conv_macs(height, width, 1, channels, channels)
+    return macs + _conv_macs(height, width, 3, channels, channels)
+
+
+def generator_macs(nf: int, n_blocks: int, block: str, height: int, width: int) -> int:
+    """Multiply-accumulates of one generator forward pass (SPEC §2 table), per image.
+
+    Counted from the architecture, not from a TensorFlow graph, so that the way an operator is
+    lowered (space-to-batch for dilations, padding copies) does not change the count.
+
+    Args:
+        nf: base width.
+        n_blocks: number of DMFBs.
+        block: "paper" or "official".
+        height: input height (a multiple of 4).
+        width: input width (a multiple of 4).
+
+    Example:
+
+    >>> round(generator_macs(64, 8, "paper", 256, 256) / 1e9, 1)
+    32.3
+    """
+    h2, w2, h4, w4 = height // 2, width // 2, height // 4, width // 4
+    macs = _conv_macs(height, width, 5, 4, nf)  # enc1
+    macs += _conv_macs(h2, w2, 3, nf, 2 * nf)  # enc2 (stride 2: counted at the output size)
+    macs += _conv_macs(h2, w2, 3, 2 * nf, 2 * nf)  # enc3
+    macs += _conv_macs(h4, w4, 3, 2 * nf, 4 * nf)  # enc4
+    macs += n_blocks * dmfb_macs(4 * nf, h4, w4, block)
+    macs += _conv_macs(h4, w4, 3, 4 * nf, 4 * nf)  # dec1
+    macs += _conv_macs(h4, w4, 4, 4 * nf, 2 * nf) + _conv_macs(h2, w2, 3, 2 * nf, 2 * nf)  # up1: deconv at its input size
+    macs += _conv_macs(h2, w2, 4, 2 * nf, nf) + _conv_macs(height, width, 3, nf, nf)  # up2
+    macs += _conv_macs(height, width, 3, nf, 3)  # out
+    return macs
+
+
+def interleaved_times(functions: dict[str, Callable[[], float | None]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Times each function `repeats` times, round-robin, after `warmup` untimed rounds.
+
+    A function may return its own measured seconds (a remote worker timing itself); otherwise
+    the wall-clock time of the call is used.
+
+    Args:
+        functions: name -> zero-argument callable.
+        repeats: timed rounds.
+        warmup: untimed rounds first.
+
+    Returns:
+        name -> list of seconds, one per round.
+    """
+    seconds = {name: [] for name in functions}
+    for round_index in range(warmup + repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            reported = function()
+            elapsed = time.perf_counter() - start if reported is None else reported
+            if round_index >= warmup:
+                seconds[name].append(elapsed)
+    return seconds
+
+
+def median(values) -> float:
+    return float(np.median(values))
+
+
+def machine_info() -> dict:
+    """What a reader needs to judge a figure: CPU, cores, load, and the oneDNN setting."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+        "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+    }
+
+
+def emit(record: dict) -> None:
+    """Prints one JSON line (the benchmarks' only output on stdout)."""
+    print(json.dumps(record), flush=True)
+
+
+def peak_flop_functions(tf, dtype: str = "float32") -> dict[str, tuple[Callable[[], None], float]]:
+    """Two large, well-shaped kernels that show the machine's attainable FLOP rate in TensorFlow.
+
+    A 3x3 convolution 256 -> 256 channels on a 64x64 map (the generator's dominant shape) and a
+    2048^3 matmul. Each value is `(function, flops per call)`; the caller times them, ideally
+    interleaved with the model, and takes the faster rate as the machine's.
+
+    Args:
+        tf: the imported `tensorflow` module.
+        dtype: "float32" or "bfloat16".
+    """
+    rng = np.random.default_rng(0)
+    image = tf.constant(rng.normal(size=(1, 64, 64, 256)), dtype)
+    kernel = tf.constant(rng.normal(size=(3, 3, 256, 256)) * 0.02, dtype)
+    left = tf.constant(rng.normal(size=(2048, 2048)), dtype)
+    right = tf.constant(rng.normal(size=(2048, 2048)), dtype)
+
+    conv = tf.function(lambda: tf.nn.conv2d(image, kernel, 1, "SAME"))
+    matmul = tf.function(lambda: tf.matmul(left, right))
+
+    def run_conv():
+        conv().numpy()
+
+    def run_matmul():
+        matmul().numpy()
+
+    return {
+        "conv3x3": (run_conv, 2.0 * 64 * 64 * 9 * 256 * 256),
+        "matmul": (run_matmul, 2.0 * 2048**3),
+    }
+
+
+def measure_peak_gflops(tf, repeats: int = 5, dtype: str = "float32") -> dict:
+    """The machine's FLOP rate measured now: `{"peak_gflops": best median rate, per kernel...}`.
+
+    Args:
+        tf: the imported `tensorflow` module.
+        repeats: timed runs per kernel.
+        dtype: "float32" or "bfloat16".
+    """
+    kernels = peak_flop_functions(tf, dtype)
+    times = interleaved_times({name: fn for name, (fn, _) in kernels.items()}, repeats, warmup=2)
+    rates = {f"{name}_gflops": kernels[name][1] / median(times[name]) / 1e9 for name in kernels}
+    return {"peak_gflops": max(rates.values()), **{k: round(v, 1) for k, v in rates.items()}}
+
+
+def find_torch_python(explicit: str | None) -> str | None:
+    """An interpreter that can import torch: `explicit`, `$DMFN_TORCH_PYTHON`, this one, or None.
+
+    Args:
+        explicit: a path given on the command line, or None.
+    """
+    candidates = [explicit, os.environ.get("DMFN_TORCH_PYTHON"), sys.executable]
+    for candidate in candidates:
+        if not candidate:
+            continue
+        path = shutil.which(candidate) or candidate
+        probe = subprocess.run([path, "-c", "import torch"], capture_output=True)
+        if probe.returncode == 0:
+            return path
+    return None
+
+
+class TorchWorker:
+    """A `torch_reference_model.py` worker process: builds the SPEC generator and times forwards.
+
+    It runs under its own interpreter (one with PyTorch installed), so the project's environment
+    never needs PyTorch; each `time()` returns the seconds the worker measured around the forward
+    pass alone (no pipe overhead).
+
+    Args:
+        python: an interpreter that can import torch (see `find_torch_python`).
+        threads: intra-op threads for PyTorch (default: its own choice, the core count).
+    """
+
+    def __init__(self, python: str, threads: int | None = None):
+        env = dict(os.environ)
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
+        self._process = subprocess.Popen(
+            [python, str(TORCH_WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+
+    def request(self, **message) -> dict:
+        self._process.stdin.write(json.dumps(message) + "\n")
+        self._process.stdin.flush()
+        reply = json.loads(self._process.stdout.readline())
+        if "error" in reply:
+            raise RuntimeError(f"PyTorch worker: {reply['error']}")
+        return reply
+
+    def build(self, **spec) -> None:
+        self.request(op="build", **spec)
+
+    def time(self) -> float:
+        return self.request(op="time")["seconds"]
+
+    def close(self) -> None:
+        self._process.stdin.close()
+        self._process.wait(timeout=60)
