@@ -27,6 +27,7 @@ from dmfn_tf.errors import ConfigError
 BLOCK_VARIANTS = ("paper", "official")
 GUIDANCE_MODES = ("minmax", "max")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DATA_SOURCES = ("folder", "list", "tfds")
 CROP_MODES = ("random", "center")
 MASK_KINDS = ("center_box", "random_box", "free_form", "file")
@@ -124,6 +125,9 @@ class TrainConfig:
     strategy: str = "default"
     sync_batchnorm: bool = False
     deterministic: bool = False
+    # Keras dtype policy: mixed_float16 (GPUs, with loss scaling) or mixed_bfloat16 (TPUs, recent GPUs
+    # and CPUs with AVX512_BF16); losses and metrics are computed in float32 either way.
+    precision: str = "float32"
 
     def validate(self, where: str = "train") -> None:
         if self.batch_size <= 0:
@@ -132,6 +136,8 @@ class TrainConfig:
             raise ConfigError(f"{where}.learning_rate: must be positive, got {self.learning_rate}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"{where}.strategy: unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"{where}.precision: unknown policy {self.precision!r}; expected one of {PRECISIONS}")
         if list(self.lr_decay_steps) != sorted(self.lr_decay_steps):
             raise ConfigError(f"{where}.lr_decay_steps: must be increasing, got {self.lr_decay_steps}")
 

@@ -200,6 +200,10 @@ class TorchWorker:
         env = dict(os.environ)
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
+        # OpenMP's default busy-waiting collapses when another process holds a core (seen here: a
+        # forward pass 10-100x slower under load); passive waiting is what a shared machine needs.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        self.omp_wait_policy = env["OMP_WAIT_POLICY"]
         self._process = subprocess.Popen(
             [python, str(TORCH_WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )

@@ -130,7 +130,7 @@ def main(argv=None) -> None:
             bench_common.emit({**record, **bench_common.machine_info()})
 
     if torch_worker is not None:
-        bench_common.emit({"bench": "torch_info", **torch_worker.request(op="info")})
+        bench_common.emit({"bench": "torch_info", **torch_worker.request(op="info"), "omp_wait_policy": torch_worker.omp_wait_policy})
         torch_worker.close()
 
 

@@ -47,6 +47,7 @@ def test_misspelt_key_names_key_and_file(tmp_path):
         ("train:\n  lr_decay_steps: [3, 1]\n", "must be increasing"),
         ("model: 3\n", "section 'model' must be a mapping"),
         ("data:\n  mask: file\n", "data.mask_path: required"),
+        ("train:\n  precision: float8\n", "train.precision: unknown policy 'float8'"),
     ],
 )
 def test_bad_values_are_named(tmp_path, text, match):

@@ -234,6 +234,7 @@ def train(
     if resume and has_checkpoint and os.path.isfile(config_path):
         _check_resumable(cfg, config_path)
 
+    keras.mixed_precision.set_global_policy(train_cfg.precision)
     keras.utils.set_random_seed(train_cfg.seed)
     if train_cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
