@@ -77,6 +77,40 @@ def generator_macs(nf: int, n_blocks: int, block: str, height: int, width: int) 
     return macs
 
 
+def vgg19_macs(height: int, width: int) -> int:
+    """Multiply-accumulates of VGG19 up to relu5_1 (SPEC §4) on one `height x width` RGB image."""
+    plan = [(1, 3, 64), (1, 64, 64), (2, 64, 128), (2, 128, 128), (4, 128, 256)] + [(4, 256, 256)] * 3
+    plan += [(8, 256, 512)] + [(8, 512, 512)] * 3 + [(16, 512, 512)]
+    return sum(_conv_macs(height // scale, width // scale, 3, cin, cout) for scale, cin, cout in plan)
+
+
+def discriminator_macs(nf: int, size: int) -> int:
+    """Multiply-accumulates of the global + local discriminator (SPEC §3) on one image."""
+    widths = [3, nf, 2 * nf, 4 * nf, 8 * nf, 8 * nf, 8 * nf]
+    macs = sum(_conv_macs(size >> (i + 1), size >> (i + 1), 5, widths[i], widths[i + 1]) for i in range(6))
+    macs += sum(_conv_macs(size >> (i + 2), size >> (i + 2), 5, widths[i], widths[i + 1]) for i in range(5))
+    return macs + 2 * 8 * nf * (size // 64) ** 2 * 512 + 1024
+
+
+def train_step_macs(nf: int, n_blocks: int, block: str, size: int) -> int:
+    """Estimated multiply-accumulates of one training step (SPEC §5-6) per image.
+
+    Counts a backward pass as twice its forward (input and weight gradients) where weights are
+    trained, once where only input gradients flow (the frozen VGG19; D in the G step):
+    G forward + backward (3x); VGG19 on the target (1x) and on the output with its input gradient
+    (2x); in the G step D on the output with its input gradient (2x) and on the target (1x); in the
+    D step D on both with weight gradients (2 x 3x).
+
+    Args:
+        nf: base width of G and D.
+        n_blocks: DMFBs in G.
+        block: "paper" or "official".
+        size: square image side.
+    """
+    generator = generator_macs(nf, n_blocks, block, size, size)
+    return 3 * generator + 3 * vgg19_macs(size, size) + 9 * discriminator_macs(nf, size)
+
+
 def interleaved_times(functions: dict[str, Callable[[], float | None]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
     """Times each function `repeats` times, round-robin, after `warmup` untimed rounds.
 

@@ -1,4 +1,4 @@
-"""The DMFN generator rebuilt in PyTorch from SPEC.md §2, for timing comparisons only.
+"""The DMFN generator, discriminator and training step rebuilt in PyTorch from SPEC.md, for timing only.
 
 Imports nothing but torch and NumPy, so it runs under any interpreter that has PyTorch, separate
 from the project's environment (the project itself never depends on PyTorch). Weights are random:
@@ -11,6 +11,8 @@ repeats with PyTorch's within one run (fair ratios on a machine whose load chang
     {"op": "build", "block": "official", "nf": 64, "n_blocks": 8, "size": 256, "batch": 1}
     {"op": "time"}        -> {"seconds": 0.59}
     {"op": "info"}        -> {"torch": "2.13.0+cpu", "threads": 2}
+    {"op": "build_train", "block": "official", "nf": 64, "n_blocks": 8, "size": 256, "batch": 4}
+    {"op": "time_train"}  -> {"seconds": 12.7}   (one G update and one D update, SPEC §5-6)
 
 Usage (by hand):
 
@@ -119,12 +121,155 @@ def build_generator(nf: int = 64, n_blocks: int = 8, block: str = "paper") -> nn
     return nn.Sequential(*layers)
 
 
+def _stage(cin, cout):
+    return [nn.Conv2d(cin, cout, 5, stride=2, padding=2), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
+
+
+class Discriminator(nn.Module):
+    """The global + local discriminator of SPEC §3; returns (logits [B, 1], five local features).
+
+    Args:
+        nf: base width.
+        size: the full image side; the local branch sees size / 2 crops.
+    """
+
+    def __init__(self, nf: int = 64, size: int = 256):
+        super().__init__()
+        widths = [nf, 2 * nf, 4 * nf, 8 * nf, 8 * nf, 8 * nf]
+        self.global_stages = nn.Sequential(*[layer for i in range(6) for layer in _stage(([3] + widths)[i], widths[i])])
+        self.local_stages = nn.ModuleList([nn.Sequential(*_stage(([3] + widths)[i], widths[i])) for i in range(5)])
+        self.global_dense = nn.Linear(8 * nf * (size // 64) ** 2, 512)
+        self.local_dense = nn.Linear(8 * nf * (size // 64) ** 2, 512)
+        self.head = nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(1024, 1))
+
+    def forward(self, image, local_crop):
+        features = []
+        x = local_crop
+        for stage in self.local_stages:
+            x = stage(x)
+            features.append(x)
+        local = self.local_dense(x.flatten(1))
+        whole = self.global_dense(self.global_stages(image).flatten(1))
+        return self.head(torch.cat([local, whole], dim=1)), features
+
+
+def build_vgg19_features() -> nn.ModuleList:
+    """VGG19's convolutions up to relu5_1 (random weights: they do not change the cost), as five
+    slices ending at relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1."""
+    plan = [[64], [64, "M", 128], [128, "M", 256], [256, 256, 256, "M", 512], [512, 512, 512, "M", 512]]
+    slices, cin = [], 3
+    for widths in plan:
+        layers = []
+        for width in widths:
+            if width == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(cin, width, 3, padding=1), nn.ReLU()]
+                cin = width
+        slices.append(nn.Sequential(*layers))
+    for parameter in (p for s in slices for p in s.parameters()):
+        parameter.requires_grad_(False)
+    return nn.ModuleList(slices)
+
+
+def _vgg(slices, x):
+    features = []
+    for layer in slices:
+        x = layer(x)
+        features.append(x)
+    return features
+
+
+def _crop(x, boxes, half):
+    return torch.stack([x[i, :, top : top + half, left : left + half] for i, (top, left) in enumerate(boxes)])
+
+
+def _centres(responses):
+    # SPEC §5: per image and channel, the probability-weighted mean of normalised coordinates.
+    b, c, h, w = responses.shape
+    p = responses + 1e-7
+    p = p / p.sum(dim=(2, 3), keepdim=True)
+    rows = 2 * torch.arange(h, dtype=p.dtype) / h - 1
+    cols = 2 * torch.arange(w, dtype=p.dtype) / w - 1
+    return torch.stack([(p.sum(3) * rows).sum(2), (p.sum(2) * cols).sum(2)], dim=-1)
+
+
+def _ragan(bce, real, fake, real_label):
+    return 0.5 * (bce(real - fake.mean(), torch.full_like(real, real_label)) + bce(fake - real.mean(), torch.full_like(fake, 1 - real_label)))
+
+
+class TrainStep:
+    """One reference training step (SPEC §5, §6): a G update with every loss term, then a D update.
+
+    Args:
+        block: "paper" or "official".
+        nf: base width of G and D.
+        n_blocks: DMFBs in G.
+        size: image side.
+        batch: batch size.
+    """
+
+    def __init__(self, block, nf, n_blocks, size, batch):
+        torch.manual_seed(0)
+        self.generator = build_generator(nf, n_blocks, block).train()
+        self.discriminator = Discriminator(nf, size).train()
+        self.vgg = build_vgg19_features().eval()
+        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), 2e-4, betas=(0.5, 0.999))
+        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), 2e-4, betas=(0.5, 0.999))
+        rng = np.random.default_rng(0)
+        self.half = size // 2
+        self.image = torch.from_numpy(np.tanh(rng.normal(size=(batch, 3, size, size))).astype("float32"))
+        self.mask = torch.zeros(batch, 1, size, size)
+        self.boxes = [tuple(int(v) for v in rng.integers(0, size - self.half + 1, size=2)) for _ in range(batch)]
+        for i, (top, left) in enumerate(self.boxes):
+            self.mask[i, :, top + size // 16 : top + self.half - size // 16, left + size // 16 : left + self.half - size // 16] = 1
+        self.vgg_weights = [1000 / c**2 for c in (64, 128, 256, 512, 512)]
+        self.dis_weights = [1000 / c**2 for c in (nf, 2 * nf, 4 * nf, 8 * nf, 8 * nf)]
+        self.bce = nn.BCEWithLogitsLoss()
+
+    def _discriminate(self, x):
+        return self.discriminator(x, _crop(x, self.boxes, self.half))
+
+    def step(self):
+        image, mask = self.image, self.mask
+        with torch.no_grad():
+            vgg_real = _vgg(self.vgg, image)
+        raw = self.generator(torch.cat([image * (1 - mask), mask], dim=1))
+        output = mask * raw + (1 - mask) * image
+        vgg_fake = _vgg(self.vgg, output)
+        fake_logits, dis_fake = self._discriminate(output)
+        real_logits, dis_real = self._discriminate(image)
+        real_logits, dis_real = real_logits.detach(), [f.detach() for f in dis_real]
+        error = ((output - image) ** 2).mean(dim=1, keepdim=True).detach()
+        low, high = error.amin(dim=(2, 3), keepdim=True), error.amax(dim=(2, 3), keepdim=True)
+        guidance = torch.where(high > low, (error - low) / (high - low).clamp_min(1e-12), torch.zeros_like(error))
+        guidance = [guidance, nn.functional.avg_pool2d(guidance, 2)]
+        self_guided = sum(w * (m * (r - f).abs()).mean() for w, m, r, f in zip(self.vgg_weights, guidance, vgg_real, vgg_fake))
+        fm_vgg = sum(w * (r - f).abs().mean() for w, r, f in zip(self.vgg_weights, vgg_real, vgg_fake))
+        fm_dis = sum(w * (r - f).abs().mean() for w, r, f in zip(self.dis_weights, dis_real, dis_fake))
+        align = ((_centres(vgg_fake[3]) - _centres(vgg_real[3])) ** 2).mean()
+        adv = _ragan(self.bce, real_logits, fake_logits, 0.0)
+        g_loss = (output - image).abs().mean() + 25 * (self_guided + fm_vgg) + 5 * fm_dis + 0.003 * adv + align
+        self.g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_optimizer.step()
+
+        fake = output.detach()
+        real_logits, _ = self._discriminate(image)
+        fake_logits, _ = self._discriminate(fake)
+        d_loss = _ragan(self.bce, real_logits, fake_logits, 1.0)
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optimizer.step()
+
+
 class _Worker:
     """Answers build/time/info requests; holds one model and one input batch at a time."""
 
     def __init__(self):
         self.model = None
         self.inputs = None
+        self.train_step = None
 
     def handle(self, request: dict) -> dict:
         op = request.get("op")
@@ -137,6 +282,15 @@ class _Worker:
             rng = np.random.default_rng(0)
             self.inputs = torch.from_numpy(rng.uniform(-1, 1, (request["batch"], 4, size, size)).astype("float32"))
             return {"built": True}
+        if op == "build_train":
+            self.train_step = TrainStep(request["block"], request["nf"], request["n_blocks"], request["size"], request["batch"])
+            return {"built": True}
+        if op == "time_train":
+            if self.train_step is None:
+                return {"error": "no training step: send a build_train request first"}
+            start = time.perf_counter()
+            self.train_step.step()
+            return {"seconds": time.perf_counter() - start}
         if op == "time":
             if self.model is None:
                 return {"error": "no model: send a build request first"}
