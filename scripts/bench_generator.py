@@ -41,6 +41,7 @@ def _parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=("float32", "bfloat16"))
     parser.add_argument("--xla", action="store_true", help="also time the float32 model with jit_compile=True")
+    parser.add_argument("--tflite", action="store_true", help="also time the float32 TFLite model (compositing included) and size the int8 one")
     parser.add_argument("--compare-torch", action="store_true", help="also time the SPEC architecture in PyTorch")
     parser.add_argument("--torch-python", help="an interpreter with torch installed (default: $DMFN_TORCH_PYTHON or this one)")
     parser.add_argument("--inter-op", type=int, help="TensorFlow inter-op threads (default: TensorFlow's choice)")
@@ -96,6 +97,9 @@ def main(argv=None) -> None:
         outputs = {name: function(inputs).numpy() for name, function in compiled.items()}
 
         functions = {name: _discarding(function, inputs) for name, function in compiled.items()}
+        tflite_sizes = {}
+        if args.tflite:
+            functions["tflite_float32"], tflite_sizes = _tflite_runner(generator, args.size, inputs.numpy())
         functions.update({name: kernel for name, (kernel, _) in peak_kernels.items()})
         if torch_worker is not None:
             torch_worker.build(block=block, nf=args.nf, n_blocks=args.n_blocks, size=args.size, batch=args.batch)
@@ -107,6 +111,19 @@ def main(argv=None) -> None:
         flops = 2.0 * args.batch * bench_common.generator_macs(args.nf, args.n_blocks, block, args.size, args.size)
         torch_seconds = bench_common.median(times["torch"]) if "torch" in times else None
         float32_seconds = bench_common.median(times["float32"]) if "float32" in times else None
+        if args.tflite:
+            seconds = bench_common.median(times["tflite_float32"])
+            record = {
+                **common,
+                "block": block,
+                "precision": "tflite_float32",
+                "seconds_median": round(seconds, 4),
+                "ratio_to_keras_float32": round(seconds / float32_seconds, 3),
+                "tflite_float32_bytes": tflite_sizes["float32"],
+                "tflite_int8_bytes": tflite_sizes["int8"],
+                "int8_size_ratio": round(tflite_sizes["int8"] / tflite_sizes["float32"], 3),
+            }
+            bench_common.emit({**record, **bench_common.machine_info()})
         for name in compiled:
             seconds = bench_common.median(times[name])
             record = {
@@ -132,6 +149,28 @@ def main(argv=None) -> None:
     if torch_worker is not None:
         bench_common.emit({"bench": "torch_info", **torch_worker.request(op="info"), "omp_wait_policy": torch_worker.omp_wait_policy})
         torch_worker.close()
+
+
+def _tflite_runner(generator, size: int, inputs: np.ndarray):
+    """A runner of the float32 TFLite model on the image and mask inside `inputs`, and the byte
+    sizes of the float32 and dynamic-range int8 models."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from dmfn_tf.serving.tflite_export import convert_to_tflite
+
+    sizes = {}
+    for quantization in ("float32", "int8"):
+        sizes[quantization] = len(convert_to_tflite(generator, size=size, quantization=quantization))
+    model = convert_to_tflite(generator, size=size, quantization="float32")
+    runner = Interpreter(model_content=model, num_threads=os.cpu_count()).get_signature_runner()
+    # The TFLite model takes the image and the mask apart (it masks and composites itself); the
+    # already-masked image does as well as any for timing.
+    image, mask = inputs[..., :3], inputs[..., 3:]
+
+    def run():
+        runner(image=image, mask=mask)
+
+    return run, sizes
 
 
 def _discarding(function, inputs):
