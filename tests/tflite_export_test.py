@@ -56,6 +56,15 @@ def test_float32_fixed_size_matches_keras(generator, models):
     np.testing.assert_allclose(result, _keras_composite(generator, image, mask), atol=1e-4, rtol=0)
 
 
+def test_fixed_size_model_with_a_resized_batch_keeps_samples_apart(generator, models):
+    # Each sample's instance-norm statistics are its own, whatever the batch the interpreter runs.
+    image, mask = _inputs(SIZE, SIZE, batch=3, seed=4)
+    result = run_tflite(Interpreter(model_content=models[(SIZE, "float32")]), image, mask)
+    for index in range(3):
+        one = _keras_composite(generator, image[index : index + 1], mask[index : index + 1])
+        np.testing.assert_allclose(result[index : index + 1], one, atol=1e-4, rtol=0)
+
+
 def test_quantized_variants_errors_and_sizes(generator, models):
     image, mask = _inputs(SIZE, SIZE, seed=1)
     expected = _keras_composite(generator, image, mask)

@@ -29,10 +29,12 @@ QUANTIZATIONS = ("float32", "float16", "int8")
 def _inpainting_function(generator, size: int | None):
     """A `tf.function` with named inputs computing the composite, the weights frozen into constants."""
     spatial = (size, size) if size else (None, None)
-    batch = 1 if size else None
+    # The batch stays unknown when tracing, even for the fixed-size model: the interpreter may
+    # resize it, and a graph traced at batch 1 would keep InstanceNormalization's one-sample fast
+    # path, whose statistics would then mix the samples of a larger batch.
     input_signature = [
-        tf.TensorSpec((batch, *spatial, 3), tf.float32, name="image"),
-        tf.TensorSpec((batch, *spatial, 1), tf.float32, name="mask"),
+        tf.TensorSpec((None, *spatial, 3), tf.float32, name="image"),
+        tf.TensorSpec((None, *spatial, 1), tf.float32, name="mask"),
     ]
 
     @tf.function(input_signature=input_signature)
