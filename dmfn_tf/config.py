@@ -46,12 +46,17 @@ class ModelConfig:
     block: str = "paper"
     image_size: int = 256
     spectral_norm: bool = False
+    # Base width of the discriminator; 0 means `nf`, as in the reference. Its feature-matching
+    # weights are 1000 / C² of its widths, so a narrow D (small nf) weighs that loss much more.
+    discriminator_nf: int = 0
 
     def validate(self, where: str = "model") -> None:
         if self.block not in BLOCK_VARIANTS:
             raise ConfigError(f"{where}.block: unknown block variant {self.block!r}; expected one of {BLOCK_VARIANTS}")
         if self.nf <= 0:
             raise ConfigError(f"{where}.nf: must be a positive integer, got {self.nf}")
+        if self.discriminator_nf < 0:
+            raise ConfigError(f"{where}.discriminator_nf: must be >= 0 (0 = nf), got {self.discriminator_nf}")
         if self.n_blocks < 0:
             raise ConfigError(f"{where}.n_blocks: must be >= 0, got {self.n_blocks}")
         if self.image_size <= 0 or self.image_size % 64:
@@ -63,7 +68,7 @@ class ModelConfig:
         return {"nf": self.nf, "n_blocks": self.n_blocks, "block": self.block}
 
     def discriminator_kwargs(self) -> dict:
-        return {"nf": self.nf, "image_size": self.image_size, "spectral_norm": self.spectral_norm}
+        return {"nf": self.discriminator_nf or self.nf, "image_size": self.image_size, "spectral_norm": self.spectral_norm}
 
 
 @dataclass

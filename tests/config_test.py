@@ -47,6 +47,7 @@ def test_misspelt_key_names_key_and_file(tmp_path):
         ("train:\n  lr_decay_steps: [3, 1]\n", "must be increasing"),
         ("model: 3\n", "section 'model' must be a mapping"),
         ("data:\n  mask: file\n", "data.mask_path: required"),
+        ("model:\n  discriminator_nf: -1\n", "model.discriminator_nf: must be >= 0"),
         ("train:\n  precision: float8\n", "train.precision: unknown policy 'float8'"),
     ],
 )
@@ -70,3 +71,10 @@ def test_overrides_and_round_trip(tmp_path):
     save_config(cfg, out)
     assert load_config(out) == cfg
     assert ExperimentConfig() == load_config(_write(tmp_path, "{}\n"))
+
+
+def test_discriminator_width_defaults_to_nf():
+    cfg = load_config(CONFIGS / "tiny.yaml")
+    assert cfg.model.discriminator_kwargs()["nf"] == cfg.model.nf
+    cfg = load_config(CONFIGS / "tiny.yaml", overrides={"model": {"discriminator_nf": 32}})
+    assert cfg.model.discriminator_kwargs()["nf"] == 32 and cfg.model.generator_kwargs()["nf"] == 8
