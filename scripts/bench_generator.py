@@ -74,6 +74,8 @@ def main(argv=None) -> None:
     args = _parse_args(argv)
     if args.size <= 0 or args.size % 4:
         raise SystemExit(f"--size must be a positive multiple of 4, got {args.size}")
+    if args.tflite and "float32" not in args.precisions:
+        raise SystemExit("--tflite compares with the float32 Keras model: keep float32 in --precisions")
 
     import keras
     import tensorflow as tf
@@ -172,11 +174,8 @@ def _tflite_runner(generator, size: int, inputs: np.ndarray):
 
     from dmfn_tf.serving.tflite_export import convert_to_tflite
 
-    sizes = {}
-    for quantization in ("float32", "int8"):
-        sizes[quantization] = len(convert_to_tflite(generator, size=size, quantization=quantization))
-    model = convert_to_tflite(generator, size=size, quantization="float32")
-    runner = Interpreter(model_content=model, num_threads=os.cpu_count()).get_signature_runner()
+    models = {quantization: convert_to_tflite(generator, size=size, quantization=quantization) for quantization in ("float32", "int8")}
+    runner = Interpreter(model_content=models["float32"], num_threads=os.cpu_count()).get_signature_runner()
     # The TFLite model takes the image and the mask apart (it masks and composites itself); the
     # already-masked image does as well as any for timing.
     image, mask = inputs[..., :3], inputs[..., 3:]
@@ -184,7 +183,7 @@ def _tflite_runner(generator, size: int, inputs: np.ndarray):
     def run():
         runner(image=image, mask=mask)
 
-    return run, sizes
+    return run, {quantization: len(model) for quantization, model in models.items()}
 
 
 def _discarding(function, inputs):
