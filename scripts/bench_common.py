@@ -10,9 +10,12 @@ all of them alike; medians then discard the rounds a burst of load spoiled.
 
 from __future__ import annotations
 
+import collections
+import glob
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -134,6 +137,51 @@ def interleaved_times(functions: dict[str, Callable[[], float | None]], repeats:
             if round_index >= warmup:
                 seconds[name].append(elapsed)
     return seconds
+
+
+def profile_op_times(tf, function: Callable[[], None], runs: int = 3) -> dict[str, dict[str, float]]:
+    """Where the time goes: milliseconds per run by TensorFlow op type and by layer.
+
+    Runs `function` under the TensorFlow profiler and sums the host events of the ops from the
+    trace (`*.xplane.pb`). Concurrent ops overlap, so the sums can exceed the wall-clock time;
+    compare shares, not totals. Layers are named by the second component of an op's name
+    (`model/layer/...`), with DMFB sub-layers as `block/<sub-layer>` summed over the blocks.
+
+    Args:
+        tf: the imported `tensorflow` module.
+        function: a warmed-up zero-argument callable (its tracing must be done already).
+        runs: profiled runs to average over.
+
+    Returns:
+        `{"by_op": {op type: ms}, "by_layer": {layer: ms}}`, largest first.
+    """
+    import tempfile
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    logdir = tempfile.mkdtemp(prefix="dmfn_profile_")
+    tf.profiler.experimental.start(logdir)
+    for _ in range(runs):
+        function()
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0], "rb") as file:
+        space.ParseFromString(file.read())
+    by_op, by_layer = collections.Counter(), collections.Counter()
+    for plane in (plane for plane in space.planes if "CPU" in plane.name):
+        for event in (event for line in plane.lines for event in line.events):
+            name = plane.event_metadata[event.metadata_id].name
+            # Op events are "scope/.../name:OpType"; executor and function events are not.
+            if ":" not in name or "::" in name or name.startswith("__inference") or "/" not in name:
+                continue
+            milliseconds = event.duration_ps / 1e9 / runs
+            by_op[name.rsplit(":", 1)[1]] += milliseconds
+            parts = re.sub(r"_\d+(?=/|:|$)", "", name).split("/")
+            layer = parts[1].split(":")[0]
+            if layer.startswith("block") and len(parts) > 3:
+                layer = f"block/{parts[2]}"
+            by_layer[layer] += milliseconds
+    return {key: {k: round(v, 2) for k, v in counter.most_common()} for key, counter in (("by_op", by_op), ("by_layer", by_layer))}
 
 
 def median(values) -> float:

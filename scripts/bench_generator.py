@@ -48,6 +48,7 @@ def _parse_args(argv=None):
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=("float32", "bfloat16"))
     parser.add_argument("--xla", action="store_true", help="also time the float32 model with jit_compile=True")
     parser.add_argument("--tflite", action="store_true", help="also time the float32 TFLite model (compositing included) and size the int8 one")
+    parser.add_argument("--profile", action="store_true", help="also print where the float32 model's time goes (TensorFlow profiler)")
     parser.add_argument("--compare-torch", action="store_true", help="also time the SPEC architecture in PyTorch")
     parser.add_argument("--torch-python", help="an interpreter with torch installed (default: $DMFN_TORCH_PYTHON or this one)")
     parser.add_argument("--inter-op", type=int, help="TensorFlow inter-op threads (default: TensorFlow's choice)")
@@ -161,6 +162,13 @@ def main(argv=None) -> None:
                 record["psnr_vs_float32_db"] = round(_psnr_db(outputs["float32"], outputs[name]), 2)
                 record["psnr_composite_vs_float32_db"] = round(_psnr_db(outputs["float32"] * hole, outputs[name] * hole), 2)
             bench_common.emit({**record, **bench_common.machine_info()})
+
+        if args.profile and "float32" in functions:
+            profile = bench_common.profile_op_times(tf, functions["float32"])
+            for key, milliseconds in profile.items():
+                total = sum(milliseconds.values())
+                shares = {name: round(ms / total, 4) for name, ms in milliseconds.items()}
+                bench_common.emit({**common, "bench": f"profile_{key}", "block": block, "total_op_ms": round(total, 1), "share": shares})
 
     if torch_worker is not None:
         bench_common.emit({"bench": "torch_info", **torch_worker.request(op="info"), "omp_wait_policy": torch_worker.omp_wait_policy})
