@@ -5,8 +5,10 @@ same weights: variables stay float32, convolutions run in bfloat16 (on CPUs with
 AMX, oneDNN runs them at about twice the float32 rate), instance-norm statistics stay float32
 (`InstanceNormalization` computes them so under any policy), and the final tanh convolution runs
 in float32 so that the output is float32. On the 2-core AVX512_BF16 machine of
-`docs/performance.md`, the copy runs a 256² forward pass about 1.7x faster than float32, with
-outputs about 46 dB PSNR from the float32 ones.
+`docs/performance.md`, the copy runs a 256² forward pass 1.85x faster than float32. Its outputs
+differ from float32's by 36-41 dB PSNR with random N(0, 0.02) weights (paper, official variant;
+5 dB more on the composite) and by 50 dB on the authors' small fixture: check a trained model's
+outputs before relying on it.
 
 Training in mixed precision is a separate matter (a global policy set before the networks are
 built; see `dmfn_tf.training.trainer`).
