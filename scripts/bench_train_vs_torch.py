@@ -2,14 +2,14 @@
 
 Times `DMFNTrainer.train_step` (G update with every loss term, then D update; the setup of
 `scripts/bench_train.py`) interleaved round by round with the same step rebuilt in PyTorch from the
-SPEC (`scripts/torch_reference_model.py`, run by an interpreter that has torch) and with the
-machine's attainable FLOP rate, so that the ratios hold on a machine whose load changes. Without
-an interpreter that can import torch the PyTorch side is skipped with a message.
+SPEC (`scripts/torch_reference_model.py`, run by an interpreter that has torch; `--compare-torch`)
+and with the machine's attainable FLOP rate, so that the ratios hold on a machine whose load
+changes. Without an interpreter that can import torch the PyTorch side is skipped with a message.
 
 Usage:
 
     python scripts/bench_train_vs_torch.py --block official --batch 4 --repeats 5 \
-        --torch-python /tmp/torchvenv/bin/python
+        --compare-torch --torch-python /tmp/torchvenv/bin/python
     python scripts/bench_train_vs_torch.py --size 64 --batch 2 --nf 8 --n-blocks 2 --repeats 3   # quick check
 """
 
@@ -35,6 +35,7 @@ def _parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5); medians are reported")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--compare-torch", action="store_true", help="also time the SPEC training step in PyTorch")
     parser.add_argument("--torch-python", help="an interpreter with torch installed (default: $DMFN_TORCH_PYTHON or this one)")
     return parser.parse_args(argv)
 
@@ -65,11 +66,11 @@ def main(argv=None) -> None:
     from dmfn_tf.perceptual import RandomPerceptualWeightsWarning
     from dmfn_tf.training.trainer import build_trainer
 
-    python = bench_common.find_torch_python(args.torch_python)
+    python = bench_common.find_torch_python(args.torch_python) if args.compare_torch else None
     torch_worker = None
-    if python is None:
-        print("no interpreter with torch found (pass --torch-python); timing TensorFlow only", file=sys.stderr)
-    else:
+    if args.compare_torch and python is None:
+        print("--compare-torch: no interpreter with torch found (pass --torch-python); timing TensorFlow only", file=sys.stderr)
+    elif python is not None:
         torch_worker = bench_common.TorchWorker(python)
         torch_worker.request(op="build_train", block=args.block, nf=args.nf, n_blocks=args.n_blocks, size=args.size, batch=args.batch)
 
