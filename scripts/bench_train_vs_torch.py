@@ -35,6 +35,7 @@ def _parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5); medians are reported")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--inter-op", type=int, help="TensorFlow inter-op threads (default: TensorFlow's choice)")
     parser.add_argument("--compare-torch", action="store_true", help="also time the SPEC training step in PyTorch")
     parser.add_argument("--torch-python", help="an interpreter with torch installed (default: $DMFN_TORCH_PYTHON or this one)")
     return parser.parse_args(argv)
@@ -65,6 +66,9 @@ def main(argv=None) -> None:
     from dmfn_tf.config import ExperimentConfig, ModelConfig, PerceptualConfig, TrainConfig
     from dmfn_tf.perceptual import RandomPerceptualWeightsWarning
     from dmfn_tf.training.trainer import build_trainer
+
+    if args.inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
 
     python = bench_common.find_torch_python(args.torch_python) if args.compare_torch else None
     torch_worker = None
@@ -109,6 +113,7 @@ def main(argv=None) -> None:
         "n_blocks": args.n_blocks,
         "seconds_median": round(seconds, 3),
         "seconds_min": round(min(times["tensorflow"]), 3),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "gflop_per_step_estimate": round(flops / 1e9, 1),
         "gflops": round(flops / seconds / 1e9, 1),
         "peak_gflops_float32": round(peak, 1),
@@ -118,6 +123,7 @@ def main(argv=None) -> None:
         torch_seconds = bench_common.median(times["torch"])
         record.update(
             torch_seconds_median=round(torch_seconds, 3),
+            ratio_to_torch_per_round=[round(ours / theirs, 3) for ours, theirs in zip(times["tensorflow"], times["torch"])],
             ratio_to_torch=round(seconds / torch_seconds, 3),
             torch_omp_wait_policy=torch_worker.omp_wait_policy,
         )

@@ -306,7 +306,11 @@ def main() -> None:
     for line in sys.stdin:
         if not line.strip():
             continue
-        print(json.dumps(worker.handle(json.loads(line))), flush=True)
+        try:
+            reply = worker.handle(json.loads(line))
+        except Exception as error:  # reported to the driving benchmark, which raises it there
+            reply = {"error": f"{type(error).__name__}: {error}"}
+        print(json.dumps(reply), flush=True)
 
 
 if __name__ == "__main__":
