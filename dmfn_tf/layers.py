@@ -23,14 +23,17 @@ from keras import ops
 
 # dtypes that FusedBatchNormV3 accepts (it keeps its statistics in float32 for all of them).
 _FUSED_NORM_DTYPES = ("float32", "bfloat16", "float16")
+# dtypes of oneDNN's CPU convolutions; float16 falls back to TensorFlow's own kernels.
+_ONEDNN_CONV_DTYPES = ("float32", "bfloat16")
 
 
 @functools.cache
 def _native_dilated_conv() -> bool:
     """Whether this TensorFlow runs dilated convolutions natively, gradients included, on the CPU.
 
-    oneDNN does (on by default on x86-64 Linux); TensorFlow's own CPU kernels run a dilated
-    forward pass but refuse its gradient, so without oneDNN dilations go through SpaceToBatch.
+    oneDNN does, for float32 and bfloat16 (on by default on x86-64 Linux); TensorFlow's own CPU
+    kernels run a dilated forward pass but refuse its gradient, so without oneDNN, and for
+    float16, dilations go through SpaceToBatch.
     """
     try:
         from tensorflow.python.util import _pywrap_util_port
@@ -129,7 +132,7 @@ class PaddedConv2D(keras.layers.Conv2D):
         if self.strides == (1, 1):
             # At stride 1, "SAME" pads an odd kernel by exactly `pad` on each side: the same numbers,
             # with the padding done inside the convolution rather than by a copy.
-            if self.dilation_rate != (1, 1) and _native_dilated_conv():
+            if self.dilation_rate != (1, 1) and inputs.dtype.name in _ONEDNN_CONV_DTYPES and _native_dilated_conv():
                 return tf.nn.conv2d(inputs, kernel, 1, "SAME", dilations=self.dilation_rate)
             return ops.conv(inputs, kernel, 1, "same", dilation_rate=self.dilation_rate)
         if self.pad:

@@ -98,3 +98,21 @@ def test_stride_one_conv_gradient_matches_numpy_transpose(dilation):
     flipped = np.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
     expected = conv2d(upstream, flipped, dilation=dilation, pad=dilation)
     np.testing.assert_allclose(tape.gradient(loss, x).numpy(), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_dilated_conv_gradient_in_half_precision(dtype):
+    # oneDNN has no float16 convolutions on the CPU, and TensorFlow's own kernels refuse the
+    # gradient of a dilated one: the layer must pick an operator that has it, for each dtype.
+    import tensorflow as tf
+
+    rng = np.random.default_rng(7)
+    x = tf.constant(rng.normal(size=(1, 9, 8, 2)), dtype)
+    layer = PaddedConv2D(3, 3, dilation_rate=2, dtype=f"mixed_{dtype}")
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tf.cast(layer(x), "float32"))
+    kernel = layer.kernel.numpy().astype("float64")
+    flipped = np.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+    expected = conv2d(np.ones((1, 9, 8, 3)), flipped, dilation=2, pad=2)
+    np.testing.assert_allclose(tf.cast(tape.gradient(loss, x), "float32").numpy(), expected, atol=0.05)
