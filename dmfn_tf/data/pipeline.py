@@ -310,6 +310,10 @@ def _tfds_records(data_cfg: DataConfig):
             if shuffle:
                 epoch_seed = tf.random.experimental.stateless_fold_in(shuffle_seed, epoch)
                 op_seed = tf.random.stateless_uniform([], epoch_seed, minval=None, maxval=None, dtype=tf.int64)
+                # A tensor op seed next to a global seed of 0 (`keras.utils.set_random_seed(0)`, as
+                # training does) trips TensorFlow's `seeds == (0, 0)` check; clearing this traced
+                # function's graph-level seed leaves the shuffle a function of `op_seed` alone.
+                tf.random.set_seed(None)
                 epoch_stream = stream.shuffle(data_cfg.shuffle_buffer, seed=op_seed, reshuffle_each_iteration=False)
             return epoch_stream.skip(first)
 
