@@ -29,12 +29,14 @@ QUANTIZATIONS = ("float32", "float16", "int8")
 def _inpainting_function(generator, size: int | None):
     """A `tf.function` with named inputs computing the composite, the weights frozen into constants."""
     spatial = (size, size) if size else (None, None)
-    # The batch stays unknown when tracing, even for the fixed-size model: the interpreter may
-    # resize it, and a graph traced at batch 1 would keep InstanceNormalization's one-sample fast
-    # path, whose statistics would then mix the samples of a larger batch.
+    # The fixed-size model is traced at batch 1: fully static shapes let XNNPACK run every layer
+    # (a dynamic batch leaves the transposed convs to TFLite's slower kernel). Its instance norms
+    # then take the one-sample path, so its batch must stay 1: `run_tflite` feeds it sample by
+    # sample. The dynamic model keeps an unknown batch and takes any.
+    batch = 1 if size else None
     input_signature = [
-        tf.TensorSpec((None, *spatial, 3), tf.float32, name="image"),
-        tf.TensorSpec((None, *spatial, 1), tf.float32, name="mask"),
+        tf.TensorSpec((batch, *spatial, 3), tf.float32, name="image"),
+        tf.TensorSpec((batch, *spatial, 1), tf.float32, name="mask"),
     ]
 
     @tf.function(input_signature=input_signature)
@@ -130,9 +132,13 @@ def run_tflite(interpreter, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     height, width = image.shape[1:3]
     rows = reflect_indices(height, padded_size(height))
     cols = reflect_indices(width, padded_size(width))
+    image = np.ascontiguousarray(image[:, rows][:, :, cols], np.float32)
+    mask = np.ascontiguousarray(mask[:, rows][:, :, cols], np.float32)
     runner = interpreter.get_signature_runner()
-    outputs = runner(
-        image=np.ascontiguousarray(image[:, rows][:, :, cols], np.float32),
-        mask=np.ascontiguousarray(mask[:, rows][:, :, cols], np.float32),
-    )
-    return outputs["inpainted"][:, :height, :width]
+    if interpreter.get_input_details()[0]["shape_signature"][0] == 1:  # a fixed-size model: batch 1 only
+        outputs = np.concatenate(
+            [runner(image=image[i : i + 1], mask=mask[i : i + 1])["inpainted"] for i in range(len(image))]
+        )
+    else:
+        outputs = runner(image=image, mask=mask)["inpainted"]
+    return outputs[:, :height, :width]
