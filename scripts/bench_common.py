@@ -188,6 +188,20 @@ def median(values) -> float:
     return float(np.median(values))
 
 
+def synthetic_training_batch(tf, size: int, batch: int) -> dict:
+    """Smooth random images, a box hole per image and the size/2 local box around it."""
+    rng = np.random.default_rng(0)
+    half = size // 2
+    image = np.tanh(rng.normal(size=(batch, size, size, 3))).astype("float32")
+    mask = np.zeros((batch, size, size, 1), "float32")
+    bbox = np.zeros((batch, 4), "int32")
+    for i in range(batch):
+        top, left = rng.integers(0, size - half + 1, size=2)
+        bbox[i] = (top, left, half, half)
+        mask[i, top + size // 16 : top + half - size // 16, left + size // 16 : left + half - size // 16] = 1.0
+    return {"image": tf.constant(image), "mask": tf.constant(mask), "bbox": tf.constant(bbox)}
+
+
 def machine_info() -> dict:
     """What a reader needs to judge a figure: CPU, cores, load, and the oneDNN setting."""
     return {

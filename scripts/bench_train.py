@@ -19,10 +19,9 @@ import sys
 import time
 import warnings
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import emit, machine_info, median  # noqa: E402
+from bench_common import emit, machine_info, median, synthetic_training_batch  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -41,20 +40,6 @@ def _parse_args(argv=None):
     parser.add_argument("--strategy", default="default", choices=("default", "mirrored"))
     parser.add_argument("--sync-batchnorm", action="store_true", help="synchronised BatchNorm in D")
     return parser.parse_args(argv)
-
-
-def _synthetic_batch(tf, size: int, batch: int) -> dict:
-    """Smooth random images, a box hole per image and the S/2 local box around it."""
-    rng = np.random.default_rng(0)
-    half = size // 2
-    image = np.tanh(rng.normal(size=(batch, size, size, 3))).astype("float32")
-    mask = np.zeros((batch, size, size, 1), "float32")
-    bbox = np.zeros((batch, 4), "int32")
-    for i in range(batch):
-        top, left = rng.integers(0, size - half + 1, size=2)
-        bbox[i] = (top, left, half, half)
-        mask[i, top + size // 16 : top + half - size // 16, left + size // 16 : left + half - size // 16] = 1.0
-    return {"image": tf.constant(image), "mask": tf.constant(mask), "bbox": tf.constant(bbox)}
 
 
 def main(argv=None) -> None:
@@ -79,7 +64,7 @@ def main(argv=None) -> None:
         warnings.simplefilter("ignore", RandomPerceptualWeightsWarning)
         trainer = build_trainer(cfg, strategy)
 
-    batch = _synthetic_batch(tf, args.size, args.batch)
+    batch = synthetic_training_batch(tf, args.size, args.batch)
     distributed = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
 
     @tf.function(jit_compile=args.jit)

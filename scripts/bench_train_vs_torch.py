@@ -20,7 +20,6 @@ import os
 import sys
 import warnings
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common  # noqa: E402  (a sibling script, not a package)
@@ -39,20 +38,6 @@ def _parse_args(argv=None):
     parser.add_argument("--compare-torch", action="store_true", help="also time the SPEC training step in PyTorch")
     parser.add_argument("--torch-python", help="an interpreter with torch installed (default: $DMFN_TORCH_PYTHON or this one)")
     return parser.parse_args(argv)
-
-
-def _synthetic_batch(tf, size: int, batch: int) -> dict:
-    """Smooth random images, a box hole per image and the size/2 local box around it."""
-    rng = np.random.default_rng(0)
-    half = size // 2
-    image = np.tanh(rng.normal(size=(batch, size, size, 3))).astype("float32")
-    mask = np.zeros((batch, size, size, 1), "float32")
-    bbox = np.zeros((batch, 4), "int32")
-    for i in range(batch):
-        top, left = rng.integers(0, size - half + 1, size=2)
-        bbox[i] = (top, left, half, half)
-        mask[i, top + size // 16 : top + half - size // 16, left + size // 16 : left + half - size // 16] = 1.0
-    return {"image": tf.constant(image), "mask": tf.constant(mask), "bbox": tf.constant(bbox)}
 
 
 def main(argv=None) -> None:
@@ -87,7 +72,7 @@ def main(argv=None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomPerceptualWeightsWarning)
         trainer = build_trainer(cfg)
-    batch = _synthetic_batch(tf, args.size, args.batch)
+    batch = bench_common.synthetic_training_batch(tf, args.size, args.batch)
     step = tf.function(lambda data: trainer.train_step(data)["g_total"])
 
     def run_step():
