@@ -9,6 +9,11 @@ Usage (quick check; the reference recipe is --size 256 --batch 16 --nf 64 --n-bl
 
     python scripts/bench_train.py --size 64 --batch 1 --nf 8 --n-blocks 2 --steps 5
     python scripts/bench_train.py --size 256 --batch 16 --precision mixed_bfloat16 --jit
+    python scripts/bench_train.py --size 256 --batch 4 --block official --compare-torch --torch-python PY
+
+The JSON line also gives the step's estimated FLOPs over the machine's FLOP rate measured in the
+same run (`ratio_to_peak`). `--compare-torch` then runs `bench_train_vs_torch.py` on the same
+configuration (PyTorch's BatchNorm needs maps larger than 1x1 at batch 1: use --size 128 or more).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import warnings
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import emit, machine_info, median, synthetic_training_batch  # noqa: E402
+from bench_common import emit, machine_info, measure_peak_gflops, median, synthetic_training_batch, train_step_macs  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -39,6 +44,9 @@ def _parse_args(argv=None):
     parser.add_argument("--jit", action="store_true", help="compile the step with XLA")
     parser.add_argument("--strategy", default="default", choices=("default", "mirrored"))
     parser.add_argument("--sync-batchnorm", action="store_true", help="synchronised BatchNorm in D")
+    parser.add_argument("--compare-torch", action="store_true",
+                        help="then time the same step against PyTorch, round-robin (bench_train_vs_torch.py)")
+    parser.add_argument("--torch-python", help="an interpreter with torch installed (default: $DMFN_TORCH_PYTHON or this one)")
     return parser.parse_args(argv)
 
 
@@ -85,6 +93,10 @@ def main(argv=None) -> None:
 
     per_step = median(seconds)
     gpus = tf.config.list_logical_devices("GPU")
+    # The machine's float32 FLOP rate, measured now, puts the step's rate in proportion (CPU only:
+    # the kernels run on the default device).
+    flops = 2.0 * args.batch * train_step_macs(args.nf, args.n_blocks, args.block, args.size)
+    peak = measure_peak_gflops(tf)["peak_gflops"]
     emit(
         {
             "benchmark": "train_step",
@@ -103,9 +115,18 @@ def main(argv=None) -> None:
             "seconds_per_step_min": round(min(seconds), 4),
             "images_per_second": round(args.batch / per_step, 2),
             "first_step_seconds": round(first_step, 2),
+            "gflop_per_step_estimate": round(flops / 1e9, 1),
+            "peak_gflops_float32": round(peak, 1),
+            "ratio_to_peak": round(flops / per_step / 1e9 / peak, 3),
             **machine_info(),
         }
     )
+    if args.compare_torch:
+        import bench_train_vs_torch
+
+        torch_args = ["--block", args.block, "--nf", str(args.nf), "--n-blocks", str(args.n_blocks), "--size",
+                      str(args.size), "--batch", str(args.batch), "--repeats", str(args.steps), "--compare-torch"]
+        bench_train_vs_torch.main(torch_args + (["--torch-python", args.torch_python] if args.torch_python else []))
 
 
 if __name__ == "__main__":
