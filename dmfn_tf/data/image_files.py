@@ -23,6 +23,7 @@ import os
 import threading
 from typing import Callable, Iterable
 
+from dmfn_tf.atomic_files import write_text_atomically
 from dmfn_tf.errors import UserError
 
 logger = logging.getLogger("dmfn_tf.data")
@@ -212,9 +213,4 @@ def _read_cache(cache_path: str) -> None:
 def _write_cache(cache_path: str) -> None:
     with _checked_lock:
         entries = [[*key, verdict] for key, verdict in _checked.items() if key[2] >= 0]
-    folder = os.path.dirname(os.path.abspath(cache_path))
-    os.makedirs(folder, exist_ok=True)
-    partial = f"{cache_path}.tmp{os.getpid()}"
-    with open(partial, "w", encoding="utf-8") as f:
-        json.dump({"version": 1, "entries": entries}, f)
-    os.replace(partial, cache_path)
+    write_text_atomically(cache_path, json.dumps({"version": 1, "entries": entries}))

@@ -38,12 +38,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from dmfn_tf.atomic_files import atomic_path
 from dmfn_tf.errors import UserError
 from dmfn_tf.restricted_pickle import RestrictedUnpickler
 
@@ -99,19 +101,9 @@ def _check_backbone(backbone: str) -> str:
     return backbone
 
 
-def _write_atomically(destination: Path, source_stream) -> None:
-    """Copies a binary stream to `destination` via a temporary file in the same folder and a rename."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=destination.name + ".", suffix=".part", dir=destination.parent)
-    try:
-        with os.fdopen(handle, "wb") as temp_file:
-            while chunk := source_stream.read(1 << 20):
-                temp_file.write(chunk)
-        os.chmod(temp_name, 0o644)  # mkstemp creates 0600; the cache is plain shared data
-        os.replace(temp_name, destination)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+def _copy_atomically(source_stream, destination: Path) -> None:
+    with atomic_path(destination) as temporary, open(temporary, "wb") as temp_file:
+        shutil.copyfileobj(source_stream, temp_file, 1 << 20)
 
 
 def extract_lpips_checkpoints(archive: str | os.PathLike, destination: str | os.PathLike | None = None) -> dict:
@@ -141,7 +133,7 @@ def extract_lpips_checkpoints(archive: str | os.PathLike, destination: str | os.
                         f"{archive}: no file '{suffix}' in this archive; is it {LPIPS_SDIST_FILENAME}?"
                     )
                 stream = tar.extractfile(members[matches[0]])
-                _write_atomically(destination / filename, stream)
+                _copy_atomically(stream, destination / filename)
                 written[backbone] = destination / filename
     except (tarfile.TarError, OSError) as err:
         raise LPIPSWeightsError(f"{archive}: cannot read the LPIPS source archive: {err}") from None

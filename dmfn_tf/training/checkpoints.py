@@ -48,6 +48,7 @@ import tempfile
 
 import tensorflow as tf
 
+from dmfn_tf.atomic_files import atomic_path, fsync_path, write_text_atomically
 from dmfn_tf.errors import UserError
 
 LATEST_FILE = "latest.json"
@@ -61,48 +62,11 @@ class CheckpointError(UserError):
     """A checkpoint is missing, unreadable, or does not match the configured model."""
 
 
-def _fsync_path(path: str) -> None:
-    """Flushes a file's or a directory's entry to disk (directories: POSIX only)."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if os.path.isdir(path) else os.O_RDONLY
-    try:
-        descriptor = os.open(path, flags)
-    except OSError:
-        return  # e.g. directories cannot be opened on Windows; the rename is still atomic there
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _fsync_tree(directory: str) -> None:
     for root, _, files in os.walk(directory):
         for name in files:
-            _fsync_path(os.path.join(root, name))
-        _fsync_path(root)
-
-
-def write_text_atomically(path: str | os.PathLike, text: str) -> None:
-    """Writes `text` to `path` so that readers see either the old or the whole new content.
-
-    Args:
-        path: the destination file.
-        text: its new content.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    # A fixed name: a write killed half-way leaves one stale file, which the next write replaces.
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    _fsync_path(directory)
+            fsync_path(os.path.join(root, name))
+        fsync_path(root)
 
 
 def save_model_atomically(model, path: str | os.PathLike) -> None:
@@ -119,22 +83,10 @@ def save_model_atomically(model, path: str | os.PathLike) -> None:
     generator = keras.saving.load_model("runs/tiny/generator.keras")
     ```
     """
-    path = os.fspath(path)
-    if not path.endswith(".keras"):
+    if not os.fspath(path).endswith(".keras"):
         raise ValueError(f"a Keras model file must end in .keras, got {path}")
-    directory = os.path.dirname(os.path.abspath(path))
-    # Keras insists on the .keras suffix, so the temporary name keeps it. A fixed name: a save
-    # killed half-way leaves one stale file, which the next save replaces.
-    temporary = os.path.join(directory, f".{os.path.basename(path)[:-len('.keras')]}.tmp.keras")
-    try:
+    with atomic_path(path, suffix=".keras") as temporary:
         model.save(temporary)
-        _fsync_path(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    _fsync_path(directory)
 
 
 def read_latest(directory: str | os.PathLike) -> dict | None:
@@ -267,7 +219,7 @@ class TrainingCheckpointer:
         finally:
             if os.path.isdir(temporary):
                 shutil.rmtree(temporary)
-        _fsync_path(self.directory)
+        fsync_path(self.directory)
         write_text_atomically(
             os.path.join(self.directory, LATEST_FILE), json.dumps({"step": step, "checkpoint": name}) + "\n"
         )
