@@ -9,10 +9,10 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY_EXPORTS = {
-    "build_generator": "dmfn_tf.generator",
-    "build_discriminator": "dmfn_tf.discriminator",
-    "build_perceptual_network": "dmfn_tf.perceptual",
-    "DMFB": "dmfn_tf.dmfb_layers",
+    "build_generator": "dmfn_tf.models.generator",
+    "build_discriminator": "dmfn_tf.models.discriminator",
+    "build_perceptual_network": "dmfn_tf.models.perceptual",
+    "DMFB": "dmfn_tf.models.dmfb_layers",
     "load_config": "dmfn_tf.config",
     "ExperimentConfig": "dmfn_tf.config",
 }

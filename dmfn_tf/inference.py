@@ -106,7 +106,7 @@ def inpaint(generator, image: np.ndarray, mask: np.ndarray, max_pixels: int = DE
     """Fills the holes of one image of any size.
 
     Args:
-        generator: a DMFN generator (`build_generator` or `model_loading.load_generator`).
+        generator: a DMFN generator (`build_generator` or `dmfn_tf.model_io.load_generator`).
         image: uint8 `[H, W, 3]` RGB.
         mask: `[H, W, 1]` or `[H, W]`, 1 (or anything > 0.5) = hole, 0 = known.
         max_pixels: refuse images with more pixels than this (`PixelBudgetError`).

@@ -6,9 +6,9 @@ import numpy as np
 import tensorflow as tf
 
 from dmfn_tf.config import ExperimentConfig
-from dmfn_tf.dmfb_layers import DMFB
-from dmfn_tf.discriminator import build_discriminator
-from dmfn_tf.generator import build_generator
+from dmfn_tf.models.dmfb_layers import DMFB
+from dmfn_tf.models.discriminator import build_discriminator
+from dmfn_tf.models.generator import build_generator
 
 
 def count_parameters(model, trainable_only: bool = False) -> int:

@@ -78,9 +78,9 @@ def main(argv=None) -> None:
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from dmfn_tf.generator import build_generator
+    from dmfn_tf.models.generator import build_generator
     from dmfn_tf.serving.keras_export import export_keras
-    from dmfn_tf.serving.model_loading import load_generator
+    from dmfn_tf.model_io import load_generator
     from dmfn_tf.serving.saved_model_export import export_saved_model
     from dmfn_tf.serving.tflite_export import QUANTIZATIONS, convert_to_tflite
 

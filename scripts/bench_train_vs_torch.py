@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     import tensorflow as tf
 
     from dmfn_tf.config import ExperimentConfig, ModelConfig, PerceptualConfig, TrainConfig
-    from dmfn_tf.perceptual import RandomPerceptualWeightsWarning
+    from dmfn_tf.models.perceptual import RandomPerceptualWeightsWarning
     from dmfn_tf.training.trainer import build_trainer
 
     if args.inter_op:

@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 import bench_common  # noqa: E402
 
-from dmfn_tf.generator import build_generator  # noqa: E402
+from dmfn_tf.models.generator import build_generator  # noqa: E402
 
 
 def _macs_of_a_forward_pass(model, shape):
@@ -54,8 +54,8 @@ def test_published_sizes():
 
 
 def test_vgg19_and_discriminator_macs_match_keras_models():
-    from dmfn_tf.discriminator import build_discriminator
-    from dmfn_tf.perceptual import build_perceptual_network
+    from dmfn_tf.models.discriminator import build_discriminator
+    from dmfn_tf.models.perceptual import build_perceptual_network
 
     with pytest.warns(Warning):
         vgg = build_perceptual_network(weights="none")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dmfn_tf.discriminator import build_discriminator
-from dmfn_tf.generator import build_generator
+from dmfn_tf.models.discriminator import build_discriminator
+from dmfn_tf.models.generator import build_generator
 from dmfn_tf.training import checkpoints
 from dmfn_tf.training.checkpoints import (
     CheckpointError,

@@ -13,8 +13,8 @@ from conftest import PROJECT_ROOT
 from dmfn_tf.cli import main
 from dmfn_tf.convert import load_generator_from_reference
 from dmfn_tf.convert.official_mapping import discriminator_to_reference_state_dict, generator_to_reference_state_dict
-from dmfn_tf.discriminator import build_discriminator
-from dmfn_tf.generator import build_generator
+from dmfn_tf.models.discriminator import build_discriminator
+from dmfn_tf.models.generator import build_generator
 
 CHECKPOINT = "official_G_nf16_res2.pth"
 CHECKPOINT_NPZ = "official_G_nf16_res2_weights.npz"

@@ -10,7 +10,7 @@ from dmfn_tf.convert.official_mapping import (
     infer_discriminator_config,
     load_reference_discriminator_weights,
 )
-from dmfn_tf.discriminator import build_discriminator
+from dmfn_tf.models.discriminator import build_discriminator
 from dmfn_tf.errors import UserError
 
 

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from dmfn_tf.discriminator import build_discriminator
+from dmfn_tf.models.discriminator import build_discriminator
 from dmfn_tf.errors import ConfigError
 
 

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from dmfn_tf.errors import ConfigError, UserError
-from dmfn_tf.perceptual import RandomPerceptualWeightsWarning
+from dmfn_tf.models.perceptual import RandomPerceptualWeightsWarning
 from dmfn_tf.training import distribute
 from dmfn_tf.training.distribute import StrategyError, custom_loop_fit, fit, make_strategy
 from dmfn_tf.training.trainer import TRAIN_METRICS, build_trainer

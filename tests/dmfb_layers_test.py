@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from dmfn_tf.dmfb_layers import DMFB
+from dmfn_tf.models.dmfb_layers import DMFB
 from numpy_reference import conv2d, instance_norm, relu
 
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from dmfn_tf.cli import main
-from dmfn_tf.generator import build_generator
+from dmfn_tf.models.generator import build_generator
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from dmfn_tf.errors import UserError
-from dmfn_tf.generator import build_generator
+from dmfn_tf.models.generator import build_generator
 from dmfn_tf.inference import (
     ImageReadError,
     MaskMismatchError,

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from dmfn_tf.cli import main
-from dmfn_tf.generator import build_generator
+from dmfn_tf.models.generator import build_generator
 
 HEIGHT, WIDTH = 257, 301
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from dmfn_tf.generator import build_generator
+from dmfn_tf.models.generator import build_generator
 from dmfn_tf.serving.keras_export import export_keras
-from dmfn_tf.serving.model_loading import load_generator
+from dmfn_tf.model_io import load_generator
 
 
 def test_round_trip_keeps_architecture_and_outputs(tmp_path):

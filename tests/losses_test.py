@@ -1,4 +1,4 @@
-"""Tests of `dmfn_tf.losses` against NumPy re-derivations of the paper's equations and hand values.
+"""Tests of `dmfn_tf.models.losses` against NumPy re-derivations of the paper's equations and hand values.
 
 The NumPy references below are written from the equations (loops over images, channels and
 positions, float64) and never call the code under test.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dmfn_tf import losses
+from dmfn_tf.models import losses
 from dmfn_tf.config import LossConfig
 from dmfn_tf.errors import ConfigError
 

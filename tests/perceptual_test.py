@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dmfn_tf.errors import UserError
-from dmfn_tf.perceptual import (
+from dmfn_tf.models.perceptual import (
     CAFFE_BGR_MEAN,
     TORCH_RGB_MEAN,
     TORCH_RGB_STD,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dmfn_tf.generator import build_generator
+from dmfn_tf.models.generator import build_generator
 from dmfn_tf.serving.saved_model_export import SIGNATURE_NAMES, export_saved_model
 
 MAX_PIXELS = 100 * 100

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from dmfn_tf.generator import build_generator
+from dmfn_tf.models.generator import build_generator
 from dmfn_tf.serving.tflite_export import QUANTIZATIONS, convert_to_tflite, operator_names, run_tflite
 
 SIZE = 64

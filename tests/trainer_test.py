@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dmfn_tf import losses
+from dmfn_tf.models import losses
 from dmfn_tf.config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, PerceptualConfig, TrainConfig
-from dmfn_tf.generator import composite, generator_input
-from dmfn_tf.perceptual import RandomPerceptualWeightsWarning
+from dmfn_tf.models.generator import composite, generator_input
+from dmfn_tf.models.perceptual import RandomPerceptualWeightsWarning
 from dmfn_tf.training.trainer import (
     TEST_METRICS,
     TRAIN_METRICS,

@@ -142,7 +142,7 @@ def run(args) -> int:
     timings["evaluate_s"] = time.perf_counter() - t
 
     t = _stage(4, "inpainting held-out photos: before/after pictures")
-    from dmfn_tf.serving.model_loading import load_generator
+    from dmfn_tf.model_io import load_generator
 
     generator = load_generator(str(run_dir))
     pictures = _showcase(generator, eval_files, out / "inpainted", size)

@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     from dmfn_tf.data.image_files import list_source_files
     from dmfn_tf.evaluation import report
     from dmfn_tf.evaluation.baselines import BASELINES
-    from dmfn_tf.serving.model_loading import load_generator
+    from dmfn_tf.model_io import load_generator
 
     if args.image_size < 32 or args.image_size % 4:
         raise EvaluateInputError(f"--image-size {args.image_size}: must be a multiple of 4, at least 32")

@@ -71,7 +71,7 @@ def _validate(args) -> list[str]:
 
 
 def run(args) -> int:
-    from dmfn_tf.serving.model_loading import load_generator
+    from dmfn_tf.model_io import load_generator
 
     paths = _validate(args)
     generator = load_generator(args.model)

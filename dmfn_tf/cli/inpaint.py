@@ -150,7 +150,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from dmfn_tf.inference import inpaint, mask_from_alpha, read_image, read_mask
-    from dmfn_tf.serving.model_loading import load_generator
+    from dmfn_tf.model_io import load_generator
 
     if args.max_pixels <= 0:
         raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")

@@ -72,7 +72,7 @@ def _looks_like_generator(state: Mapping[str, np.ndarray]) -> bool:
 
 
 def _generator_from_state(state: Mapping[str, np.ndarray], source: str):
-    from dmfn_tf.generator import build_generator
+    from dmfn_tf.models.generator import build_generator
 
     if _looks_like_discriminator(state) and not _looks_like_generator(state):
         raise UserError(f"{source}: this is a DMFN discriminator checkpoint, not a generator (pass it as the discriminator)")
@@ -83,7 +83,7 @@ def _generator_from_state(state: Mapping[str, np.ndarray], source: str):
 
 
 def _discriminator_from_state(state: Mapping[str, np.ndarray], source: str):
-    from dmfn_tf.discriminator import build_discriminator
+    from dmfn_tf.models.discriminator import build_discriminator
 
     if _looks_like_generator(state) and not _looks_like_discriminator(state):
         raise UserError(f"{source}: this is a DMFN generator checkpoint, not a discriminator")

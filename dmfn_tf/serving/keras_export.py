@@ -8,8 +8,8 @@ import os
 def export_keras(generator, path: str) -> str:
     """Saves the generator as a `.keras` file (architecture and weights, no optimizer state).
 
-    Loading it needs this package's custom layers registered: `import dmfn_tf.generator` (or use
-    `dmfn_tf.serving.model_loading.load_generator`, which does it).
+    Loading it needs this package's custom layers registered: `import dmfn_tf.models.generator` (or use
+    `dmfn_tf.model_io.load_generator`, which does it).
 
     Args:
         generator: a DMFN generator.

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from dmfn_tf.generator import composite, generator_input
+from dmfn_tf.models.generator import composite, generator_input
 from dmfn_tf.training.checkpoints import TrainingCheckpointer, save_model_atomically
 
 

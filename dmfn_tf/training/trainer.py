@@ -44,7 +44,7 @@ Decisions, for readers comparing with the reference PyTorch code:
   reduction of the logs changes nothing.
 - Mixed precision: under a `mixed_float16` / `mixed_bfloat16` global policy the networks compute in
   half precision, while the composite, every loss and every metric are float32 (the generator's
-  output is cast before compositing; `dmfn_tf.losses` casts its inputs). Under `mixed_float16`,
+  output is cast before compositing; `dmfn_tf.models.losses` casts its inputs). Under `mixed_float16`,
   `make_optimizer` wraps Adam in `keras.optimizers.LossScaleOptimizer` and the steps scale the
   loss with `optimizer.scale_loss` (a no-op for plain optimizers). A loss-scaled optimizer skips
   an update whose gradients overflow and halves its scale (measured: a tiny random model on CPU
@@ -58,17 +58,17 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from dmfn_tf import losses
+from dmfn_tf.models import losses
 from dmfn_tf.config import ExperimentConfig, LossConfig, TrainConfig
-from dmfn_tf.discriminator import build_discriminator
-from dmfn_tf.generator import build_generator, composite, generator_input
-from dmfn_tf.perceptual import build_perceptual_network
+from dmfn_tf.models.discriminator import build_discriminator
+from dmfn_tf.models.generator import build_generator, composite, generator_input
+from dmfn_tf.models.perceptual import build_perceptual_network
 
 # Metric names logged by `fit` (one Mean per term; "psnr" of the composite in dB).
 TRAIN_METRICS = ("l1", "self_guided", "vgg_fm", "dis_fm", "adv_g", "align", "g_total", "d_loss", "psnr")
 # Metric names logged by `evaluate`.
 TEST_METRICS = ("l1", "psnr", "ssim")
-# Metric name -> key of `dmfn_tf.losses.GENERATOR_LOSS_TERMS`.
+# Metric name -> key of `dmfn_tf.models.losses.GENERATOR_LOSS_TERMS`.
 _TERM_OF_METRIC = {
     "l1": "mae",
     "self_guided": "self_guided",
@@ -157,10 +157,10 @@ class DMFNTrainer(keras.Model):
     `build_trainer`, which does all three).
 
     Args:
-        generator: `dmfn_tf.generator.build_generator(...)`.
-        discriminator: `dmfn_tf.discriminator.build_discriminator(...)`, built for the training
+        generator: `dmfn_tf.models.generator.build_generator(...)`.
+        discriminator: `dmfn_tf.models.discriminator.build_discriminator(...)`, built for the training
             image size.
-        perceptual: `dmfn_tf.perceptual.build_perceptual_network(...)`, frozen.
+        perceptual: `dmfn_tf.models.perceptual.build_perceptual_network(...)`, frozen.
         loss_config: a `dmfn_tf.config.LossConfig` (loss weights, guidance mode); defaults to the
             reference configuration.
         name: the model's name.
@@ -245,7 +245,7 @@ class DMFNTrainer(keras.Model):
     def generator_step(self, image, mask, bbox, global_batch_size):
         """One generator update. Returns `(composite, per_example_terms)`.
 
-        `per_example_terms` maps each name of `dmfn_tf.losses.GENERATOR_LOSS_TERMS` and "total" to
+        `per_example_terms` maps each name of `dmfn_tf.models.losses.GENERATOR_LOSS_TERMS` and "total" to
         a `[B_replica]` vector.
 
         Args:

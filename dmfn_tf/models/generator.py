@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from dmfn_tf.dmfb_layers import DMFB, DMFB_VARIANTS
+from dmfn_tf.models.dmfb_layers import DMFB, DMFB_VARIANTS
 from dmfn_tf.errors import ConfigError
 from dmfn_tf.layers import InstanceNormalization, PaddedConv2D
 

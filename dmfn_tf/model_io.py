@@ -57,7 +57,7 @@ def load_generator(path: str):
     """Loads a DMFN generator as a `keras.Model`.
 
     `.keras` files are loaded with Keras' safe mode on (no arbitrary code from the file); this
-    package's custom layers are registered by importing `dmfn_tf.generator`.
+    package's custom layers are registered by importing `dmfn_tf.models.generator`.
 
     Args:
         path: a `.keras` generator file, a training run directory holding `generator.keras`, or a
@@ -74,7 +74,7 @@ def load_generator(path: str):
 
     import keras
 
-    import dmfn_tf.generator  # noqa: F401  (registers the custom layers with Keras)
+    import dmfn_tf.models.generator  # noqa: F401  (registers the custom layers with Keras)
 
     if source.lower().endswith(REFERENCE_CHECKPOINT_SUFFIXES):
         from dmfn_tf.convert import load_generator_from_reference

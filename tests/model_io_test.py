@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dmfn_tf.errors import UserError
-from dmfn_tf.generator import build_generator
-from dmfn_tf.serving.model_loading import ModelLoadError, load_generator
+from dmfn_tf.models.generator import build_generator
+from dmfn_tf.model_io import ModelLoadError, load_generator
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures")
 
