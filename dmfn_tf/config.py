@@ -133,8 +133,13 @@ class TrainConfig:
     # Keras dtype policy: mixed_float16 (GPUs, with loss scaling) or mixed_bfloat16 (TPUs, recent GPUs
     # and CPUs with AVX512_BF16); losses and metrics are computed in float32 either way.
     precision: str = "float32"
+    # Reconstruction warm-up: the first `warmup_steps` generator updates give the discriminator
+    # terms (dis_fm, adv) zero weight; D still trains on the same batches.
+    warmup_steps: int = 0
 
     def validate(self, where: str = "train") -> None:
+        if self.warmup_steps < 0:
+            raise ConfigError(f"{where}.warmup_steps: must be >= 0, got {self.warmup_steps}")
         if self.batch_size <= 0:
             raise ConfigError(f"{where}.batch_size: must be positive, got {self.batch_size}")
         if self.learning_rate <= 0:

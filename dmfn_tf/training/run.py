@@ -188,6 +188,7 @@ def train(
     max_steps: int | None = None,
     log_every: int = 10,
     verbose: int | str = 1,
+    callbacks: list | None = None,
 ) -> TrainingResult:
     """Trains DMFN as configured, writing checkpoints, the generator and TensorBoard logs into `out_dir`.
 
@@ -202,6 +203,7 @@ def train(
         max_steps: overrides `train.total_steps`, the step the run ends at.
         log_every: steps between scalar summaries.
         verbose: Keras `fit` verbosity (1: a progress bar per epoch).
+        callbacks: more Keras callbacks, run after the run's own (e.g. a validation curve).
 
     Returns:
         A `TrainingResult`.
@@ -220,6 +222,7 @@ def train(
     ```
     """
     cfg = resolve_config(cfg, data_path, max_steps)
+    callbacks_extra = list(callbacks or [])
     if log_every < 1:
         raise ConfigError(f"log_every: must be at least 1 step, got {log_every}")
     train_cfg = cfg.train
@@ -299,6 +302,7 @@ def train(
             initial_step=initial_step,
         )
         callbacks.append(logger)
+    callbacks.extend(callbacks_extra)
 
     try:
         for initial_epoch, epochs, steps_per_epoch, start_step in epoch_segments(

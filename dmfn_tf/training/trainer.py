@@ -164,6 +164,8 @@ class DMFNTrainer(keras.Model):
         loss_config: a `dmfn_tf.config.LossConfig` (loss weights, guidance mode); defaults to the
             reference configuration.
         name: the model's name.
+        warmup_steps: generator updates (counted by `g_optimizer.iterations`) during which the
+            discriminator terms of the objective (dis_fm, adv) have zero weight (`train.warmup_steps`).
 
     Example:
 
@@ -179,7 +181,13 @@ class DMFNTrainer(keras.Model):
     """
 
     def __init__(
-        self, generator, discriminator, perceptual, loss_config: LossConfig | None = None, name="dmfn_trainer"
+        self,
+        generator,
+        discriminator,
+        perceptual,
+        loss_config: LossConfig | None = None,
+        name="dmfn_trainer",
+        warmup_steps: int = 0,
     ):
         super().__init__(name=name)
         self.generator = generator
@@ -188,6 +196,7 @@ class DMFNTrainer(keras.Model):
         self.perceptual.trainable = False
         self.loss_config = loss_config if loss_config is not None else LossConfig()
         self.loss_config.validate()
+        self.warmup_steps = int(warmup_steps)
         self.local_size = int(discriminator.inputs[0].shape[1])
         self.image_size = int(discriminator.inputs[1].shape[1])
         self.g_optimizer = None
@@ -274,13 +283,20 @@ class DMFNTrainer(keras.Model):
                 "adv": losses.ragan_generator_loss_per_example(real_logits, fake_logits, real_mean, fake_mean),
                 "align": losses.geometrical_alignment_loss_per_example(vgg_real[3], vgg_fake[3]),
             }
-            terms["total"] = losses.generator_total_loss(terms, cfg)
+            terms["total"] = losses.generator_total_loss(self._warmup_weighted(terms), cfg)
             loss = _share_of_global_mean(terms["total"], global_batch_size)
             scaled_loss = self.g_optimizer.scale_loss(loss)
         variables = self.generator.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
         self.g_optimizer.apply_gradients(zip(gradients, variables))
         return output, terms
+
+    def _warmup_weighted(self, terms):
+        """`terms` with the discriminator terms multiplied by 0 during the warm-up, by 1 after it."""
+        if not self.warmup_steps:
+            return terms
+        after_warmup = tf.cast(self.g_optimizer.iterations >= self.warmup_steps, tf.float32)
+        return {**terms, "fm_dis": terms["fm_dis"] * after_warmup, "adv": terms["adv"] * after_warmup}
 
     def discriminator_step(self, image, fake, bbox, global_batch_size):
         """One discriminator update on the real `image` and the detached `fake`. Returns the `[B]` RaGAN loss.
@@ -422,7 +438,9 @@ def build_trainer(cfg: ExperimentConfig, strategy: tf.distribute.Strategy | None
         perceptual = build_perceptual_network(
             cfg.perceptual.weights, cfg.perceptual.preprocessing, network=cfg.perceptual.network
         )
-        trainer = DMFNTrainer(generator, discriminator, perceptual, cfg.loss, name=f"{cfg.name}_trainer")
+        trainer = DMFNTrainer(
+            generator, discriminator, perceptual, cfg.loss, name=f"{cfg.name}_trainer", warmup_steps=cfg.train.warmup_steps
+        )
         trainer.compile(
             g_optimizer=make_optimizer(cfg.train, "generator_adam"),
             d_optimizer=make_optimizer(cfg.train, "discriminator_adam"),
