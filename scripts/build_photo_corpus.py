@@ -38,7 +38,7 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -303,7 +303,9 @@ def fetch_debian_packages(cache: Path) -> dict[str, dict]:
         if not root.is_dir():
             subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True)
         copyright_text = (root / "usr/share/doc" / package / "copyright").read_text(errors="replace")
-        found[package] = {"root": root, "version": debs[-1].name.split("_")[1], "copyright": parse_copyright(copyright_text)}
+        # .deb file names spell the epoch's colon as %3a.
+        version = urllib.parse.unquote(debs[-1].name.split("_")[1])
+        found[package] = {"root": root, "version": version, "copyright": parse_copyright(copyright_text)}
     return found
 
 
