@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+# Curves shorter than this are not extrapolated (their later half is too noisy to fit).
+MIN_POINTS = 10
 BASELINE_STYLE = {"telea": ":", "ns": "--", "biharmonic": "-."}
 
 
@@ -39,18 +41,18 @@ def read_curve(run: Path) -> dict[str, np.ndarray]:
 def steps_to_reach(steps: np.ndarray, lpips: np.ndarray, target: float) -> float | None:
     """Step where LPIPS ~ a + b log10(step), fitted to the later half of the points, reaches `target`.
 
-    None when the fit does not fall (b >= 0) or there are fewer than 3 points in that half.
+    None when the fit does not fall (b >= 0) or the curve has fewer than `MIN_POINTS` points.
 
     Example:
 
-    >>> steps = np.array([100., 1000., 10000.])
+    >>> steps = 100.0 * np.arange(1, 11)
     >>> round(steps_to_reach(steps, 0.5 - 0.1 * np.log10(steps), 0.0))
     100000
     """
+    if len(steps) < MIN_POINTS:
+        return None
     later = slice(len(steps) // 2, None)
     x, y = np.log10(steps[later]), lpips[later]
-    if len(x) < 3:
-        return None
     slope, intercept = np.polyfit(x, y, 1)
     if slope >= 0:
         return None
@@ -100,7 +102,7 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out, dpi=80)
 
-    lines = [f"| Recipe | steps | CPU h | CPU s/step | LPIPS ↓ | PSNR ↑ | SSIM ↑ | best LPIPS (step) | steps to reach {best_name} ({best:.4f}), extrapolated |")
+    lines = [f"| Recipe | steps | CPU h | CPU s/step | LPIPS ↓ | PSNR ↑ | SSIM ↑ | best LPIPS (step) | steps to reach {best_name} ({best:.4f}), extrapolated |"]
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for label, curve in curves.items():
         if not curve:
@@ -110,6 +112,7 @@ def main(argv=None) -> int:
         i_best = int(np.argmin(lpips))
         reach = steps_to_reach(curve["step"], lpips, best) if lpips.min() > best else None
         reach_text = ("reached" if lpips.min() <= best else
+                      "curve too short" if len(lpips) < MIN_POINTS else
                       "no falling trend" if reach is None or math.isinf(reach) else f"~{reach:,.0f}")
         lines.append(f"| {label} | {int(curve['step'][-1])} | {curve['cpu_s'][-1] / 3600:.2f} | "
               f"{curve['cpu_s'][-1] / curve['step'][-1]:.2f} | {lpips[-1]:.4f} | {curve[f'{p}_psnr'][-1]:.2f} | "
