@@ -1,5 +1,6 @@
 """The pure parts of scripts/build_photo_corpus.py: the split by photo, licences, crops, manifest rows."""
 
+import hashlib
 import os
 import sys
 
@@ -88,3 +89,10 @@ def test_manifest_rows_name_the_file_its_photo_source_and_licence():
     row = corpus.manifest_row("train128/x.png", photo, {"version": "1.0", "licence": "CC0"})
     assert row == {"file": "train128/x.png", "photo": photo.photo, "split": photo.split, "source": photo.source,
                    "version": "1.0", "path": photo.path, "licence": "CC0"}
+
+
+def test_a_reserved_name_is_refused_by_its_hash(monkeypatch):
+    monkeypatch.setattr(corpus, "RESERVED_NAME_SHA256", {hashlib.sha256(b"some-backgrounds").hexdigest()})
+    with pytest.raises(corpus.CorpusError, match="reserved"):
+        corpus.check_package_name("some-backgrounds")
+    corpus.check_package_name("other-backgrounds")
