@@ -126,10 +126,8 @@ def _build_masks(args, count: int):
 
     from dmfn_tf.data import masks as mask_makers
     from dmfn_tf.data.image_files import find_image_files
-    from dmfn_tf.evaluation.report import center_mask
-
     if args.mask == "center":
-        return center_mask(args.image_size)
+        return mask_makers.center_box(args.image_size)[0].numpy()
     if args.mask in ("random_box", "free_form"):
         def make(index):  # stateless: the mask of image i depends on (seed, i) only
             seed = tf.constant([args.seed, index], tf.int64)
@@ -196,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         def progress(done, total, name=name):
             print(f"\r{name}: {done}/{total} images", end="", file=sys.stderr, flush=True)
 
-        scores_by_method[name] = report.evaluate(inpaint_fn, images, masks, lpips_metric, args.batch_size, progress)
+        scores_by_method[name] = report.score(inpaint_fn, images, masks, lpips_metric, args.batch_size, progress)
         print(file=sys.stderr)
 
     data_path = Path(args.data)

@@ -342,7 +342,7 @@ def load_mask_file(path, size=None, invert: bool = False, from_alpha: bool = Fal
 
     ```python
     mask = load_mask_file("masks/0001.png", size=256)
-    inputs = np.concatenate([image * (1 - mask), mask], axis=-1)
+    result = inpaint(generator, image, mask)  # dmfn_tf.inference
     ```
     """
     path = os.fspath(path)

@@ -24,6 +24,7 @@ from dmfn_tf.config import MASK_KINDS, DataConfig
 from dmfn_tf.data import masks
 from dmfn_tf.data.image_files import check_files, error_summary, find_image_files, list_source_files, read_file_list
 from dmfn_tf.errors import UserError
+from dmfn_tf.inpainting import to_model_range
 
 # Independent random streams derived from the run's seed.
 _SHUFFLE_STREAM, _EXAMPLE_STREAM = 1, 2
@@ -73,7 +74,7 @@ def crop_and_resize(image, image_size: int, crop: str = "center", seed=None) -> 
     square = tf.cast(image[top : top + side, left : left + side], tf.float32)
     resized = tf.image.resize(square, [image_size, image_size], method="bicubic", antialias=True)
     # Bicubic overshoots at edges; clip so that the result is what an 8-bit image would hold.
-    return tf.clip_by_value(resized, 0.0, 255.0) / 127.5 - 1.0
+    return to_model_range(tf.clip_by_value(resized, 0.0, 255.0))
 
 
 def build_dataset(

@@ -32,6 +32,7 @@ import numpy as np
 from keras import layers, ops
 
 from dmfn_tf.errors import UserError
+from dmfn_tf.inpainting import to_model_range
 from dmfn_tf.evaluation.lpips_weights import (
     ALEXNET_CONVS,
     BACKBONE_SCOPES,
@@ -329,4 +330,4 @@ class LPIPS:
         for images in (images0, images1):
             if np.asarray(images).dtype != np.uint8:
                 raise LPIPSInputError(f"from_uint8 expects uint8 pixels, got {np.asarray(images).dtype}")
-        return self(np.asarray(images0, np.float32) / 127.5 - 1.0, np.asarray(images1, np.float32) / 127.5 - 1.0)
+        return self(np.asarray(to_model_range(images0)), np.asarray(to_model_range(images1)))
