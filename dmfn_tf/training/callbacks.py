@@ -17,7 +17,8 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from dmfn_tf.inpainting import composite, inpaint_float
-from dmfn_tf.training.checkpoints import TrainingCheckpointer, save_model_atomically
+from dmfn_tf.model_io import save_model_atomically
+from dmfn_tf.training.checkpoints import TrainingCheckpointer
 
 
 def non_finite_terms(logs: dict | None) -> list[str]:
