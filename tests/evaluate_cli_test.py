@@ -13,6 +13,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from dmfn_tf import build_generator
 from dmfn_tf.cli import main
+from dmfn_tf.data.pipeline import crop_and_resize
+from dmfn_tf.inpainting import to_uint8
 from dmfn_tf.evaluation.baselines import BASELINES
 from dmfn_tf.evaluation.lpips_weights import LPIPSWeightsError, load_lpips_checkpoint
 from dmfn_tf.evaluation.report import (
@@ -224,7 +226,8 @@ def test_cli_mask_folder(photo_folder, tmp_path):
     out = tmp_path / "report"
     assert _run_cli(["--data", photo_folder, "--image-size", 64, "--lpips", "none", "--baselines", "ns",
                      "--mask", masks, "--limit", 1, "--grid-cases", 0, "--out", out]) == 0
-    image = np.asarray(Image.fromarray(data.astronaut()).resize((64, 64), Image.BICUBIC))
+    # The protocol's squaring: the data pipeline's centred crop and bicubic resize, in 8 bits.
+    image = np.asarray(to_uint8(crop_and_resize(data.astronaut(), 64)))
     mask = np.zeros((64, 64), np.uint8)
     mask[:, :32] = 255
     expected = cv2.inpaint(image, mask, 3, cv2.INPAINT_NS)

@@ -104,7 +104,6 @@ def _export_and_check(generator, eval_files: list[Path], out_dir: Path, size: in
 
 
 def run(args) -> int:
-    from dmfn_tf.cli import main as dmfn_main
     from dmfn_tf.cli.train import parse_overrides
     from dmfn_tf.config import load_config
     from dmfn_tf.errors import UserError
@@ -133,17 +132,17 @@ def run(args) -> int:
     timings["train_s"] = time.perf_counter() - t
 
     t = _stage(3, "evaluating on the held-out photos (LPIPS / PSNR / SSIM, centred hole) against baselines")
-    eval_dir = out / "evaluation"
-    code = dmfn_main(["evaluate", "--model", str(run_dir), "--data", photos["eval_dir"], "--image-size", str(size),
-                      "--dataset-name", "held-out photos", "--out", str(eval_dir)])
-    if code:
-        raise UserError(f"evaluation failed (exit code {code})")
-    timings["evaluate_s"] = time.perf_counter() - t
-
-    t = _stage(4, "inpainting held-out photos: before/after pictures")
+    from dmfn_tf.evaluation.protocol import evaluate
     from dmfn_tf.model_io import load_generator
 
     generator = load_generator(str(run_dir))
+    eval_dir = out / "evaluation"
+    evaluation = evaluate(photos["eval_dir"], generator=generator, image_size=size, dataset_name="held-out photos",
+                          out=eval_dir, record={"model": str(run_dir)})
+    print(evaluation.table, end="")
+    timings["evaluate_s"] = time.perf_counter() - t
+
+    t = _stage(4, "inpainting held-out photos: before/after pictures")
     pictures = _showcase(generator, eval_files, out / "inpainted", size)
     timings["inpaint_s"] = time.perf_counter() - t
 
@@ -156,9 +155,9 @@ def run(args) -> int:
         raise UserError("export check failed: " + "; ".join(failed))
     timings["total_s"] = time.perf_counter() - started
 
-    summary = json.loads((eval_dir / "summary.json").read_text())
     report = {"config": args.config, "perceptual_network": f"{cfg.perceptual.network} ({cfg.perceptual.weights})",
-              "run_dir": str(run_dir), "evaluation": summary, "export": export, "pictures": [str(p) for p in pictures],
+              "run_dir": str(run_dir), "evaluation": {"settings": evaluation.settings, "methods": evaluation.summary},
+              "export": export, "pictures": [str(p) for p in pictures],
               "timings_s": {k: round(v, 1) for k, v in timings.items()}}
     (out / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
 
@@ -168,7 +167,7 @@ def run(args) -> int:
           f"{cfg.train.total_steps} steps; perceptual network: {report['perceptual_network']}")
     print(f"  training run (checkpoints, generator.keras, TensorBoard logs): {run_dir}")
     print(f"  evaluation on {len(eval_files)} held-out images (never seen in training): {eval_dir}/table.md")
-    print((eval_dir / "table.md").read_text().rstrip())
+    print(evaluation.table.rstrip())
     print(f"  before/after pictures: {out / 'inpainted'}/*_comparison.png (masked | DMFN | Telea | original)")
     print(f"  SavedModel: {export['saved_model']}  (max |diff| vs Keras {export['saved_model_max_abs_diff']:.1e})")
     for quantization in ("float32", "int8"):

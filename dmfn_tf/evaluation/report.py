@@ -34,18 +34,11 @@ import numpy as np
 
 from dmfn_tf.errors import UserError
 from dmfn_tf.evaluation.metrics import image_metrics
+from dmfn_tf.evaluation.paper import PAPER_DMFN_RESULTS
 from dmfn_tf.inpainting import binarise_mask, composite, inpaint_float, to_model_range, to_uint8
 
 METRICS = ("psnr", "ssim", "l1", "lpips")
 CSV_COLUMNS = ("file", "method") + METRICS
-
-# The paper's Table 1, DMFN row: (dataset name, test images, LPIPS, PSNR, SSIM).
-PAPER_DMFN_RESULTS = {
-    "paris_streetview": ("Paris StreetView", 100, 0.1018, 25.00, 0.8563),
-    "places2": ("Places2", 100, 0.1361, 21.53, 0.8079),
-    "celeba_hq": ("CelebA-HQ", 2000, 0.0460, 26.50, 0.8932),
-    "ffhq": ("FFHQ", 10000, 0.0457, 26.49, 0.8985),
-}
 
 InpaintFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
