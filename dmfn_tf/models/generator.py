@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from dmfn_tf.models.dmfb_layers import DMFB, DMFB_VARIANTS
+from dmfn_tf.config import BLOCK_VARIANTS
+from dmfn_tf.models.dmfb_layers import DMFB
 from dmfn_tf.errors import ConfigError
 from dmfn_tf.layers import InstanceNormalization, PaddedConv2D
 
@@ -49,8 +50,8 @@ def build_generator(nf: int = 64, n_blocks: int = 8, block: str = "paper", name:
     Reference:
         Hui et al., "Image Fine-grained Inpainting", arXiv:2002.02609, Fig. 1.
     """
-    if block not in DMFB_VARIANTS:
-        raise ConfigError(f"unknown block variant {block!r}; expected one of {DMFB_VARIANTS}")
+    if block not in BLOCK_VARIANTS:
+        raise ConfigError(f"unknown block variant {block!r}; expected one of {BLOCK_VARIANTS}")
     if not isinstance(nf, int) or nf <= 0:
         raise ConfigError(f"nf must be a positive integer, got {nf!r}")
     if not isinstance(n_blocks, int) or n_blocks < 0:
