@@ -126,11 +126,13 @@ def evaluate(
     Returns:
         An `EvaluationResult`.
     """
+    from dmfn_tf.data.masks import check_mask_size
     from dmfn_tf.data.pipeline import build_eval_dataset
     from dmfn_tf.inpainting import to_uint8
 
-    if image_size < MIN_IMAGE_SIZE or image_size % 4:
-        raise EvaluationInputError(f"image size {image_size}: must be a multiple of 4, at least {MIN_IMAGE_SIZE}")
+    if image_size < MIN_IMAGE_SIZE:
+        raise EvaluationInputError(f"image size {image_size}: must be at least {MIN_IMAGE_SIZE}")
+    check_mask_size(image_size)  # a multiple of 4: the centred hole is S/2 at S/4
     if limit is not None and limit < 1:
         raise EvaluationInputError(f"limit {limit}: must be at least 1")
     unknown = [baseline for baseline in baselines if baseline not in BASELINES]
