@@ -30,7 +30,6 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DATA_SOURCES = ("folder", "list", "tfds")
 CROP_MODES = ("random", "center")
-MASK_KINDS = ("center_box", "random_box", "free_form", "file")
 PERCEPTUAL_NETWORKS = ("vgg19", "lpips_vgg16")
 PERCEPTUAL_PREPROCESSING = ("auto", "caffe", "torch")
 
@@ -157,6 +156,8 @@ class DataConfig:
     `check_files` decodes every file once up front to skip bad ones (cached in memory, and across
     runs in `file_check_cache` if set); with it off, undecodable images are dropped as the pipeline
     meets them. `mask_from_alpha` reads mask files' alpha channel; `invert_mask` is for 0 = hole files.
+    `mask` is a kind of the mask registry (`dmfn_tf.data.masks.MASK_KINDS`, checked when the
+    pipeline is built: the registry sits above this module).
     """
 
     source: str = "folder"
@@ -179,8 +180,6 @@ class DataConfig:
             raise ConfigError(f"{where}.source: unknown source {self.source!r}; expected one of {DATA_SOURCES}")
         if self.crop not in CROP_MODES:
             raise ConfigError(f"{where}.crop: unknown crop {self.crop!r}; expected one of {CROP_MODES}")
-        if self.mask not in MASK_KINDS:
-            raise ConfigError(f"{where}.mask: unknown mask kind {self.mask!r}; expected one of {MASK_KINDS}")
         if self.mask == "file" and not self.mask_path:
             raise ConfigError(f"{where}.mask_path: required when mask is 'file'")
         if self.mask_delta < 0:

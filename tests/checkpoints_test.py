@@ -17,8 +17,8 @@ from dmfn_tf.training.checkpoints import (
     is_chief,
     list_checkpoints,
     read_latest,
-    save_model_atomically,
 )
+from dmfn_tf.model_io import save_model_atomically
 
 IMAGE_SIZE = 64
 

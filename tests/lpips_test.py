@@ -8,15 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmfn_tf.evaluation import lpips_weights
-from dmfn_tf.evaluation.lpips import (
-    LPIPS,
-    LPIPSInputError,
-    LPIPSTapDistance,
-    build_lpips_feature_extractor,
-    build_vgg16_feature_extractor,
-)
-from dmfn_tf.evaluation.lpips_weights import (
+from dmfn_tf.models import lpips_weights
+from dmfn_tf.evaluation.lpips import LPIPS, LPIPSInputError, LPIPSTapDistance
+from dmfn_tf.models.backbones import BackboneError, build_lpips_feature_extractor, build_vgg16_feature_extractor
+from dmfn_tf.models.lpips_weights import (
     LPIPSWeightsError,
     expected_checkpoint_shapes,
     load_lpips_checkpoint,
@@ -117,7 +112,7 @@ def test_alexnet_tap_shapes_follow_torchvision_layout():
 
 
 def test_unknown_tap_is_refused():
-    with pytest.raises(LPIPSInputError, match="block6_conv1"):
+    with pytest.raises(BackboneError, match="block6_conv1"):
         build_lpips_feature_extractor("vgg", taps=("block6_conv1",))
 
 

@@ -71,7 +71,7 @@ def test_missing_or_bad_weights_file(tmp_path):
 
 
 def test_lpips_vgg16_offline_network_uses_the_lpips_checkpoint():
-    from dmfn_tf.evaluation.lpips_weights import LPIPSWeightsError, load_lpips_checkpoint
+    from dmfn_tf.models.lpips_weights import LPIPSWeightsError, load_lpips_checkpoint
 
     try:
         checkpoint = load_lpips_checkpoint("vgg")

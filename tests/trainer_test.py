@@ -11,7 +11,7 @@ from PIL import Image
 
 from dmfn_tf.models import losses
 from dmfn_tf.config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, PerceptualConfig, TrainConfig
-from dmfn_tf.models.generator import composite, generator_input
+from dmfn_tf.inpainting import composite, generator_input
 from dmfn_tf.models.perceptual import RandomPerceptualWeightsWarning
 from dmfn_tf.training.trainer import (
     TEST_METRICS,

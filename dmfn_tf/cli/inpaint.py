@@ -15,10 +15,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from dmfn_tf.data.image_files import PILLOW_IMAGE_EXTENSIONS
 from dmfn_tf.errors import UserError
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 
 class PairingError(UserError):
@@ -59,7 +58,7 @@ def register(subparsers) -> None:
 
 
 def _list_images(folder: str) -> list[str]:
-    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_SUFFIXES))
+    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(PILLOW_IMAGE_EXTENSIONS))
     return [os.path.join(folder, name) for name in names if os.path.isfile(os.path.join(folder, name))]
 
 
@@ -98,7 +97,7 @@ def plan_jobs(image_arg: str, mask_arg: str | None, out_dir: str, mask_from_alph
         raise PairingError(f"{mask_arg}: no such mask file or folder")
     images = _list_images(image_arg) if os.path.isdir(image_arg) else [image_arg]
     if not images:
-        raise PairingError(f"{image_arg}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        raise PairingError(f"{image_arg}: no image files ({', '.join(PILLOW_IMAGE_EXTENSIONS)}) in this folder")
     masks_by_stem = None
     if mask_arg is not None and os.path.isdir(mask_arg):
         masks_by_stem = {}

@@ -97,5 +97,7 @@ def run(args) -> int:
         max_steps=args.steps,
         log_every=args.log_every,
     )
-    print(f"Trained to step {result.final_step}; generator: {os.path.join(result.out_dir, 'generator.keras')}")
+    from dmfn_tf.model_io import GENERATOR_FILE
+
+    print(f"Trained to step {result.final_step}; generator: {os.path.join(result.out_dir, GENERATOR_FILE)}")
     return 0

@@ -7,6 +7,11 @@ Every generator returns `(mask, bbox)`:
   discriminator crops. For box masks it is the box itself (before shrinking); for irregular masks
   it is a random square of side `S / 2`, as in the reference recipe.
 
+Mask kinds (`MASK_KINDS`, the names `data.mask` and `dmfn evaluate --mask` take) live in one
+registry, `MASK_MAKERS`: a kind is one function registered with `@mask_kind(name)` that takes the
+image side and the `MaskSettings` and returns `make(index, seed) -> (mask, bbox)`; `mask_maker`
+looks a kind up. Adding a kind is adding one such function.
+
 The random generators are *stateless*: they take a `seed`, a shape-`[2]` integer tensor (see
 `tf.random.experimental.stateless_fold_in`), so the same seed gives the same mask on every run. The training pipeline derives that seed from `(run seed, global example index)`,
 which is what makes an interrupted run resume exactly.
@@ -32,6 +37,8 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -342,7 +349,7 @@ def load_mask_file(path, size=None, invert: bool = False, from_alpha: bool = Fal
 
     ```python
     mask = load_mask_file("masks/0001.png", size=256)
-    inputs = np.concatenate([image * (1 - mask), mask], axis=-1)
+    result = inpaint(generator, image, mask)  # dmfn_tf.inference
     ```
     """
     path = os.fspath(path)
@@ -358,3 +365,97 @@ def load_mask_file(path, size=None, invert: bool = False, from_alpha: bool = Fal
         raise UserError(f"cannot read mask file {path}: {error_summary(err)}") from None
     return mask.numpy()
 
+
+
+@dataclass(frozen=True)
+class MaskSettings:
+    """What the mask kinds need besides the image side.
+
+    Args:
+        delta: the random box's shrink parameter (`random_box`).
+        files: mask files (`file`), used in order, cycling, when `ordered`, else picked at random.
+        invert: mask files mark holes with 0.
+        from_alpha: read the holes from the mask files' alpha channel.
+        ordered: example `i` takes mask file `i % len(files)` (evaluation) instead of a random one.
+    """
+
+    delta: int = 32
+    files: tuple[str, ...] = ()
+    invert: bool = False
+    from_alpha: bool = False
+    ordered: bool = False
+
+
+MaskMake = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+MASK_MAKERS: dict[str, Callable[[int, MaskSettings], MaskMake]] = {}
+
+
+def mask_kind(name: str):
+    """Registers `factory(size, settings) -> make(index, seed) -> (mask, bbox)` as mask kind `name`."""
+
+    def register(factory):
+        MASK_MAKERS[name] = factory
+        return factory
+
+    return register
+
+
+@mask_kind("center_box")
+def _center_box_kind(size: int, settings: MaskSettings) -> MaskMake:
+    mask, bbox = center_box(size)
+    return lambda index, seed: (mask, bbox)
+
+
+@mask_kind("random_box")
+def _random_box_kind(size: int, settings: MaskSettings) -> MaskMake:
+    check_box_delta(size, settings.delta)
+    return lambda index, seed: random_box(size, settings.delta, seed)
+
+
+@mask_kind("free_form")
+def _free_form_kind(size: int, settings: MaskSettings) -> MaskMake:
+    check_mask_size(size)
+    return lambda index, seed: free_form(size, seed)
+
+
+@mask_kind("file")
+def _file_kind(size: int, settings: MaskSettings) -> MaskMake:
+    check_mask_size(size)
+    if not settings.files:
+        raise UserError("mask kind 'file' needs mask files, and none were given")
+    table = tf.constant(list(settings.files))
+    count = len(settings.files)
+
+    def make(index, seed):
+        pick_seed, bbox_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if settings.ordered:
+            pick = tf.cast(index, tf.int64) % count
+        else:
+            pick = tf.random.stateless_uniform([], pick_seed, 0, count, dtype=tf.int64)
+        contents = tf.io.read_file(table[pick])
+        mask = decode_mask_bytes(contents, size=size, invert=settings.invert, from_alpha=settings.from_alpha)
+        mask.set_shape([size, size, 1])
+        return mask, random_bbox(size, bbox_seed)
+
+    return make
+
+
+MASK_KINDS = tuple(MASK_MAKERS)
+
+
+def mask_maker(kind: str, size: int, settings: MaskSettings = MaskSettings()) -> MaskMake:
+    """`make(index, seed) -> (mask [S, S, 1], bbox [4])` of a registered mask kind.
+
+    Args:
+        kind: a name in `MASK_KINDS`.
+        size: image side `S`, a multiple of 4.
+        settings: what the kind needs besides the size.
+
+    Example:
+
+    >>> make = mask_maker("random_box", 64, MaskSettings(delta=8))
+    >>> mask, bbox = make(0, tf.constant([1, 2], tf.int64))
+    """
+    if kind not in MASK_MAKERS:
+        raise UserError(f"unknown mask kind {kind!r}; expected one of {', '.join(MASK_MAKERS)}")
+    return MASK_MAKERS[kind](size, settings)

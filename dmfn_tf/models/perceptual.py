@@ -137,8 +137,8 @@ def build_perceptual_network(
 
 
 def _build_lpips_vgg16(weights: str):
-    # Imported here: the evaluation package pulls in weights handling that training on VGG19 never needs.
-    from dmfn_tf.evaluation.lpips import build_lpips_feature_extractor, build_vgg16_feature_extractor
+    # Imported here: weights handling that training on VGG19 never needs.
+    from dmfn_tf.models.backbones import build_lpips_feature_extractor, build_vgg16_feature_extractor
 
     taps = tuple(f"block{i}_conv1" for i in range(1, 6))
     if weights in ("none", None):

@@ -12,12 +12,11 @@ without this package. Signatures:
 - `inpaint_float(image: float32 [B, H, W, 3] in [-1, 1], mask: float32 [B, H, W, 1])` ->
   `{"inpainted": float32 [B, H, W, 3]}`: the composite in [-1, 1] before rounding.
 
-Masks: 1 = hole. A mask whose largest value exceeds 1 is taken as a 0/255 mask and divided by 255
-(per image); then values > 0.5 are holes (anti-aliased edges split at half intensity). Encoded
-mask images follow `dmfn_tf.data.masks.mask_from_image`, the package's rule for mask files (luma of
-colour masks, alpha ignored, 0/1 and 0/255 files). Inside the graph, images are padded at the
-bottom and right by reflection to multiples of 4, run through the generator, and cropped back;
-known pixels of the uint8 and PNG outputs are the input's, bit for bit.
+The graph applies the package's inpainting contract (`dmfn_tf.inpainting`): masks 1 = hole, 0/255
+masks divided by 255 per image, then > 0.5; reflection padding to multiples of 4 and crop; the
+composite. Encoded mask images follow `dmfn_tf.data.masks.mask_from_image`, the package's rule for
+mask files (luma of colour masks, alpha ignored, 0/1 and 0/255 files). Known pixels of the uint8
+and PNG outputs are the input's, bit for bit.
 
 Errors are `InvalidArgumentError`s (HTTP 400 in TF Serving): undecodable bytes, an image and mask
 of different sizes or batch sizes, an empty image, or a request of more than `max_pixels` pixels
@@ -32,17 +31,11 @@ import os
 import tensorflow as tf
 
 from dmfn_tf.data.masks import mask_from_image
-from dmfn_tf.inference import DEFAULT_MAX_PIXELS, SIZE_MULTIPLE
+from dmfn_tf.inference import DEFAULT_MAX_PIXELS
+from dmfn_tf.inpainting import inpaint_float, inpaint_uint8
 
 SIGNATURE_NAMES = ("serving_default", "inpaint_bytes", "inpaint_float")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _reflect_indices(size, padded_size):
-    # Same indices as dmfn_tf.inference.reflect_indices (repeated reflection without the edge).
-    period = tf.maximum(2 * (size - 1), 1)
-    phase = tf.range(padded_size) % period
-    return tf.where(phase < size, phase, period - phase)
 
 
 def _declared_pixels(contents):
@@ -66,13 +59,6 @@ def _declared_pixels(contents):
     return tf.cond(
         is_png, png_pixels, lambda: tf.cond(tf.io.is_jpeg(contents), jpeg_pixels, lambda: tf.constant(0, tf.int64))
     )
-
-
-def _binarise(mask):
-    """float {0, 1} holes from a 0/1 or 0/255 mask, per image; see the module docstring."""
-    mask = tf.cast(mask, tf.float32)
-    scale = tf.where(tf.reduce_max(mask, axis=[1, 2, 3], keepdims=True) > 1.0, 1.0 / 255.0, 1.0)
-    return tf.cast(mask * scale > 0.5, tf.float32)
 
 
 class InpaintingModule(tf.Module):
@@ -109,21 +95,9 @@ class InpaintingModule(tf.Module):
         with tf.control_dependencies(checks):
             return tf.identity(image), tf.identity(mask)
 
-    def _generate(self, image, hole):
-        """Raw generator output `[B, H, W, 3]` for float image in [-1, 1] and float {0, 1} holes."""
-        height, width = tf.shape(image)[1], tf.shape(image)[2]
-        rows = _reflect_indices(height, -(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE)
-        cols = _reflect_indices(width, -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE)
-        generator_input = tf.concat([image * (1.0 - hole), hole], axis=-1)
-        generator_input = tf.gather(tf.gather(generator_input, rows, axis=1), cols, axis=2)
-        return self.generator(generator_input, training=False)[:, :height, :width, :]
-
     def _inpaint_uint8(self, image, mask):
         image, mask = self._check(image, mask)
-        hole = _binarise(mask)
-        raw = self._generate(tf.cast(image, tf.float32) / 127.5 - 1.0, hole)
-        generated = tf.cast(tf.clip_by_value(tf.round((raw + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
-        return tf.where(tf.broadcast_to(hole > 0.5, tf.shape(image)), generated, image)
+        return inpaint_uint8(self.generator, image, mask)
 
     @tf.function(
         input_signature=[
@@ -142,8 +116,7 @@ class InpaintingModule(tf.Module):
     )
     def serve_float(self, image, mask):
         image, mask = self._check(image, mask)
-        hole = _binarise(mask)
-        return {"inpainted": hole * self._generate(image, hole) + (1.0 - hole) * image}
+        return {"inpainted": inpaint_float(self.generator, image, mask)}
 
     @tf.function(
         input_signature=[

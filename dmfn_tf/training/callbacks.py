@@ -16,8 +16,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from dmfn_tf.models.generator import composite, generator_input
-from dmfn_tf.training.checkpoints import TrainingCheckpointer, save_model_atomically
+from dmfn_tf.inpainting import composite, inpaint_float
+from dmfn_tf.model_io import save_model_atomically
+from dmfn_tf.training.checkpoints import TrainingCheckpointer
 
 
 def non_finite_terms(logs: dict | None) -> list[str]:
@@ -160,7 +161,7 @@ def inpainting_grid(image, mask, output):
     """
     image = tf.cast(image, tf.float32)
     mask = tf.cast(mask, tf.float32)
-    masked = image * (1.0 - mask) + mask
+    masked = composite(1.0, image, mask)  # holes white
     rows = tf.concat([masked, tf.cast(output, tf.float32), image], axis=2)  # [B, H, 3W, 3]
     # Row-major reshape stacks the examples vertically.
     grid = tf.reshape(rows, [1, -1, tf.shape(rows)[2], 3])
@@ -220,8 +221,7 @@ class TensorBoardLogger(_StepCallback):
 
     def _write_samples(self, step):
         image, mask = self.sample_batch["image"], self.sample_batch["mask"]
-        raw = self.model.generator(generator_input(image, mask), training=False)
-        output = composite(tf.cast(raw, tf.float32), image, mask)
+        output = inpaint_float(self.model.generator, image, mask)
         with self.writer.as_default(step=step):
             write_image("samples", inpainting_grid(image, mask, output)[0])
 

@@ -48,7 +48,7 @@ import tempfile
 
 import tensorflow as tf
 
-from dmfn_tf.atomic_files import atomic_path, fsync_path, write_text_atomically
+from dmfn_tf.atomic_files import fsync_path, write_text_atomically
 from dmfn_tf.errors import UserError
 
 LATEST_FILE = "latest.json"
@@ -67,26 +67,6 @@ def _fsync_tree(directory: str) -> None:
         for name in files:
             fsync_path(os.path.join(root, name))
         fsync_path(root)
-
-
-def save_model_atomically(model, path: str | os.PathLike) -> None:
-    """Saves a Keras model as a `.keras` file, replacing `path` only once the new file is complete.
-
-    Args:
-        model: the `keras.Model` to save.
-        path: the destination, ending in `.keras`.
-
-    Example:
-
-    ```python
-    save_model_atomically(trainer.generator, "runs/tiny/generator.keras")
-    generator = keras.saving.load_model("runs/tiny/generator.keras")
-    ```
-    """
-    if not os.fspath(path).endswith(".keras"):
-        raise ValueError(f"a Keras model file must end in .keras, got {path}")
-    with atomic_path(path, suffix=".keras") as temporary:
-        model.save(temporary)
 
 
 def read_latest(directory: str | os.PathLike) -> dict | None:

@@ -29,6 +29,7 @@ import yaml
 from dmfn_tf.config import ExperimentConfig, config_from_dict, load_config
 from dmfn_tf.data import build_dataset
 from dmfn_tf.errors import ConfigError, UserError
+from dmfn_tf.model_io import GENERATOR_FILE
 from dmfn_tf.training.callbacks import CheckpointCallback, NonFiniteLossGuard, TensorBoardLogger
 from dmfn_tf.atomic_files import write_text_atomically
 from dmfn_tf.training.checkpoints import TrainingCheckpointer, is_chief, read_latest
@@ -36,7 +37,6 @@ from dmfn_tf.training.distribute import fit, make_strategy
 from dmfn_tf.training.trainer import build_trainer
 
 CONFIG_FILE = "config.yaml"
-GENERATOR_FILE = "generator.keras"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 # Checkpoints kept in `out_dir/checkpoints`.

@@ -61,7 +61,8 @@ import tensorflow as tf
 from dmfn_tf.models import losses
 from dmfn_tf.config import ExperimentConfig, LossConfig, TrainConfig
 from dmfn_tf.models.discriminator import build_discriminator
-from dmfn_tf.models.generator import build_generator, composite, generator_input
+from dmfn_tf.inpainting import composite, generator_input
+from dmfn_tf.models.generator import build_generator
 from dmfn_tf.models.perceptual import build_perceptual_network
 
 # Metric names logged by `fit` (one Mean per term; "psnr" of the composite in dB).
