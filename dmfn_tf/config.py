@@ -17,11 +17,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from dmfn_tf.atomic_files import write_text_atomically
 from dmfn_tf.errors import ConfigError
 
 BLOCK_VARIANTS = ("paper", "official")
@@ -137,6 +139,9 @@ class TrainConfig:
     def validate(self, where: str = "train") -> None:
         if self.batch_size <= 0:
             raise ConfigError(f"{where}.batch_size: must be positive, got {self.batch_size}")
+        for name in ("total_steps", "steps_per_epoch", "checkpoint_every", "image_log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{where}.{name}: must be at least 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ConfigError(f"{where}.learning_rate: must be positive, got {self.learning_rate}")
         if self.strategy not in STRATEGIES:
@@ -250,8 +255,14 @@ def config_from_dict(values: dict, source: str = "<dict>") -> ExperimentConfig:
     return cfg
 
 
-def load_config(path: str | os.PathLike, overrides: dict | None = None) -> ExperimentConfig:
-    """Reads a YAML experiment file. `overrides` is a nested dict merged on top (e.g. from the CLI)."""
+def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Reads a YAML experiment file, then applies `overrides` (dotted keys, see `apply_overrides`).
+
+    Args:
+        path: the YAML file.
+        overrides: e.g. `{"model.nf": 8}` or `parse_overrides(["model.nf=8"])`; errors in them name
+            the file and the command line.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
@@ -260,21 +271,80 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Exper
             values = yaml.safe_load(f) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    cfg = config_from_dict(values, source=path)
     if overrides:
-        values = _merge(values, overrides)
-    return config_from_dict(values, source=path)
+        cfg = apply_overrides(cfg, overrides, source=f"{path} + command line")
+    return cfg
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+def parse_overrides(assignments: Iterable[str] | None) -> dict[str, Any]:
+    """Turns `--set` arguments such as `["model.nf=8", "train.lr_decay_steps=[10, 20]"]` into dotted overrides.
+
+    Values are read as YAML (`8` is an int, `true` a bool, `[10, 20]` a list), so `apply_overrides`
+    checks them against the configuration's types exactly like values in the file.
+
+    Args:
+        assignments: the `--set` arguments, each `dotted.key=value`.
+
+    Returns:
+        `{dotted key: value}`, in the order given (a later assignment of a key wins).
+
+    Example:
+
+    >>> parse_overrides(["model.nf=8", "data.crop=center"])
+    {'model.nf': 8, 'data.crop': 'center'}
+    """
+    overrides: dict[str, Any] = {}
+    for assignment in assignments or []:
+        key, separator, text = assignment.partition("=")
+        key = key.strip()
+        if not separator or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set expects key=value with a dotted key such as model.nf=8, got {assignment!r}")
+        try:
+            overrides[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: value {text!r} is not valid YAML") from None
+    return overrides
+
+
+def apply_overrides(
+    cfg: ExperimentConfig, overrides: Mapping[str, Any], source: str = "command line"
+) -> ExperimentConfig:
+    """`cfg` with each dotted key of `overrides` replaced, checked and validated like a value in a file.
+
+    This is where the command line (`--set`, `--data`, `--steps`, `--strategy`) reaches the
+    configuration, so that the configuration a run records is the one it uses.
+
+    Args:
+        cfg: a loaded configuration (left unchanged).
+        overrides: `{dotted key: value}`, e.g. `{"data.path": "photos/", "train.total_steps": 20}`.
+        source: what errors name as the origin of the values.
+
+    Returns:
+        A new, validated `ExperimentConfig`.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type or out of range (naming key and source).
+
+    Example:
+
+    >>> apply_overrides(ExperimentConfig(), {"model.nf": 8, "train.strategy": "mirrored"}).train.strategy
+    'mirrored'
+    """
+    values = cfg.to_dict()
+    for key, value in overrides.items():
+        *sections, leaf = key.split(".")
+        node = values
+        for depth, section in enumerate(sections):
+            child = node.setdefault(section, {})
+            if not isinstance(child, dict):
+                where = ".".join(sections[: depth + 1])
+                raise ConfigError(f"{source}: key {key!r}: {where!r} is a value, not a section")
+            node = child
+        node[leaf] = value
+    return config_from_dict(values, source=source)
 
 
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+    """Writes `cfg` as YAML that `load_config` reads back to an equal configuration (atomically)."""
+    write_text_atomically(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

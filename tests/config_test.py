@@ -65,7 +65,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 
 def test_overrides_and_round_trip(tmp_path):
-    cfg = load_config(CONFIGS / "tiny.yaml", overrides={"model": {"nf": 4}, "loss": {"mu_adv": 0}})
+    cfg = load_config(CONFIGS / "tiny.yaml", overrides={"model.nf": 4, "loss.mu_adv": 0})
     assert cfg.model.nf == 4 and cfg.loss.mu_adv == 0.0 and isinstance(cfg.loss.mu_adv, float)
     out = tmp_path / "saved.yaml"
     save_config(cfg, out)
@@ -76,5 +76,5 @@ def test_overrides_and_round_trip(tmp_path):
 def test_discriminator_width_defaults_to_nf():
     cfg = load_config(CONFIGS / "tiny.yaml")
     assert cfg.model.discriminator_kwargs()["nf"] == cfg.model.nf
-    cfg = load_config(CONFIGS / "tiny.yaml", overrides={"model": {"discriminator_nf": 32}})
+    cfg = load_config(CONFIGS / "tiny.yaml", overrides={"model.discriminator_nf": 32})
     assert cfg.model.discriminator_kwargs()["nf"] == 32 and cfg.model.generator_kwargs()["nf"] == 8

@@ -12,8 +12,7 @@ from PIL import Image
 from tensorflow.core.util import event_pb2
 
 from dmfn_tf.cli import main
-from dmfn_tf.cli.train import parse_overrides
-from dmfn_tf.config import load_config
+from dmfn_tf.config import load_config, parse_overrides
 from dmfn_tf.data import build_dataset
 from dmfn_tf.errors import ConfigError
 from dmfn_tf.training import run as run_module
@@ -193,6 +192,22 @@ def test_bad_set_override_is_a_one_line_error(tmp_path, images, capsys, assignme
     assert not (tmp_path / "run").exists()
 
 
+def test_the_strategy_used_is_the_one_config_yaml_records(tmp_path, images, monkeypatch):
+    used = []
+    real_make_strategy = run_module.make_strategy
+
+    def recording_make_strategy(name, *args, **kwargs):
+        strategy = real_make_strategy(name, *args, **kwargs)
+        used.append((name, type(strategy).__name__))
+        return strategy
+
+    monkeypatch.setattr(run_module, "make_strategy", recording_make_strategy)
+    out = tmp_path / "run"
+    assert main(train_args(images, out, "--steps", "1", "--strategy", "mirrored", "--set", "train.strategy=default")) == 0
+    assert used == [("mirrored", "MirroredStrategy")]
+    assert load_config(out / "config.yaml").train.strategy == "mirrored"
+
+
 def test_missing_data_is_a_one_line_error(tmp_path, capsys):
     missing = tmp_path / "no_such_folder"
     args = train_args(missing, tmp_path / "run")
@@ -204,12 +219,13 @@ def test_missing_data_is_a_one_line_error(tmp_path, capsys):
 def test_parse_overrides_reads_yaml_values():
     assignments = ["model.nf=8", "train.lr_decay_steps=[10, 20]", "train.deterministic=true", "data.crop=center"]
     assert parse_overrides(assignments) == {
-        "model": {"nf": 8},
-        "train": {"lr_decay_steps": [10, 20], "deterministic": True},
-        "data": {"crop": "center"},
+        "model.nf": 8,
+        "train.lr_decay_steps": [10, 20],
+        "train.deterministic": True,
+        "data.crop": "center",
     }
-    with pytest.raises(ConfigError, match="already set to a value"):
-        parse_overrides(["model=1", "model.nf=8"])
+    with pytest.raises(ConfigError, match="'model' is a value, not a section"):
+        load_config(TINY_CONFIG, parse_overrides(["model=1", "model.nf=8"]))
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, images, monkeypatch, capsys):
