@@ -97,8 +97,7 @@ class PerceptualConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the generator objective (SPEC §5):
-    L = L_mae + lambda_vgg (L_self + L_fm_vgg) + eta_dis_fm L_fm_dis + mu_adv L_adv + gamma_align L_align."""
+    """Weights of the generator objective; `dmfn_tf.models.losses.generator_total_loss` says which term each weighs."""
 
     lambda_vgg: float = 25.0
     eta_dis_fm: float = 5.0
