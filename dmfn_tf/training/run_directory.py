@@ -47,16 +47,6 @@ RESUMABLE_CHANGES = (
 )
 
 
-def _flatten(values: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 class RunDirectory:
     """The paths of one run directory (layout in the module docstring); nothing is created until written.
 
@@ -98,8 +88,8 @@ class RunDirectory:
             )
         if not os.path.isfile(self.config_path):
             return
-        saved = _flatten(load_config(self.config_path).to_dict())
-        current = _flatten(cfg.to_dict())
+        saved = load_config(self.config_path).to_flat_dict()
+        current = cfg.to_flat_dict()
         changed = [
             f"{key} ({saved.get(key)!r} -> {current.get(key)!r})"
             for key in sorted(set(saved) | set(current))
