@@ -66,10 +66,10 @@ def final_checkpoint_tensors(out):
 @pytest.mark.parametrize(
     "start, total, per_epoch, expected",
     [
-        (0, 8, 5, [(0, 1, 5, 0), (1, 2, 3, 5)]),
-        (3, 8, 5, [(0, 1, 2, 3), (1, 2, 3, 5)]),
+        (0, 8, 5, [(0, 2, 5, 0)]),
+        (3, 8, 5, [(0, 1, 2, 3), (1, 2, 5, 5)]),
         (5, 15, 5, [(1, 3, 5, 5)]),
-        (7, 23, 5, [(1, 2, 3, 7), (2, 4, 5, 10), (4, 5, 3, 20)]),
+        (7, 23, 5, [(1, 2, 3, 7), (2, 5, 5, 10)]),
         (2, 4, 10, [(0, 1, 2, 2)]),
         (8, 8, 5, []),
     ],
@@ -77,10 +77,15 @@ def final_checkpoint_tensors(out):
 def test_epoch_segments_cover_the_remaining_steps_once(start, total, per_epoch, expected):
     segments = epoch_segments(start, total, per_epoch)
     assert segments == expected
+    # `StopAtStep` ends the last call at `total`.
     covered = [
-        step for initial, epochs, steps, first in segments for step in range(first, first + (epochs - initial) * steps)
+        step
+        for initial, epochs, steps, first in segments
+        for step in range(first, min(first + (epochs - initial) * steps, total))
     ]
     assert covered == list(range(start, total))
+    # Epochs fall where an uninterrupted run has them: every full-length call starts at a boundary.
+    assert all(first == initial * per_epoch for initial, _, steps, first in segments if steps == per_epoch)
 
 
 def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):

@@ -19,7 +19,7 @@ import tensorflow as tf
 from dmfn_tf.config import ExperimentConfig
 from dmfn_tf.data import build_dataset
 from dmfn_tf.errors import ConfigError, UserError
-from dmfn_tf.training.callbacks import CheckpointCallback, NonFiniteLossGuard, TensorBoardLogger
+from dmfn_tf.training.callbacks import CheckpointCallback, NonFiniteLossGuard, StopAtStep, TensorBoardLogger
 from dmfn_tf.training.checkpoints import TrainingCheckpointer, is_chief
 from dmfn_tf.training.distribute import fit, make_strategy
 from dmfn_tf.training.run_directory import RunDirectory
@@ -55,8 +55,9 @@ class TrainingResult:
 def epoch_segments(start_step: int, total_steps: int, steps_per_epoch: int) -> list[tuple[int, int, int, int]]:
     """Splits steps `[start_step, total_steps)` into `fit` calls that keep the epochs of an uninterrupted run.
 
-    A run resumed mid-epoch first finishes that epoch, then runs whole epochs, then a last partial
-    epoch if `total_steps` is not a multiple of `steps_per_epoch`.
+    A run resumed mid-epoch first finishes that epoch in a call of its own; one more call runs the
+    remaining epochs, the last of which `StopAtStep` ends at `total_steps` if that is mid-epoch.
+    So a run that starts at an epoch boundary is one `fit` call on one dataset.
 
     Args:
         start_step: the first step to run (steps done so far).
@@ -69,7 +70,7 @@ def epoch_segments(start_step: int, total_steps: int, steps_per_epoch: int) -> l
     Example:
 
     >>> epoch_segments(7, 23, 5)
-    [(1, 2, 3, 7), (2, 4, 5, 10), (4, 5, 3, 20)]
+    [(1, 2, 3, 7), (2, 5, 5, 10)]
     """
     segments = []
     step, epoch = start_step, start_step // steps_per_epoch
@@ -78,12 +79,8 @@ def epoch_segments(start_step: int, total_steps: int, steps_per_epoch: int) -> l
         steps = min(steps_per_epoch - offset, total_steps - step)
         segments.append((epoch, epoch + 1, steps, step))
         step, epoch = step + steps, epoch + 1
-    whole_epochs = (total_steps - step) // steps_per_epoch
-    if whole_epochs:
-        segments.append((epoch, epoch + whole_epochs, steps_per_epoch, step))
-        step, epoch = step + whole_epochs * steps_per_epoch, epoch + whole_epochs
     if step < total_steps:
-        segments.append((epoch, epoch + 1, total_steps - step, step))
+        segments.append((epoch, -(-total_steps // steps_per_epoch), steps_per_epoch, step))
     return segments
 
 
@@ -162,8 +159,8 @@ def train(
             training=True,
         )
 
-    # The data first: a missing folder fails here, before the networks are built. Later fit
-    # calls (see `epoch_segments`) need the pipeline positioned at their first step.
+    # The data first: a missing folder fails here, before the networks are built. A run resumed
+    # mid-epoch needs a second pipeline, positioned at the next epoch (see `epoch_segments`).
     first_dataset = dataset_from(start_step)
     if chief:
         run.save_config(cfg)
@@ -196,7 +193,7 @@ def train(
         generator_path=run.generator_path,
         initial_step=initial_step,
     )
-    callbacks = [guard, saver]
+    callbacks = [guard, saver, StopAtStep(total_steps, initial_step)]
     logger = None
     if chief:
         logger = TensorBoardLogger(
