@@ -302,7 +302,7 @@ def _build(cls, values: dict, prefix: str, source: str):
     for name, value in values.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value or {}, f"{prefix}{name}.", source)
+            kwargs[name] = _build(hint, {} if value is None else value, f"{prefix}{name}.", source)
         else:
             kwargs[name] = _coerce(value, hint, f"{prefix}{name}", source)
     return cls(**kwargs)
@@ -310,7 +310,7 @@ def _build(cls, values: dict, prefix: str, source: str):
 
 def config_from_dict(values: dict, source: str = "<dict>") -> ExperimentConfig:
     """Builds and validates an `ExperimentConfig` from nested dicts (as read from YAML)."""
-    cfg = _build(ExperimentConfig, values or {}, "", source)
+    cfg = _build(ExperimentConfig, {} if values is None else values, "", source)
     try:
         cfg.validate()
     except ConfigError as err:
@@ -340,7 +340,7 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
-    cfg = config_from_dict(_parse_yaml(text, path) or {}, source=path)
+    cfg = config_from_dict(_parse_yaml(text, path), source=path)  # an empty file is all defaults
     if overrides:
         cfg = apply_overrides(cfg, overrides, source=f"{path} + command line")
     return cfg

@@ -50,6 +50,8 @@ def test_misspelt_key_names_key_and_file(tmp_path):
         ("loss:\n  guidance: median\n", "loss.guidance: unknown mode 'median'"),
         ("train:\n  lr_decay_steps: [3, 1]\n", "must be increasing"),
         ("model: 3\n", "section 'model' must be a mapping"),
+        ("model: 0\n", "section 'model' must be a mapping, got int"),
+        ("false\n", "section 'top level' must be a mapping, got bool"),
         ("data:\n  mask: file\n", "data.mask_path: required"),
         ("model:\n  discriminator_nf: -1\n", "model.discriminator_nf: must be >= 0"),
         ("train:\n  precision: float8\n", "train.precision: unknown policy 'float8'"),
