@@ -104,8 +104,7 @@ def _export_and_check(generator, eval_files: list[Path], out_dir: Path, size: in
 
 
 def run(args) -> int:
-    from dmfn_tf.cli.train import parse_overrides
-    from dmfn_tf.config import load_config
+    from dmfn_tf.config import load_config, parse_overrides
     from dmfn_tf.errors import UserError
 
     started = time.perf_counter()
@@ -125,10 +124,11 @@ def run(args) -> int:
     timings["data_s"] = time.perf_counter() - t
 
     t = _stage(2, f"training ({cfg.train.total_steps} steps, {size}², perceptual network {cfg.perceptual.network})")
+    from dmfn_tf.config import apply_overrides
     from dmfn_tf.training.run import train
 
     run_dir = out / "run"
-    train(cfg, run_dir, data_path=photos["train_dir"], resume=True)
+    train(apply_overrides(cfg, {"data.path": photos["train_dir"]}), run_dir, resume=True)
     timings["train_s"] = time.perf_counter() - t
 
     t = _stage(3, "evaluating on the held-out photos (LPIPS / PSNR / SSIM, centred hole) against baselines")

@@ -107,6 +107,23 @@ class NonFiniteLossGuard(_StepCallback):
             self.model.stop_training = True
 
 
+class StopAtStep(_StepCallback):
+    """Ends `fit` after global step `final_step`, in the middle of an epoch if need be.
+
+    Args:
+        final_step: the last step to run.
+        initial_step: the global step the run starts at.
+    """
+
+    def __init__(self, final_step: int, initial_step: int = 0):
+        super().__init__(initial_step)
+        self.final_step = final_step
+
+    def on_step_end(self, step, logs):
+        if step >= self.final_step:
+            self.model.stop_training = True
+
+
 class CheckpointCallback(_StepCallback):
     """Saves a checkpoint (and the generator alone, as a `.keras` file) every `every` steps and at `final_step`.
 

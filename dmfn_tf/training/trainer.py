@@ -65,19 +65,11 @@ from dmfn_tf.inpainting import composite, generator_input
 from dmfn_tf.models.generator import build_generator
 from dmfn_tf.models.perceptual import build_perceptual_network
 
-# Metric names logged by `fit` (one Mean per term; "psnr" of the composite in dB).
-TRAIN_METRICS = ("l1", "self_guided", "vgg_fm", "dis_fm", "adv_g", "align", "g_total", "d_loss", "psnr")
+# Metric names logged by `fit`: one Mean per loss term (named as in `losses.GENERATOR_LOSS_TERMS`), the
+# weighted generator total, the discriminator loss, and "psnr" of the composite in dB.
+TRAIN_METRICS = (*losses.GENERATOR_LOSS_TERMS, "g_total", "d_loss", "psnr")
 # Metric names logged by `evaluate`.
 TEST_METRICS = ("l1", "psnr", "ssim")
-# Metric name -> key of `dmfn_tf.models.losses.GENERATOR_LOSS_TERMS`.
-_TERM_OF_METRIC = {
-    "l1": "mae",
-    "self_guided": "self_guided",
-    "vgg_fm": "fm_vgg",
-    "dis_fm": "fm_dis",
-    "adv_g": "adv",
-    "align": "align",
-}
 REQUIRED_TRAIN_KEYS = ("image", "mask", "bbox")
 
 
@@ -246,8 +238,8 @@ class DMFNTrainer(keras.Model):
     def generator_step(self, image, mask, bbox, global_batch_size):
         """One generator update. Returns `(composite, per_example_terms)`.
 
-        `per_example_terms` maps each name of `dmfn_tf.models.losses.GENERATOR_LOSS_TERMS` and "total" to
-        a `[B_replica]` vector.
+        `per_example_terms` maps each name of `dmfn_tf.models.losses.GENERATOR_LOSS_TERMS` and "g_total"
+        to a `[B_replica]` vector.
 
         Args:
             image: `[B, S, S, 3]` ground truth in [-1, 1].
@@ -266,17 +258,17 @@ class DMFNTrainer(keras.Model):
             real_logits, dis_real = self._discriminate(image, bbox)
             real_mean, fake_mean = self._global_logit_means(real_logits, fake_logits, global_batch_size)
             terms = {
-                "mae": losses.l1_loss_per_example(output, image),
+                "l1": losses.l1_loss_per_example(output, image),
                 "self_guided": losses.self_guided_regression_loss_per_example(
                     output, image, vgg_real, vgg_fake, mode=cfg.guidance
                 ),
-                "fm_vgg": losses.vgg_feature_matching_loss_per_example(vgg_real, vgg_fake),
-                "fm_dis": losses.discriminator_feature_matching_loss_per_example(dis_real, dis_fake),
-                "adv": losses.ragan_generator_loss_per_example(real_logits, fake_logits, real_mean, fake_mean),
+                "vgg_fm": losses.vgg_feature_matching_loss_per_example(vgg_real, vgg_fake),
+                "dis_fm": losses.discriminator_feature_matching_loss_per_example(dis_real, dis_fake),
+                "adv_g": losses.ragan_generator_loss_per_example(real_logits, fake_logits, real_mean, fake_mean),
                 "align": losses.geometrical_alignment_loss_per_example(vgg_real[3], vgg_fake[3]),
             }
-            terms["total"] = losses.generator_total_loss(terms, cfg)
-            loss = _share_of_global_mean(terms["total"], global_batch_size)
+            terms["g_total"] = losses.generator_total_loss(terms, cfg)
+            loss = _share_of_global_mean(terms["g_total"], global_batch_size)
             scaled_loss = self.g_optimizer.scale_loss(loss)
         variables = self.generator.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
@@ -335,10 +327,7 @@ class DMFNTrainer(keras.Model):
         output, terms = self.generator_step(image, mask, bbox, global_batch_size)
         d_loss = self.discriminator_step(image, output, bbox, global_batch_size)
 
-        per_example = {metric: terms[term] for metric, term in _TERM_OF_METRIC.items()}
-        per_example["g_total"] = terms["total"]
-        per_example["d_loss"] = d_loss
-        per_example["psnr"] = _psnr_per_example(output, image)
+        per_example = {**terms, "d_loss": d_loss, "psnr": _psnr_per_example(output, image)}
         return self._update_with_global_means(per_example, global_batch_size)
 
     def test_step(self, data):
