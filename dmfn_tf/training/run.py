@@ -30,7 +30,7 @@ from dmfn_tf.config import ExperimentConfig, config_from_dict, load_config
 from dmfn_tf.data import build_dataset
 from dmfn_tf.errors import ConfigError, UserError
 from dmfn_tf.training.callbacks import CheckpointCallback, NonFiniteLossGuard, TensorBoardLogger
-from dmfn_tf.atomic_files import write_text_atomically
+from dmfn_tf.atomic_files import remove_stale_temporaries, write_text_atomically
 from dmfn_tf.training.checkpoints import TrainingCheckpointer, is_chief, read_latest
 from dmfn_tf.training.distribute import fit, make_strategy
 from dmfn_tf.training.trainer import build_trainer
@@ -258,6 +258,7 @@ def train(
     dataset_from(0)
     os.makedirs(out_dir, exist_ok=True)
     if chief:
+        remove_stale_temporaries(out_dir)  # e.g. `.generator.keras.tmp-<pid>-*` of a killed run
         write_text_atomically(config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     trainer = build_trainer(cfg, strategy)
