@@ -260,3 +260,11 @@ def test_failed_write_leaves_the_existing_output_intact(model_path, tmp_path):
     assert "Traceback" not in completed.stderr
     assert (tmp_path / "out" / "a.png").read_bytes() == b"previous result"
     assert os.listdir(tmp_path / "out") == ["a.png"]  # neither the failed nor the stale temporary file remains
+
+
+def test_animated_mask_is_refused_before_decoding(tmp_path, capsys):
+    image = _save(_image(26, 40, 40), tmp_path / "a.png")
+    frames = [Image.fromarray(_box_mask(40, 40)), Image.fromarray(255 - _box_mask(40, 40))]
+    frames[0].save(tmp_path / "m.gif", save_all=True, append_images=frames[1:])
+    assert _inpaint(str(tmp_path / "never_loaded.keras"), image, tmp_path / "m.gif", tmp_path / "out") == 2
+    _assert_one_line_error(capsys, "m.gif", "2 frames")

@@ -149,6 +149,7 @@ def check_jobs(jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = 
             )
         if mask_from_alpha and not mask.has_alpha:
             raise PairingError(f"{job.mask}: --mask-from-alpha needs masks with an alpha channel, this one has none")
+        _check_single_frame(job.mask)
     # Only then decoded, with the decoders the run uses: a truncated file or a format one of them
     # cannot read (a .tif mask) stops the run here instead of after earlier outputs were written.
     for job in jobs:
@@ -156,6 +157,19 @@ def check_jobs(jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = 
         if mask.shape[:2] != image.shape[:2]:
             raise PairingError(f"mask {job.mask} decodes to {mask.shape[1]}x{mask.shape[0]} but image {job.image} "
                                f"to {image.shape[1]}x{image.shape[0]}")
+
+
+def _check_single_frame(mask: str) -> None:
+    """Refuses an animated mask: the mask decoder decodes every frame, so memory would grow with their number."""
+    from PIL import Image
+
+    try:
+        with Image.open(mask) as img:
+            frames = getattr(img, "n_frames", 1)
+    except (OSError, EOFError, ValueError, SyntaxError):
+        frames = 1  # damaged: decoding it below gives the error
+    if frames > 1:
+        raise PairingError(f"{mask}: an animated mask ({frames} frames); save the mask as a single image")
 
 
 def read_job(job: InpaintJob, invert_mask: bool, mask_from_alpha: bool):
