@@ -306,7 +306,9 @@ def test_valid_webp_and_bmp_requests_round_trip(served):
     for fmt, options in (("WEBP", {"lossless": True}), ("BMP", {})):
         image_bytes = _pil_bytes(Image.fromarray(image), fmt, **options)
         mask_bytes = _pil_bytes(Image.fromarray(mask), fmt, **options)
-        out = served.signatures["inpaint_bytes"](image_bytes=tf.constant([image_bytes]), mask_bytes=tf.constant([mask_bytes]))
+        out = served.signatures["inpaint_bytes"](
+            image_bytes=tf.constant([image_bytes]), mask_bytes=tf.constant([mask_bytes])
+        )
         result = tf.io.decode_png(out["inpainted_png_bytes"][0]).numpy()
         np.testing.assert_array_equal(result[mask == 0], image[mask == 0])
 

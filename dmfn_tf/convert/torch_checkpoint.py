@@ -23,8 +23,8 @@ afterwards, with every offset, size and stride checked against the storage's len
 
 Memory is bounded by the file's size (`dmfn_tf.convert.bounded_archive`): pickles are capped, every
 record's declared size is charged to a per-file budget before it is read, `.npz` headers are checked
-against their records before any array is allocated, and a tensor view larger than its storage
-is refused before it is copied.
+against their records before any array is allocated, and every tensor's size is charged before it
+is copied out (a stride-0 view, as `expand` saves, can be far larger than its storage).
 
 Example:
 
