@@ -7,7 +7,7 @@ without this package. Signatures:
 - `serving_default(image: uint8 [B, H, W, 3], mask: float32 [B, H, W, 1])` ->
   `{"inpainted": uint8 [B, H, W, 3]}`, any H and W.
 - `inpaint_bytes(image_bytes: string [B], mask_bytes: string [B])` ->
-  `{"inpainted_png_bytes": string [B]}`: PNG/JPEG/BMP/GIF in, PNG out, each image at its own size.
+  `{"inpainted_png_bytes": string [B]}`: PNG/JPEG/BMP/WebP in, PNG out, each image at its own size.
   TF Serving's REST API takes and returns these as `{"b64": "..."}` values.
 - `inpaint_float(image: float32 [B, H, W, 3] in [-1, 1], mask: float32 [B, H, W, 1])` ->
   `{"inpainted": float32 [B, H, W, 3]}`: the composite in [-1, 1] before rounding.
@@ -20,8 +20,9 @@ and PNG outputs are the input's, bit for bit.
 
 Errors are `InvalidArgumentError`s (HTTP 400 in TF Serving): undecodable bytes, an image and mask
 of different sizes or batch sizes, an empty image, or a request of more than `max_pixels` pixels
-in all (batch x height x width; encoded images are checked one by one, PNG and JPEG from their
-header before decoding, other formats after).
+in all (batch x height x width; encoded images and masks are all sized from their headers before
+any is decoded, see `dmfn_tf.serving.request_checks`), NaN or inf at known pixels of
+`inpaint_float` (NaN in its holes is ignored: hole pixels come from the generator).
 """
 
 from __future__ import annotations
@@ -32,33 +33,12 @@ import tensorflow as tf
 
 from dmfn_tf.data.masks import mask_from_image
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS
-from dmfn_tf.inpainting import inpaint_float, inpaint_uint8
+from dmfn_tf.inpainting import binarise_mask, inpaint_float, inpaint_uint8
+from dmfn_tf.serving.request_checks import check_encoded_request, check_finite_mask, image_for_generator
 
 SIGNATURE_NAMES = ("serving_default", "inpaint_bytes", "inpaint_float")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _declared_pixels(contents):
-    """height x width that an encoded PNG or JPEG declares in its header; 0 for other formats.
-
-    Lets the bytes signature refuse an oversized image before decoding it (a small file can
-    declare a huge image).
-    """
-
-    def png_pixels():
-        # IHDR: big-endian uint32 width and height at bytes 16-23.
-        digits = tf.reshape(tf.cast(tf.io.decode_raw(tf.strings.substr(contents, 16, 8), tf.uint8), tf.int64), [2, 4])
-        width_height = tf.reduce_sum(digits * tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64), axis=1)
-        return width_height[0] * width_height[1]
-
-    def jpeg_pixels():
-        shape = tf.cast(tf.io.extract_jpeg_shape(contents), tf.int64)
-        return shape[0] * shape[1]
-
-    is_png = tf.equal(tf.strings.substr(contents, 0, 8), _PNG_SIGNATURE)
-    return tf.cond(
-        is_png, png_pixels, lambda: tf.cond(tf.io.is_jpeg(contents), jpeg_pixels, lambda: tf.constant(0, tf.int64))
-    )
 
 
 class InpaintingModule(tf.Module):
@@ -88,7 +68,7 @@ class InpaintingModule(tf.Module):
             ),
             tf.debugging.assert_positive(image_shape[1:3], message="image height and width must be at least 1"),
             tf.debugging.assert_less_equal(
-                tf.cast(tf.reduce_prod(image_shape[:3]), tf.int64), tf.constant(self.max_pixels, tf.int64),
+                tf.reduce_prod(tf.cast(image_shape[:3], tf.int64)), tf.constant(self.max_pixels, tf.int64),
                 message=f"batch x height x width exceeds the budget of {self.max_pixels} pixels",
             ),
         ]
@@ -115,8 +95,9 @@ class InpaintingModule(tf.Module):
         ]
     )
     def serve_float(self, image, mask):
-        image, mask = self._check(image, mask)
-        return {"inpainted": inpaint_float(self.generator, image, mask)}
+        image, mask = self._check(image, check_finite_mask(mask))
+        hole = binarise_mask(mask)
+        return {"inpainted": inpaint_float(self.generator, image_for_generator(image, hole), hole)}
 
     @tf.function(
         input_signature=[
@@ -125,22 +106,15 @@ class InpaintingModule(tf.Module):
         ]
     )
     def serve_bytes(self, image_bytes, mask_bytes):
-        check = tf.debugging.assert_equal(
-            tf.size(image_bytes), tf.size(mask_bytes), message="image_bytes and mask_bytes must have the same length"
-        )
+        checks = check_encoded_request(image_bytes, mask_bytes, self.max_pixels)
 
         def inpaint_one(pair):
-            declared = tf.debugging.assert_less_equal(
-                _declared_pixels(pair[0]), tf.constant(self.max_pixels, tf.int64),
-                message=f"the encoded image declares more than the budget of {self.max_pixels} pixels",
-            )
-            with tf.control_dependencies([declared]):
-                image = tf.io.decode_image(pair[0], channels=3, dtype=tf.uint8, expand_animations=False)
+            image = tf.io.decode_image(pair[0], channels=3, dtype=tf.uint8, expand_animations=False)
             mask = mask_from_image(tf.io.decode_image(pair[1], channels=0, dtype=tf.uint8, expand_animations=False))
             inpainted = self._inpaint_uint8(image[None], mask[None])
             return tf.io.encode_png(inpainted[0])
 
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies(checks):
             encoded = tf.map_fn(inpaint_one, (image_bytes, mask_bytes), fn_output_signature=tf.string)
         return {"inpainted_png_bytes": encoded}
 

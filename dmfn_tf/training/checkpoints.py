@@ -48,7 +48,7 @@ import tempfile
 
 import tensorflow as tf
 
-from dmfn_tf.atomic_files import fsync_path, write_text_atomically
+from dmfn_tf.atomic_files import atomic_path, fsync_path, remove_stale_temporaries, write_text_atomically
 from dmfn_tf.errors import UserError
 
 LATEST_FILE = "latest.json"
@@ -228,7 +228,8 @@ class TrainingCheckpointer:
             # Every saved value must find its variable and every variable its value: a checkpoint of
             # another architecture (other nf, n_blocks, block) must not half-load.
             status.assert_consumed()
-        except (AssertionError, ValueError, tf.errors.OpError) as err:
+        # A truncated or damaged ckpt.data fails inside the reader with IndexError, KeyError, ...
+        except (AssertionError, ValueError, IndexError, KeyError, TypeError, tf.errors.OpError) as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(
                 f"checkpoint {path} does not match the configured model or is damaged: {first_line}"
@@ -243,6 +244,7 @@ class TrainingCheckpointer:
                 shutil.rmtree(path, ignore_errors=True)
 
     def _remove_interrupted_writes(self) -> None:
+        remove_stale_temporaries(self.directory)  # latest.json temporaries
         for name in os.listdir(self.directory):
             if name.startswith(_TEMPORARY_PREFIX):
                 shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)

@@ -19,6 +19,7 @@ import tensorflow as tf
 from dmfn_tf.config import ExperimentConfig
 from dmfn_tf.data import build_dataset
 from dmfn_tf.errors import ConfigError, UserError
+from dmfn_tf.atomic_files import remove_stale_temporaries
 from dmfn_tf.training.callbacks import CheckpointCallback, NonFiniteLossGuard, StopAtStep, TensorBoardLogger
 from dmfn_tf.training.checkpoints import TrainingCheckpointer, is_chief
 from dmfn_tf.training.distribute import fit, make_strategy
@@ -163,6 +164,7 @@ def train(
     # mid-epoch needs a second pipeline, positioned at the next epoch (see `epoch_segments`).
     first_dataset = dataset_from(start_step)
     if chief:
+        remove_stale_temporaries(out_dir)  # e.g. `.generator.keras.tmp-<pid>-*` of a killed run
         run.save_config(cfg)
 
     trainer = build_trainer(cfg, strategy)
