@@ -18,3 +18,13 @@ def fixtures_dir():
     if not FIXTURES.is_dir():
         pytest.skip(f"shared fixtures not found at {FIXTURES} (they live beside the project as ../shared/fixtures)")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_file(tmp_path_factory):
+    """A `.keras` file of a tiny random DMFN generator (nf 4, one block), for command and app tests."""
+    from dmfn_tf.models.generator import build_generator
+
+    path = tmp_path_factory.mktemp("tiny_model") / "generator.keras"
+    build_generator(nf=4, n_blocks=1).save(path)
+    return str(path)

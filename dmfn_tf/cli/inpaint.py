@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from dmfn_tf.cli import hd_options
 from dmfn_tf.errors import UserError
+from dmfn_tf.high_resolution import HDOptions
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -53,8 +55,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-        help=f"refuse images with more pixels than this (default {DEFAULT_MAX_PIXELS:,}); bounds memory",
+        help=f"refuse model inputs with more pixels than this (default {DEFAULT_MAX_PIXELS:,}): the image "
+        "with --hd-strategy original, each window or the resized image otherwise; bounds memory",
     )
+    hd_options.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -119,19 +123,23 @@ def plan_jobs(image_arg: str, mask_arg: str | None, out_dir: str, mask_from_alph
     return jobs
 
 
-def check_jobs(jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = False) -> None:
+def check_jobs(
+    jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = False, hd: HDOptions = HDOptions()
+) -> None:
     """Checks every pair from the file headers: readable, sizes equal, within the pixel budget.
 
     Args:
         jobs: from `plan_jobs`.
-        max_pixels: the pixel budget per image.
+        max_pixels: the pixel budget per model input (`dmfn_tf.high_resolution.check_budget`).
         mask_from_alpha: the holes come from an alpha channel (of the mask, or of the image).
+        hd: the high-resolution strategy, which decides what the model runs on.
     """
-    from dmfn_tf.inference import check_pixel_budget, read_header
+    from dmfn_tf.high_resolution import check_budget
+    from dmfn_tf.inference import read_header
 
     for job in jobs:
         image = read_header(job.image, "image")
-        check_pixel_budget(image.height, image.width, max_pixels, source=job.image)
+        check_budget(image.height, image.width, hd, max_pixels, source=job.image)
         if job.mask is None:
             if not image.has_alpha:
                 raise PairingError(f"{job.image}: --mask-from-alpha without --mask needs images with an alpha channel")
@@ -149,13 +157,15 @@ def run(args) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from dmfn_tf.inference import inpaint, mask_from_alpha, read_image, read_mask
+    from dmfn_tf.high_resolution import inpaint_hd
+    from dmfn_tf.inference import mask_from_alpha, read_image, read_mask
     from dmfn_tf.model_io import load_generator
 
     if args.max_pixels <= 0:
         raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
+    hd = hd_options.options_from_args(args)
     jobs = plan_jobs(args.image, args.mask, args.out, mask_from_alpha=args.mask_from_alpha)
-    check_jobs(jobs, args.max_pixels, mask_from_alpha=args.mask_from_alpha)
+    check_jobs(jobs, args.max_pixels, mask_from_alpha=args.mask_from_alpha, hd=hd)
     generator = load_generator(args.model)
     os.makedirs(args.out, exist_ok=True)
     for job in tqdm(jobs, desc="inpainting", unit="image", disable=len(jobs) == 1):
@@ -166,6 +176,7 @@ def run(args) -> int:
                 mask = 1.0 - mask
         else:
             mask = read_mask(job.mask, invert=args.invert_mask, from_alpha=args.mask_from_alpha)
-        Image.fromarray(inpaint(generator, image, mask, max_pixels=args.max_pixels)).save(job.output)
+        result = inpaint_hd(generator, image, mask, hd, max_pixels=args.max_pixels, source=job.image)
+        Image.fromarray(result).save(job.output)
     print(f"wrote {len(jobs)} image{'s' if len(jobs) != 1 else ''} to {args.out}")
     return 0
