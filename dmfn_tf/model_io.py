@@ -86,3 +86,8 @@ def load_generator(path: str):
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelLoadError(f"{source}: not a loadable Keras model file ({reason[:300]})") from None
     return _check_is_generator(model, source)
+
+
+def default_model_path() -> str | None:
+    """The generator commands use when no model is named; None until a pretrained model ships with the package."""
+    return None

@@ -15,7 +15,7 @@ import sys
 from dmfn_tf.errors import UserError
 
 # Module names in this package, one per subcommand, in the order `--help` lists them.
-SUBCOMMAND_MODULES = ("summary", "train", "evaluate", "inpaint", "export", "convert", "demo")
+SUBCOMMAND_MODULES = ("summary", "train", "evaluate", "inpaint", "export", "convert", "demo", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:
