@@ -195,3 +195,45 @@ def test_budget_applies_to_the_model_input_of_crop_and_resize(generator):
         inpaint_hd(generator, image, hole, HDOptions(strategy="crop", trained_size=64), max_pixels=4_000, source="photo.jpg")
     with pytest.raises(PixelBudgetError, match=r"^image \(resize strategy, the model's input\): 200x150 = 30,000 pixels exceeds"):
         check_budget(300, 400, HDOptions(strategy="resize", resize_limit=200), 10_000)
+
+
+def _pairwise_merged_windows(hole, options):
+    """Reference: pixel-level regions, then merge any two whose windows overlap until none do."""
+    from scipy import ndimage
+
+    from dmfn_tf.high_resolution import _window
+
+    labels, _ = ndimage.label(hole, structure=np.ones((3, 3), bool))
+    boxes = [(r.start, c.start, r.stop, c.stop) for r, c in ndimage.find_objects(labels)]
+    merged = True
+    while merged:
+        merged = False
+        windows = [_window(box, *hole.shape, options) for box in boxes]
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = windows[i], windows[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    boxes[i] = tuple(min(boxes[i][k], boxes[j][k]) if k < 2 else max(boxes[i][k], boxes[j][k]) for k in range(4))
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return sorted(_window(box, *hole.shape, options) for box in boxes)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_crop_windows_of_specks_match_pairwise_merging(seed):
+    rng = np.random.default_rng(seed)
+    # Specks on a jittered 30-pixel grid, ten of them doubled 3-5 pixels below (merged): windows reach
+    # 6 beyond a region, so specks 13 or more apart stay apart; between blocks of 4 margins they would not.
+    rows, cols = np.mgrid[10:200:30, 10:300:30].reshape(2, -1) + rng.integers(-4, 5, (2, 70))
+    hole = np.zeros((200, 300), bool)
+    hole[rows, cols] = True
+    pairs = rng.choice(70, 10, replace=False)
+    hole[rows[pairs] + rng.integers(3, 6, 10), cols[pairs]] = True
+    options = HDOptions(trained_size=8, crop_margin=6)
+    windows = crop_windows(hole, options)
+    assert [tuple(w[:4]) for w in windows] == _pairwise_merged_windows(hole, options)
+    assert len(windows) > 20  # most specks stay apart: the grouping is put to the test
+    _assert_disjoint_and_covering(windows, hole, 8)
