@@ -140,3 +140,29 @@ def test_binds_to_localhost_by_default():
         assert server.server_address[0] == "127.0.0.1"
     finally:
         server.server_close()
+
+
+def test_dmfn_app_command_serves_the_page(tiny_generator_file):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+    process = subprocess.Popen([sys.executable, "-m", "dmfn_tf", "app", "--model", tiny_generator_file, "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("dmfn app: open http://127.0.0.1:"), line or process.stderr.read()  # empty: it exited
+        url = line.split()[3]
+        status, config = _request(url + "api/config")
+        assert status == 200 and json.loads(config)["model"] == tiny_generator_file
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_dmfn_app_refuses_a_missing_model_before_serving(capsys):
+    from dmfn_tf.cli import main
+
+    assert main(["app", "--model", "/no/such/model.keras", "--port", "0"]) == 2
+    assert "/no/such/model.keras: no such model file" in capsys.readouterr().err

@@ -8,6 +8,8 @@ without `--mask`, takes the holes from the images' own transparent pixels. Every
 is checked before the model is loaded: a missing, ambiguous or mis-sized mask, an unreadable file,
 an image over the pixel budget or an output that would overwrite an input stops the run with one
 line naming the files. Outputs are RGB PNGs of the input's size, `<out>/<stem>.png`.
+Large photos go through `--hd-strategy` (`dmfn_tf.high_resolution`); the pixel budget applies to
+what the model runs on.
 """
 
 from __future__ import annotations
