@@ -131,6 +131,11 @@ def _span(low: int, high: int, margin: int, least: int, size: int) -> tuple[int,
     return max(start, 0), stop
 
 
+def holes_of(mask: np.ndarray) -> np.ndarray:
+    """bool holes of a `[H, W]` mask by `dmfn_tf.inference.inpaint`'s rule (1, or anything > 0.5, = hole)."""
+    return np.asarray(mask) > 0.5
+
+
 def _window(box: tuple[int, int, int, int], height: int, width: int, options: HDOptions) -> tuple[int, int, int, int]:
     top, left, bottom, right = box
     margin = max(options.crop_margin, math.ceil(max(bottom - top, right - left) / 2))
@@ -309,7 +314,7 @@ def inpaint_hd(
         # The whole image at its own size: `inpaint` itself, with today's checks and messages.
         check_pixel_budget(*image.shape[:2], max_pixels, source=source)
         return inpaint(generator, image, mask, max_pixels=max_pixels)
-    hole = mask.reshape(image.shape[:2]) > 0.5
+    hole = holes_of(mask.reshape(image.shape[:2]))
     strategy, windows = plan(hole, options)
     for window in windows:  # every budget check before any model work
         check_pixel_budget(

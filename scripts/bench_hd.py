@@ -88,7 +88,7 @@ def _peak_mib() -> float:
 def _child(args) -> None:
     """One strategy on one photo, in this process; prints one JSON line."""
     from dmfn_tf.errors import UserError
-    from dmfn_tf.high_resolution import inpaint_hd, plan
+    from dmfn_tf.high_resolution import holes_of, inpaint_hd, plan
     from dmfn_tf.inference import read_image, read_mask
 
     generator = _generator(args)
@@ -105,7 +105,7 @@ def _child(args) -> None:
     else:
         row["seconds"] = round(time.perf_counter() - start, 2)
         row["peak_mib"] = round(_peak_mib())
-        hole = mask[..., 0] > 0.5
+        hole = holes_of(mask[..., 0])
         row["known_pixels_bit_exact"] = bool(np.array_equal(result[~hole], image[~hole]))
         row["hole_pixels_changed"] = round(float(np.mean(np.any(result[hole] != image[hole], axis=-1))), 3)
         _, windows = plan(hole, options)

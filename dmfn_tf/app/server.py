@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import json
 import logging
@@ -37,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from dmfn_tf.errors import UserError
-from dmfn_tf.high_resolution import STRATEGIES, HDOptions, check_budget, inpaint_hd, plan
+from dmfn_tf.high_resolution import STRATEGIES, HDOptions, check_budget, holes_of, inpaint_hd, plan
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS
 
 DEFAULT_HOST = "127.0.0.1"
@@ -104,7 +105,7 @@ class AppState:
     def options(self, strategy) -> HDOptions:
         if strategy not in STRATEGIES:
             raise AppError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        return HDOptions(strategy, self.hd.trained_size, self.hd.crop_trigger, self.hd.crop_margin, self.hd.resize_limit)
+        return dataclasses.replace(self.hd, strategy=strategy)
 
     def config(self) -> dict:
         return {"model": self.model or "", "strategies": list(STRATEGIES), "strategy": self.hd.strategy,
@@ -144,7 +145,7 @@ class AppState:
         mask = _read_upload(_decode_base64(request.get("mask"), "mask"), "mask.png", "mask")
         if mask.shape[:2] != image.shape[:2]:
             raise AppError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the photo is {image.shape[1]}x{image.shape[0]}")
-        hole = mask[..., 0] > 0.5
+        hole = holes_of(mask[..., 0])
         if not hole.any():
             raise AppError("the mask is empty: paint over the part of the photo to fill, then run again")
         name = os.path.basename(filename) or "photo"

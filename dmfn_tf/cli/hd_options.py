@@ -31,10 +31,10 @@ def add_arguments(parser) -> None:
                        help=f"longer side of the image the model sees with resize (default {DEFAULT_RESIZE_LIMIT})")
 
 
-def options_from_args(args, strategy: str | None = None) -> HDOptions:
-    """The `HDOptions` the arguments describe (`strategy` overrides `--hd-strategy`); bad values are UserErrors."""
+def options_from_args(args) -> HDOptions:
+    """The `HDOptions` the arguments describe; bad values are UserErrors."""
     return HDOptions(
-        strategy=strategy or args.hd_strategy,
+        strategy=args.hd_strategy,
         trained_size=args.trained_size,
         crop_trigger=args.crop_trigger,
         crop_margin=args.crop_margin,
