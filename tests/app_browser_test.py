@@ -111,7 +111,6 @@ def _near(shape, points, radius):
 
 
 def test_paint_inpaint_and_download_in_chromium(driver, app_url, tmp_path):
-    started = time.perf_counter()
     photo = _photo(tmp_path / "cat.png")
     (tmp_path / "notes.txt").write_text("not a picture")
     driver.get(app_url)
@@ -175,4 +174,3 @@ def test_paint_inpaint_and_download_in_chromium(driver, app_url, tmp_path):
     if artefacts:
         os.makedirs(artefacts, exist_ok=True)
         shutil.copy(screenshot, artefacts)
-    assert time.perf_counter() - started < 60

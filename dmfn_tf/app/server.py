@@ -57,7 +57,8 @@ class AppError(UserError):
 
 def _png_base64(image: np.ndarray) -> str:
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    # Fast compression: a 12 MP photo encodes in a fraction of the default level's time.
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
