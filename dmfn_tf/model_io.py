@@ -110,3 +110,8 @@ def save_model_atomically(model, path: str | os.PathLike) -> None:
         raise ValueError(f"a Keras model file must end in .keras, got {path}")
     with atomic_path(path, suffix=".keras") as temporary:
         model.save(temporary)
+
+
+def default_model_path() -> str | None:
+    """The generator commands use when no model is named; None until a pretrained model ships with the package."""
+    return None

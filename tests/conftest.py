@@ -142,3 +142,13 @@ def run_cases_measured(setup: str, cases: dict, timeout: float = 300) -> dict:
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULTS")]
     assert completed.returncode == 0 and lines, completed.stderr[-3000:]
     return json.loads(lines[-1][len("RESULTS"):])
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_file(tmp_path_factory):
+    """A `.keras` file of a tiny random DMFN generator (nf 4, one block), for command and app tests."""
+    from dmfn_tf.models.generator import build_generator
+
+    path = tmp_path_factory.mktemp("tiny_model") / "generator.keras"
+    build_generator(nf=4, n_blocks=1).save(path)
+    return str(path)

@@ -8,7 +8,7 @@ import pytest
 
 from dmfn_tf.config import apply_overrides, load_config
 from dmfn_tf.errors import ConfigError, UserError
-from dmfn_tf.model_io import RUN_DIRECTORY_GENERATOR, resolve_generator_path
+from dmfn_tf.model_io import GENERATOR_FILE, resolve_generator_path
 from dmfn_tf.training.checkpoints import LATEST_FILE
 from dmfn_tf.training.run_directory import RESUMABLE_CHANGES, RunDirectory
 
@@ -26,7 +26,7 @@ def test_layout_paths_and_the_generator_file_model_io_reads(tmp_path):
     assert (run.config_path, run.checkpoint_dir, run.log_dir) == tuple(
         str(tmp_path / "run" / name) for name in ("config.yaml", "checkpoints", "logs")
     )
-    assert run.generator_path == str(tmp_path / "run" / RUN_DIRECTORY_GENERATOR)
+    assert run.generator_path == str(tmp_path / "run" / GENERATOR_FILE)
     assert not os.path.exists(run.path)  # nothing is created until written
     pathlib.Path(run.path).mkdir()
     pathlib.Path(run.generator_path).write_bytes(b"")

@@ -21,7 +21,7 @@ import sys
 from dmfn_tf.errors import UserError
 
 # Module names in this package, one per subcommand, in the order `--help` lists them.
-SUBCOMMAND_MODULES = ("summary", "train", "evaluate", "inpaint", "export", "convert", "demo")
+SUBCOMMAND_MODULES = ("summary", "train", "evaluate", "inpaint", "export", "convert", "demo", "app")
 DEBUG_VARIABLE = "DMFN_DEBUG"
 _DEBUG_HELP = f"show the full traceback of an error (or set {DEBUG_VARIABLE}=1)"
 

@@ -15,6 +15,8 @@ check), an output folder that cannot be written, or an output that is the same f
 Each output is written to a temporary file in the output folder and renamed over its name, so a
 failed write (disk full) never leaves a half-written or truncated PNG; temporary files of a killed
 run are removed by the next one.
+Large photos go through `--hd-strategy` (`dmfn_tf.high_resolution`); the pixel budget applies to
+what the model runs on.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import os
 from dataclasses import dataclass
 
 from dmfn_tf.data.image_files import PILLOW_IMAGE_EXTENSIONS
+from dmfn_tf.cli import hd_options
 from dmfn_tf.errors import UserError
+from dmfn_tf.high_resolution import HDOptions
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS
 from dmfn_tf.output_files import check_outputs_are_not_inputs
 
@@ -60,8 +64,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-        help=f"refuse images with more pixels than this (default {DEFAULT_MAX_PIXELS:,}); bounds memory",
+        help=f"refuse model inputs with more pixels than this (default {DEFAULT_MAX_PIXELS:,}): the image "
+        "with --hd-strategy original, each window or the resized image otherwise; bounds memory",
     )
+    hd_options.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -124,19 +130,23 @@ def plan_jobs(image_arg: str, mask_arg: str | None, out_dir: str, mask_from_alph
     return jobs
 
 
-def check_jobs(jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = False) -> None:
+def check_jobs(
+    jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = False, hd: HDOptions = HDOptions()
+) -> None:
     """Checks every pair: from the headers (readable, sizes equal, within the budget), then by decoding it.
 
     Args:
         jobs: from `plan_jobs`.
-        max_pixels: the pixel budget per image.
+        max_pixels: the pixel budget per model input (`dmfn_tf.high_resolution.check_budget`).
         mask_from_alpha: the holes come from an alpha channel (of the mask, or of the image).
+        hd: the high-resolution strategy, which decides what the model runs on.
     """
-    from dmfn_tf.inference import check_pixel_budget, read_header
+    from dmfn_tf.high_resolution import check_budget
+    from dmfn_tf.inference import read_header
 
     for job in jobs:
         image = read_header(job.image, "image")
-        check_pixel_budget(image.height, image.width, max_pixels, source=job.image)
+        check_budget(image.height, image.width, hd, max_pixels, source=job.image)
         if job.mask is None:
             if not image.has_alpha:
                 raise PairingError(f"{job.image}: --mask-from-alpha without --mask needs images with an alpha channel")
@@ -187,19 +197,20 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from dmfn_tf.atomic_files import atomic_path
-    from dmfn_tf.inference import inpaint
+    from dmfn_tf.high_resolution import inpaint_hd
     from dmfn_tf.model_io import load_generator
     from dmfn_tf.output_files import prepare_output_folder
 
     if args.max_pixels <= 0:
         raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
+    hd = hd_options.options_from_args(args)
     jobs = plan_jobs(args.image, args.mask, args.out, mask_from_alpha=args.mask_from_alpha)
-    check_jobs(jobs, args.max_pixels, mask_from_alpha=args.mask_from_alpha)
+    check_jobs(jobs, args.max_pixels, mask_from_alpha=args.mask_from_alpha, hd=hd)
     prepare_output_folder(args.out)
     generator = load_generator(args.model)
     for job in tqdm(jobs, desc="inpainting", unit="image", disable=len(jobs) == 1):
         image, mask = read_job(job, invert_mask=args.invert_mask, mask_from_alpha=args.mask_from_alpha)
-        result = Image.fromarray(inpaint(generator, image, mask, max_pixels=args.max_pixels))
+        result = Image.fromarray(inpaint_hd(generator, image, mask, hd, max_pixels=args.max_pixels, source=job.image))
         try:
             with atomic_path(job.output, suffix=".png") as temporary:
                 result.save(temporary, format="PNG")
