@@ -132,8 +132,11 @@ def _span(low: int, high: int, margin: int, least: int, size: int) -> tuple[int,
 
 
 def holes_of(mask: np.ndarray) -> np.ndarray:
-    """bool holes of a `[H, W]` mask by `dmfn_tf.inference.inpaint`'s rule (1, or anything > 0.5, = hole)."""
-    return np.asarray(mask) > 0.5
+    """bool holes `[H, W]` of a `[H, W]` or `[H, W, 1]` mask by the contract's rule (`inpainting.binarise_mask`)."""
+    from dmfn_tf.inpainting import binarise_mask  # TensorFlow only once a mask is read
+
+    mask = np.asarray(mask, np.float32)
+    return binarise_mask(mask.reshape(1, mask.shape[0], mask.shape[1], 1)).numpy()[0, :, :, 0] > 0.5
 
 
 def _window(box: tuple[int, int, int, int], height: int, width: int, options: HDOptions) -> tuple[int, int, int, int]:

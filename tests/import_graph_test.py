@@ -1,4 +1,4 @@
-"""The package's imports point one way: cli -> jobs -> model files -> model parts and data -> base."""
+"""The package's imports point one way: cli -> app -> jobs -> model files -> model parts and data -> base."""
 
 import ast
 import pathlib
@@ -19,7 +19,8 @@ LAYERS = (
     ("dmfn_tf.models", "dmfn_tf.data", "dmfn_tf.demo_data"),
     ("dmfn_tf.convert",),  # reading the authors' checkpoints into models
     ("dmfn_tf.model_io", "dmfn_tf.inference", "dmfn_tf.model_summary"),
-    ("dmfn_tf.training", "dmfn_tf.evaluation", "dmfn_tf.serving", "dmfn_tf.convert.converter"),
+    ("dmfn_tf.training", "dmfn_tf.evaluation", "dmfn_tf.serving", "dmfn_tf.convert.converter", "dmfn_tf.high_resolution"),
+    ("dmfn_tf.app",),  # the painting page: calls the high-resolution strategies
     ("dmfn_tf.cli",),
     ("dmfn_tf.__main__",),
 )
