@@ -12,7 +12,7 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fixtures_dir():
     """`../shared/fixtures`, or a skip that says it is missing."""
     if not FIXTURES.is_dir():

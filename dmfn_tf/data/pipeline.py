@@ -328,8 +328,8 @@ def _mask_maker(data_cfg: DataConfig, kind: str, image_size: int, ordered: bool)
         mask, bbox = masks.center_box(image_size)
         return lambda index, seed: (mask, bbox)
     if kind == "random_box":
-        masks.check_box_delta(image_size, data_cfg.mask_delta)
-        return lambda index, seed: masks.random_box(image_size, data_cfg.mask_delta, seed)
+        masks.check_box_delta(image_size, data_cfg.mask_delta, data_cfg.mask_shrink)
+        return lambda index, seed: masks.random_box(image_size, data_cfg.mask_delta, seed, data_cfg.mask_shrink)
     if kind == "free_form":
         return lambda index, seed: masks.free_form(image_size, seed)
     if kind != "file":
