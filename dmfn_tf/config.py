@@ -35,7 +35,15 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DATA_SOURCES = ("folder", "list", "tfds")
 CROP_MODES = ("random", "center")
 PERCEPTUAL_NETWORKS = ("vgg19", "lpips_vgg16")
-PERCEPTUAL_PREPROCESSING = ("auto", "caffe", "torch")
+PERCEPTUAL_PREPROCESSING = ("auto", "caffe", "torch", "torch_authors_bug")
+# `model.init`: the builders' Keras initialisers, or the authors' (dmfn_tf.models.initializers).
+MODEL_INITS = ("keras", "reference")
+# `model.batchnorm_variance`: the batch variance the discriminator's moving variance averages.
+BATCHNORM_VARIANCES = ("unbiased", "biased")
+# `train.adam_epsilon_convention`: epsilon added to sqrt(v_hat) (PyTorch) or to sqrt(v) (Keras).
+ADAM_EPSILON_CONVENTIONS = ("pytorch", "keras")
+# `data.mask_shrink`: how a random box shrinks (dmfn_tf.data.masks.random_box).
+MASK_SHRINKS = ("independent", "reference")
 # Configuration files are a few hundred bytes; the cap bounds parsing time and memory for any file.
 MAX_CONFIG_BYTES = 16 * 1024
 # Deepest nesting of YAML collections accepted (configurations use 2 or 3 levels).
@@ -74,9 +82,19 @@ class ModelConfig:
     # Base width of the discriminator; 0 means `nf`, as in the reference. Its feature-matching
     # weights are 1000 / C² of its widths, so a narrow D (small nf) weighs that loss much more.
     discriminator_nf: int = 0
+    # "reference": the authors' initialisation (SPEC §6); "keras": the builders' own.
+    init: str = "keras"
+    # "unbiased" (PyTorch's n/(n-1), the authors') or "biased" (Keras') batch variance in D's moving average.
+    batchnorm_variance: str = "unbiased"
 
     def validate(self, where: str = "model") -> None:
         _check_finite(self, where)
+        if self.init not in MODEL_INITS:
+            raise ConfigError(f"{where}.init: unknown initialisation {self.init!r}; expected one of {MODEL_INITS}")
+        if self.batchnorm_variance not in BATCHNORM_VARIANCES:
+            raise ConfigError(
+                f"{where}.batchnorm_variance: unknown value {self.batchnorm_variance!r}; expected one of {BATCHNORM_VARIANCES}"
+            )
         if self.block not in BLOCK_VARIANTS:
             raise ConfigError(f"{where}.block: unknown block variant {self.block!r}; expected one of {BLOCK_VARIANTS}")
         if self.nf <= 0:
@@ -94,7 +112,12 @@ class ModelConfig:
         return {"nf": self.nf, "n_blocks": self.n_blocks, "block": self.block}
 
     def discriminator_kwargs(self) -> dict:
-        return {"nf": self.discriminator_nf or self.nf, "image_size": self.image_size, "spectral_norm": self.spectral_norm}
+        return {
+            "nf": self.discriminator_nf or self.nf,
+            "image_size": self.image_size,
+            "spectral_norm": self.spectral_norm,
+            "unbiased_variance": self.batchnorm_variance == "unbiased",
+        }
 
 
 @dataclass
@@ -104,6 +127,8 @@ class PerceptualConfig:
     `weights`: "imagenet" (Keras download, cached), "none" (random: tests only, loudly warned), or a
     path to a local weights file. `preprocessing`: "auto" picks caffe for Keras ImageNet weights and
     torch for everything else; set it explicitly for a local file of torchvision-trained weights.
+    "torch_authors_bug" reproduces the authors' wrong normalisation (SPEC §4), only for fine-tuning
+    their checkpoints under their exact loss.
     """
 
     network: str = "vgg19"
@@ -156,6 +181,10 @@ class TrainConfig:
     strategy: str = "default"
     sync_batchnorm: bool = False
     deterministic: bool = False
+    # Adam's epsilon for both optimizers, on the scale `adam_epsilon_convention` names: "pytorch"
+    # adds it to sqrt(v_hat) as the authors' run did, "keras" to sqrt(v) (dmfn_tf.training.optimizers).
+    adam_epsilon: float = 1e-8
+    adam_epsilon_convention: str = "pytorch"
     # Keras dtype policy: mixed_float16 (GPUs, with loss scaling) or mixed_bfloat16 (TPUs, recent GPUs
     # and CPUs with AVX512_BF16); losses and metrics are computed in float32 either way.
     precision: str = "float32"
@@ -176,6 +205,13 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"{where}.precision: unknown policy {self.precision!r}; expected one of {PRECISIONS}")
         _require(all(a < b for a, b in zip(steps, steps[1:])), where, "lr_decay_steps", "increasing", steps)
+        if self.adam_epsilon <= 0:
+            raise ConfigError(f"{where}.adam_epsilon: must be positive, got {self.adam_epsilon}")
+        if self.adam_epsilon_convention not in ADAM_EPSILON_CONVENTIONS:
+            raise ConfigError(
+                f"{where}.adam_epsilon_convention: unknown value {self.adam_epsilon_convention!r}; "
+                f"expected one of {ADAM_EPSILON_CONVENTIONS}"
+            )
 
 
 @dataclass
@@ -201,6 +237,9 @@ class DataConfig:
     mask: str = "random_box"
     mask_path: str = ""
     mask_delta: int = 32
+    # "independent": each side of a random box shrinks by its own draw in 0..delta/2; "reference":
+    # the authors' one draw in 0..delta/2+1 per axis, for both of its sides.
+    mask_shrink: str = "independent"
     invert_mask: bool = False
     mask_from_alpha: bool = False
     shuffle_buffer: int = 1000
@@ -215,6 +254,8 @@ class DataConfig:
             raise ConfigError(f"{where}.crop: unknown crop {self.crop!r}; expected one of {CROP_MODES}")
         if self.mask == "file" and not self.mask_path:
             raise ConfigError(f"{where}.mask_path: required when mask is 'file'")
+        if self.mask_shrink not in MASK_SHRINKS:
+            raise ConfigError(f"{where}.mask_shrink: unknown value {self.mask_shrink!r}; expected one of {MASK_SHRINKS}")
         if self.mask_delta < 0:
             raise ConfigError(f"{where}.mask_delta: must be >= 0, got {self.mask_delta}")
         if self.shuffle_buffer <= 0:

@@ -19,6 +19,10 @@ def test_shipped_configs_hold_the_reference_recipe(name):
     assert (cfg.loss.lambda_vgg, cfg.loss.eta_dis_fm, cfg.loss.mu_adv, cfg.loss.gamma_align) == (25.0, 5.0, 0.003, 1.0)
     assert (cfg.train.batch_size, cfg.train.learning_rate, cfg.train.beta_1, cfg.train.beta_2) == (16, 2e-4, 0.5, 0.999)
     assert cfg.data.crop == ("center" if name in ("celeba_hq", "ffhq") else "random")
+    # The authors' run (SPEC §6): one halving at the last step, PyTorch's Adam epsilon, their box shrink.
+    assert (cfg.train.lr_decay_steps, cfg.train.total_steps) == ([100000], 100000)
+    assert (cfg.train.adam_epsilon, cfg.train.adam_epsilon_convention) == (1e-8, "pytorch")
+    assert (cfg.data.mask_delta, cfg.data.mask_shrink) == (32, "reference")
 
 
 def test_tiny_config():
@@ -227,3 +231,23 @@ def test_parse_overrides_reads_yaml_values():
     for bad in ("model.nf", "=8", "model..nf=8"):
         with pytest.raises(ConfigError, match="--set expects key=value"):
             parse_overrides([bad])
+
+
+def test_fidelity_options_defaults_and_checks(tmp_path):
+    cfg = ExperimentConfig()
+    assert (cfg.model.init, cfg.model.batchnorm_variance) == ("keras", "unbiased")
+    assert (cfg.train.adam_epsilon, cfg.train.adam_epsilon_convention) == (1e-8, "pytorch")
+    assert cfg.data.mask_shrink == "independent" and cfg.perceptual.preprocessing == "auto"
+    assert cfg.model.discriminator_kwargs()["unbiased_variance"] is True
+    for text, match in (
+        ("model: {init: xavier}\n", r"model\.init: unknown initialisation 'xavier'"),
+        ("model: {batchnorm_variance: sample}\n", r"model\.batchnorm_variance: unknown value"),
+        ("train: {adam_epsilon: 0}\n", r"train\.adam_epsilon: must be positive"),
+        ("train: {adam_epsilon_convention: tf}\n", r"train\.adam_epsilon_convention: unknown value 'tf'"),
+        ("data: {mask_shrink: both}\n", r"data\.mask_shrink: unknown value 'both'"),
+        ("perceptual: {preprocessing: authors}\n", r"perceptual\.preprocessing: unknown value 'authors'"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            load_config(_write(tmp_path, text))
+    cfg = load_config(_write(tmp_path, "model: {init: reference}\nperceptual: {preprocessing: torch_authors_bug}\n"))
+    assert (cfg.model.init, cfg.perceptual.preprocessing) == ("reference", "torch_authors_bug")

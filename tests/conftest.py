@@ -15,7 +15,7 @@ FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
 TINY_IMAGE_SIZE = 64
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fixtures_dir():
     """`../shared/fixtures`, or a skip that says it is missing."""
     if not FIXTURES.is_dir():

@@ -72,6 +72,32 @@ def test_random_box_shrinks_each_side_within_half_delta_and_stays_in_its_bbox():
     assert len(corners) > 30
 
 
+def test_reference_shrink_keeps_the_hole_centred_with_one_draw_per_axis():
+    # The authors' masks: one shrink in 0..delta/2 + 1 per axis, for both of its sides (fixture
+    # README: with delta 16 at 128² their holes lost 5 rows and 9 columns a side).
+    delta = 8
+    row_shrinks, col_shrinks = set(), set()
+    for n in range(80):
+        mask, bbox = (t.numpy() for t in masks.random_box(SIZE, delta, _seed(n), shrink="reference"))
+        _assert_binary_mask(mask)
+        _assert_bbox_inside(bbox)
+        top, left, height, width = bbox
+        r0, r1, c0, c1 = _hole_extent(mask[..., 0])
+        assert r0 - top == top + height - r1 and c0 - left == left + width - c1, (bbox, (r0, r1, c0, c1))
+        row_shrinks.add(r0 - top)
+        col_shrinks.add(c0 - left)
+    assert row_shrinks == col_shrinks == set(range(delta // 2 + 2))
+
+
+def test_reference_shrink_range_is_checked_against_the_box():
+    # delta 14 at 64²: up to 8 pixels a side, a 32-pixel box keeps 16; delta 30 could take all 32.
+    masks.random_box(SIZE, 14, _seed(0), shrink="reference")
+    with pytest.raises(UserError, match="mask_shrink 'reference'"):
+        masks.random_box(SIZE, 30, _seed(0), shrink="reference")
+    with pytest.raises(UserError, match="unknown mask shrink"):
+        masks.random_box(SIZE, 8, _seed(0), shrink="both")
+
+
 def test_random_box_with_zero_delta_is_exactly_its_bbox():
     mask, bbox = (t.numpy() for t in masks.random_box(SIZE, 0, _seed(3)))
     top, left, height, width = bbox

@@ -16,7 +16,9 @@ from dmfn_tf.training.trainer import (
     build_trainer,
     crop_local,
     learning_rate_schedule,
+    make_optimizer,
 )
+from dmfn_tf.training.optimizers import TorchAdam
 
 SIZE = 64
 HALF = SIZE // 2
@@ -241,6 +243,7 @@ def test_mixed_precision_keeps_losses_in_float32(policy, tiny_trainer):
     assert trainer.generator.compute_dtype == policy.removeprefix("mixed_")
     # float16 needs loss scaling (its gradients underflow otherwise); bfloat16 has float32's range.
     assert isinstance(trainer.g_optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
+    assert isinstance(getattr(trainer.g_optimizer, "inner_optimizer", trainer.g_optimizer), TorchAdam)
     assert set(logs) == set(TRAIN_METRICS)
     for name, value in logs.items():
         assert value.dtype == tf.float32 and math.isfinite(float(value)), name
@@ -256,3 +259,25 @@ def test_fit_on_the_data_pipeline(tmp_path, tiny_trainer, write_images):
     history = tiny_trainer(loss=LOSS).fit(dataset, steps_per_epoch=2, epochs=1, verbose=0).history
     assert all(math.isfinite(values[-1]) for values in history.values())
 
+
+
+def test_optimizers_place_epsilon_as_configured_and_reference_init_is_applied():
+    trainer = tiny_trainer(adam_epsilon=3e-8)
+    for optimizer in (trainer.g_optimizer, trainer.d_optimizer):
+        assert isinstance(optimizer, TorchAdam) and optimizer.epsilon == 3e-8
+    keras_placed = make_optimizer(TrainConfig(adam_epsilon=1e-7, adam_epsilon_convention="keras"), "adam")
+    assert type(keras_placed) is keras.optimizers.Adam and keras_placed.epsilon == 1e-7
+
+    cfg = tiny_config()
+    cfg.model.init = "reference"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomPerceptualWeightsWarning)
+        trainer = build_trainer(cfg)
+    # PyTorch's default Linear init (the authors' Dense layers): uniform within 1/sqrt(fan_in).
+    logit = trainer.discriminator.get_layer("logit")
+    bound = 1 / math.sqrt(logit.kernel.shape[0])
+    assert np.abs(logit.kernel.numpy()).max() <= bound and np.abs(logit.bias.numpy()).max() <= bound
+    assert np.all(logit.bias.numpy() != 0)
+    # N(0, 0.02) generator convs with zero bias, not Glorot.
+    kernel = trainer.generator.get_layer("dec1_conv").kernel.numpy()
+    assert abs(kernel.std() - 0.02) < 0.003 and np.all(trainer.generator.get_layer("dec1_conv").bias.numpy() == 0)

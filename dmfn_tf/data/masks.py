@@ -68,16 +68,28 @@ def check_mask_size(size: int) -> None:
         raise UserError(f"mask size must be a positive multiple of 4 (the hole is S/2, centred at S/4), got {size!r}")
 
 
-def check_box_delta(size: int, delta: int) -> None:
-    """Raises a `UserError` unless random boxes of `size`² images can shrink by up to `delta // 2` a side.
+def max_box_shrink(delta: int, shrink: str = "independent") -> int:
+    """The most a random box's side moves inwards: `delta // 2`, or `delta // 2 + 1` for "reference"."""
+    return delta // 2 + (1 if shrink == "reference" else 0)
+
+
+def check_box_delta(size: int, delta: int, shrink: str = "independent") -> None:
+    """Raises a `UserError` unless random boxes of `size`² images can shrink as `random_box` does.
 
     Args:
         size: image side `S`, a multiple of 4.
-        delta: the box's shrink parameter; must be smaller than S/2 so that the hole never vanishes.
+        delta: the box's shrink parameter; must be smaller than S/2 (and, for "reference", leave
+            `S/2 - 2 * (delta // 2 + 1)` positive) so that the hole never vanishes.
+        shrink: "independent" or "reference" (see `random_box`).
     """
     check_mask_size(size)
     if not 0 <= delta < size // 2:
         raise UserError(f"mask_delta must be in [0, {size // 2}) for {size}² images, got {delta}")
+    if 2 * max_box_shrink(delta, shrink) >= size // 2:
+        raise UserError(
+            f"mask_delta {delta} with mask_shrink {shrink!r} can remove the whole {size // 2}-pixel box "
+            f"(up to {max_box_shrink(delta, shrink)} pixels a side); use a smaller mask_delta"
+        )
 
 
 def _box_mask(size: int, top, left, bottom, right) -> tf.Tensor:
@@ -125,17 +137,20 @@ def random_bbox(size: int, seed) -> tf.Tensor:
     return tf.concat([corner, tf.constant([half, half], tf.int32)], axis=0)
 
 
-def random_box(size: int, delta: int, seed) -> tuple[tf.Tensor, tf.Tensor]:
-    """The reference training mask: an S/2 box at a random position, each side shrunk at random.
+def random_box(size: int, delta: int, seed, shrink: str = "independent") -> tuple[tf.Tensor, tf.Tensor]:
+    """The reference training mask: an S/2 box at a random position, its sides shrunk at random.
 
-    Each of the four sides moves inwards by its own uniform integer in `[0, delta // 2]`, so the
-    hole's height and width lie in `[S/2 - 2 * (delta // 2), S/2]`.
+    `shrink="independent"`: each of the four sides moves inwards by its own uniform integer in
+    `[0, delta // 2]`, so the hole's height and width lie in `[S/2 - 2 * (delta // 2), S/2]`.
+    `shrink="reference"` (the authors' masks): one uniform integer in `[0, delta // 2 + 1]` per
+    axis moves both of its sides, so the hole stays centred on the box (0..17 pixels a side at
+    delta 32).
 
     Args:
         size: image side `S`, a multiple of 4.
-        delta: the reference recipe's `delta` (32 at 256²); must be smaller than S/2 so that the
-            hole never vanishes.
+        delta: the reference recipe's `delta` (32 at 256²); see `check_box_delta` for its range.
         seed: shape-[2] integer tensor, a stateless random seed.
+        shrink: "independent" or "reference".
 
     Returns:
         `(mask [S, S, 1] float32, bbox [4] int32)`; the bbox is the unshrunk box, so it covers the
@@ -147,12 +162,19 @@ def random_box(size: int, delta: int, seed) -> tuple[tf.Tensor, tf.Tensor]:
     >>> bbox.numpy()[2:].tolist()
     [32, 32]
     """
-    check_box_delta(size, delta)
+    if shrink not in ("independent", "reference"):
+        raise UserError(f"unknown mask shrink {shrink!r}; expected 'independent' or 'reference'")
+    check_box_delta(size, delta, shrink)
     box_seed, shrink_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     bbox = random_bbox(size, box_seed)
     top, left, height, width = tf.unstack(bbox)
-    shrink = tf.random.stateless_uniform([4], seed=shrink_seed, minval=0, maxval=delta // 2 + 1, dtype=tf.int32)
-    mask = _box_mask(size, top + shrink[0], left + shrink[1], top + height - shrink[2], left + width - shrink[3])
+    most = max_box_shrink(delta, shrink)
+    if shrink == "reference":
+        rows, cols = tf.unstack(tf.random.stateless_uniform([2], seed=shrink_seed, minval=0, maxval=most + 1, dtype=tf.int32))
+        sides = (rows, cols, rows, cols)
+    else:
+        sides = tf.unstack(tf.random.stateless_uniform([4], seed=shrink_seed, minval=0, maxval=most + 1, dtype=tf.int32))
+    mask = _box_mask(size, top + sides[0], left + sides[1], top + height - sides[2], left + width - sides[3])
     return mask, bbox
 
 
@@ -373,6 +395,7 @@ class MaskSettings:
 
     Args:
         delta: the random box's shrink parameter (`random_box`).
+        shrink: how the random box shrinks, "independent" or "reference" (`random_box`).
         files: mask files (`file`), used in order, cycling, when `ordered`, else picked at random.
         invert: mask files mark holes with 0.
         from_alpha: read the holes from the mask files' alpha channel.
@@ -380,6 +403,7 @@ class MaskSettings:
     """
 
     delta: int = 32
+    shrink: str = "independent"
     files: tuple[str, ...] = ()
     invert: bool = False
     from_alpha: bool = False
@@ -408,8 +432,8 @@ def _center_box_kind(size: int, settings: MaskSettings) -> MaskMake:
 
 @mask_kind("random_box")
 def _random_box_kind(size: int, settings: MaskSettings) -> MaskMake:
-    check_box_delta(size, settings.delta)
-    return lambda index, seed: random_box(size, settings.delta, seed)
+    check_box_delta(size, settings.delta, settings.shrink)
+    return lambda index, seed: random_box(size, settings.delta, seed, settings.shrink)
 
 
 @mask_kind("free_form")

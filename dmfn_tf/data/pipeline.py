@@ -337,7 +337,7 @@ def _mask_maker(data_cfg: DataConfig, kind: str, image_size: int, ordered: bool)
             raise UserError("data.mask_path is empty: set it to a folder or list of mask images (mask 'file')")
         files = tuple(_usable_mask_files(data_cfg))
     settings = masks.MaskSettings(
-        delta=data_cfg.mask_delta, files=files, invert=data_cfg.invert_mask,
+        delta=data_cfg.mask_delta, shrink=data_cfg.mask_shrink, files=files, invert=data_cfg.invert_mask,
         from_alpha=data_cfg.mask_from_alpha, ordered=ordered,
     )
     return masks.mask_maker(kind, image_size, settings)

@@ -63,7 +63,9 @@ from dmfn_tf.config import ExperimentConfig, LossConfig, TrainConfig
 from dmfn_tf.models.discriminator import build_discriminator
 from dmfn_tf.inpainting import composite, generator_input
 from dmfn_tf.models.generator import build_generator
+from dmfn_tf.models.initializers import initialize
 from dmfn_tf.models.perceptual import build_perceptual_network
+from dmfn_tf.training.optimizers import make_adam
 
 # Metric names logged by `fit`: one Mean per loss term (named as in `losses.GENERATOR_LOSS_TERMS`), the
 # weighted generator total, the discriminator loss, and "psnr" of the composite in dB.
@@ -365,19 +367,24 @@ def learning_rate_schedule(train_cfg: TrainConfig):
 
 
 def make_optimizer(train_cfg: TrainConfig, name: str):
-    """Adam(schedule, beta_1, beta_2) of the configuration; loss-scaled under a `mixed_float16` policy.
+    """Adam(schedule, beta_1, beta_2, epsilon) of the configuration; loss-scaled under `mixed_float16`.
+
+    Epsilon is placed by `train.adam_epsilon_convention` (`dmfn_tf.training.optimizers.make_adam`).
 
     Args:
         train_cfg: the `train` section of the configuration.
         name: the optimizer's name (e.g. "generator_adam"); names its variables in checkpoints.
 
     Returns:
-        A `keras.optimizers.Adam`, or a `keras.optimizers.LossScaleOptimizer` wrapping one.
+        A `keras.optimizers.Adam` (or its `TorchAdam` subclass), or a
+        `keras.optimizers.LossScaleOptimizer` wrapping one.
     """
-    optimizer = keras.optimizers.Adam(
-        learning_rate=learning_rate_schedule(train_cfg),
-        beta_1=train_cfg.beta_1,
-        beta_2=train_cfg.beta_2,
+    optimizer = make_adam(
+        learning_rate_schedule(train_cfg),
+        train_cfg.beta_1,
+        train_cfg.beta_2,
+        train_cfg.adam_epsilon,
+        train_cfg.adam_epsilon_convention,
         name=name,
     )
     if keras.mixed_precision.global_policy().name == "mixed_float16":
@@ -390,7 +397,8 @@ def build_trainer(cfg: ExperimentConfig, strategy: tf.distribute.Strategy | None
 
     Args:
         cfg: the experiment configuration (`model`, `perceptual`, `loss` and `train` sections are used;
-            `train.sync_batchnorm` selects synchronised BatchNorm in the discriminator).
+            `train.sync_batchnorm` selects synchronised BatchNorm in the discriminator, `model.init`
+            the initialisation).
         strategy: a `tf.distribute.Strategy` (see `dmfn_tf.training.distribute.make_strategy`);
             `None` uses the current one (the default strategy outside any scope).
 
@@ -409,6 +417,8 @@ def build_trainer(cfg: ExperimentConfig, strategy: tf.distribute.Strategy | None
     with strategy.scope():
         generator = build_generator(**cfg.model.generator_kwargs())
         discriminator = build_discriminator(**cfg.model.discriminator_kwargs(), sync_batchnorm=cfg.train.sync_batchnorm)
+        initialize(generator, cfg.model.init, seed=cfg.train.seed)
+        initialize(discriminator, cfg.model.init, seed=cfg.train.seed + 1)
         perceptual = build_perceptual_network(
             cfg.perceptual.weights, cfg.perceptual.preprocessing, network=cfg.perceptual.network
         )
