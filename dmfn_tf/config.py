@@ -15,13 +15,17 @@ generator = build_generator(**cfg.model.generator_kwargs())
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import reprlib
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from dmfn_tf.atomic_files import write_text_atomically
 from dmfn_tf.errors import ConfigError
 
 BLOCK_VARIANTS = ("paper", "official")
@@ -30,11 +34,40 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DATA_SOURCES = ("folder", "list", "tfds")
 CROP_MODES = ("random", "center")
-MASK_KINDS = ("center_box", "random_box", "free_form", "file")
 PERCEPTUAL_NETWORKS = ("vgg19", "lpips_vgg16")
-PERCEPTUAL_PREPROCESSING = ("auto", "caffe", "torch")
+PERCEPTUAL_PREPROCESSING = ("auto", "caffe", "torch", "torch_authors_bug")
+# `model.init`: the builders' Keras initialisers, or the authors' (dmfn_tf.models.initializers).
+MODEL_INITS = ("keras", "reference")
+# `model.batchnorm_variance`: the batch variance the discriminator's moving variance averages.
+BATCHNORM_VARIANCES = ("unbiased", "biased")
+# `train.adam_epsilon_convention`: epsilon added to sqrt(v_hat) (PyTorch) or to sqrt(v) (Keras).
+ADAM_EPSILON_CONVENTIONS = ("pytorch", "keras")
+# `data.mask_shrink`: how a random box shrinks (dmfn_tf.data.masks.random_box).
+MASK_SHRINKS = ("independent", "reference")
+# Configuration files are a few hundred bytes; the cap bounds parsing time and memory for any file.
+MAX_CONFIG_BYTES = 16 * 1024
+# Deepest nesting of YAML collections accepted (configurations use 2 or 3 levels).
+_MAX_YAML_NESTING = 32
+# Integers must fit TensorFlow's int64 (steps, seeds and sizes become int64 tensors).
+_INT64_RANGE = (-(2**63), 2**63 - 1)
+# Random seeds: NumPy's legacy seeding (`keras.utils.set_random_seed`) takes 32-bit values.
+_SEED_RANGE = (0, 2**32 - 1)
+# Error messages show at most this much of a value.
+_SHOWN = reprlib.Repr()  # (keyword arguments need Python 3.12)
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxlevel = 80, 80, 40, 8, 8, 3
 
 
+def _check_finite(section, where: str) -> None:
+    """Every float field of a config dataclass is a finite number (NaN and infinities are refused)."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}.{f.name}: must be a finite number, got {value!r}")
+
+
+def _require(condition: bool, where: str, name: str, expected: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"{where}.{name}: must be {expected}, got {_SHOWN.repr(value)}")
 
 
 @dataclass
@@ -49,8 +82,19 @@ class ModelConfig:
     # Base width of the discriminator; 0 means `nf`, as in the reference. Its feature-matching
     # weights are 1000 / C² of its widths, so a narrow D (small nf) weighs that loss much more.
     discriminator_nf: int = 0
+    # "reference": the authors' initialisation (SPEC §6); "keras": the builders' own.
+    init: str = "keras"
+    # "unbiased" (PyTorch's n/(n-1), the authors') or "biased" (Keras') batch variance in D's moving average.
+    batchnorm_variance: str = "unbiased"
 
     def validate(self, where: str = "model") -> None:
+        _check_finite(self, where)
+        if self.init not in MODEL_INITS:
+            raise ConfigError(f"{where}.init: unknown initialisation {self.init!r}; expected one of {MODEL_INITS}")
+        if self.batchnorm_variance not in BATCHNORM_VARIANCES:
+            raise ConfigError(
+                f"{where}.batchnorm_variance: unknown value {self.batchnorm_variance!r}; expected one of {BATCHNORM_VARIANCES}"
+            )
         if self.block not in BLOCK_VARIANTS:
             raise ConfigError(f"{where}.block: unknown block variant {self.block!r}; expected one of {BLOCK_VARIANTS}")
         if self.nf <= 0:
@@ -68,7 +112,12 @@ class ModelConfig:
         return {"nf": self.nf, "n_blocks": self.n_blocks, "block": self.block}
 
     def discriminator_kwargs(self) -> dict:
-        return {"nf": self.discriminator_nf or self.nf, "image_size": self.image_size, "spectral_norm": self.spectral_norm}
+        return {
+            "nf": self.discriminator_nf or self.nf,
+            "image_size": self.image_size,
+            "spectral_norm": self.spectral_norm,
+            "unbiased_variance": self.batchnorm_variance == "unbiased",
+        }
 
 
 @dataclass
@@ -78,6 +127,8 @@ class PerceptualConfig:
     `weights`: "imagenet" (Keras download, cached), "none" (random: tests only, loudly warned), or a
     path to a local weights file. `preprocessing`: "auto" picks caffe for Keras ImageNet weights and
     torch for everything else; set it explicitly for a local file of torchvision-trained weights.
+    "torch_authors_bug" reproduces the authors' wrong normalisation (SPEC §4), only for fine-tuning
+    their checkpoints under their exact loss.
     """
 
     network: str = "vgg19"
@@ -85,6 +136,7 @@ class PerceptualConfig:
     preprocessing: str = "auto"
 
     def validate(self, where: str = "perceptual") -> None:
+        _check_finite(self, where)
         if self.network not in PERCEPTUAL_NETWORKS:
             raise ConfigError(f"{where}.network: unknown network {self.network!r}; expected one of {PERCEPTUAL_NETWORKS}")
         if self.preprocessing not in PERCEPTUAL_PREPROCESSING:
@@ -95,8 +147,7 @@ class PerceptualConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the generator objective (SPEC §5):
-    L = L_mae + lambda_vgg (L_self + L_fm_vgg) + eta_dis_fm L_fm_dis + mu_adv L_adv + gamma_align L_align."""
+    """Weights of the generator objective; `dmfn_tf.models.losses.generator_total_loss` says which term each weighs."""
 
     lambda_vgg: float = 25.0
     eta_dis_fm: float = 5.0
@@ -105,11 +156,11 @@ class LossConfig:
     guidance: str = "minmax"
 
     def validate(self, where: str = "loss") -> None:
+        _check_finite(self, where)
         if self.guidance not in GUIDANCE_MODES:
             raise ConfigError(f"{where}.guidance: unknown mode {self.guidance!r}; expected one of {GUIDANCE_MODES}")
         for name in ("lambda_vgg", "eta_dis_fm", "mu_adv", "gamma_align"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
+            _require(getattr(self, name) >= 0, where, name, ">= 0", getattr(self, name))
 
 
 @dataclass
@@ -120,7 +171,7 @@ class TrainConfig:
     learning_rate: float = 2e-4
     beta_1: float = 0.5
     beta_2: float = 0.999
-    lr_decay_steps: list = field(default_factory=lambda: [50000, 75000])
+    lr_decay_steps: list[int] = field(default_factory=lambda: [50000, 75000])
     lr_decay_factor: float = 0.5
     total_steps: int = 100000
     steps_per_epoch: int = 1000
@@ -130,26 +181,41 @@ class TrainConfig:
     strategy: str = "default"
     sync_batchnorm: bool = False
     deterministic: bool = False
+    # Adam's epsilon for both optimizers, on the scale `adam_epsilon_convention` names: "pytorch"
+    # adds it to sqrt(v_hat) as the authors' run did, "keras" to sqrt(v) (dmfn_tf.training.optimizers).
+    adam_epsilon: float = 1e-8
+    adam_epsilon_convention: str = "pytorch"
     # Keras dtype policy: mixed_float16 (GPUs, with loss scaling) or mixed_bfloat16 (TPUs, recent GPUs
     # and CPUs with AVX512_BF16); losses and metrics are computed in float32 either way.
     precision: str = "float32"
     # Reconstruction warm-up: the first `warmup_steps` generator updates give the discriminator
-    # terms (dis_fm, adv) zero weight; D still trains on the same batches.
+    # terms (dis_fm, adv_g) zero weight; D still trains on the same batches.
     warmup_steps: int = 0
 
     def validate(self, where: str = "train") -> None:
-        if self.warmup_steps < 0:
-            raise ConfigError(f"{where}.warmup_steps: must be >= 0, got {self.warmup_steps}")
-        if self.batch_size <= 0:
-            raise ConfigError(f"{where}.batch_size: must be positive, got {self.batch_size}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"{where}.learning_rate: must be positive, got {self.learning_rate}")
+        _check_finite(self, where)
+        for name in ("batch_size", "total_steps", "steps_per_epoch", "checkpoint_every", "image_log_every"):
+            _require(getattr(self, name) >= 1, where, name, "at least 1", getattr(self, name))
+        _require(self.learning_rate > 0, where, "learning_rate", "positive", self.learning_rate)
+        for name in ("beta_1", "beta_2"):
+            _require(0 <= getattr(self, name) < 1, where, name, "in [0, 1)", getattr(self, name))
+        _require(0 < self.lr_decay_factor <= 1, where, "lr_decay_factor", "in (0, 1]", self.lr_decay_factor)
+        _require(_SEED_RANGE[0] <= self.seed <= _SEED_RANGE[1], where, "seed", f"in [0, {_SEED_RANGE[1]}]", self.seed)
+        steps = list(self.lr_decay_steps)
+        _require(all(step >= 1 for step in steps), where, "lr_decay_steps", "steps >= 1", steps)
+        _require(self.warmup_steps >= 0, where, "warmup_steps", ">= 0", self.warmup_steps)
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"{where}.strategy: unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"{where}.precision: unknown policy {self.precision!r}; expected one of {PRECISIONS}")
-        if list(self.lr_decay_steps) != sorted(self.lr_decay_steps):
-            raise ConfigError(f"{where}.lr_decay_steps: must be increasing, got {self.lr_decay_steps}")
+        _require(all(a < b for a, b in zip(steps, steps[1:])), where, "lr_decay_steps", "increasing", steps)
+        if self.adam_epsilon <= 0:
+            raise ConfigError(f"{where}.adam_epsilon: must be positive, got {self.adam_epsilon}")
+        if self.adam_epsilon_convention not in ADAM_EPSILON_CONVENTIONS:
+            raise ConfigError(
+                f"{where}.adam_epsilon_convention: unknown value {self.adam_epsilon_convention!r}; "
+                f"expected one of {ADAM_EPSILON_CONVENTIONS}"
+            )
 
 
 @dataclass
@@ -162,6 +228,8 @@ class DataConfig:
     `check_files` decodes every file once up front to skip bad ones (cached in memory, and across
     runs in `file_check_cache` if set); with it off, undecodable images are dropped as the pipeline
     meets them. `mask_from_alpha` reads mask files' alpha channel; `invert_mask` is for 0 = hole files.
+    `mask` is a kind of the mask registry (`dmfn_tf.data.masks.MASK_KINDS`, checked when the
+    pipeline is built: the registry sits above this module).
     """
 
     source: str = "folder"
@@ -173,6 +241,9 @@ class DataConfig:
     mask: str = "random_box"
     mask_path: str = ""
     mask_delta: int = 32
+    # "independent": each side of a random box shrinks by its own draw in 0..delta/2; "reference":
+    # the authors' one draw in 0..delta/2+1 per axis, for both of its sides.
+    mask_shrink: str = "independent"
     invert_mask: bool = False
     mask_from_alpha: bool = False
     shuffle_buffer: int = 1000
@@ -180,14 +251,15 @@ class DataConfig:
     file_check_cache: str = ""
 
     def validate(self, where: str = "data") -> None:
+        _check_finite(self, where)
         if self.source not in DATA_SOURCES:
             raise ConfigError(f"{where}.source: unknown source {self.source!r}; expected one of {DATA_SOURCES}")
         if self.crop not in CROP_MODES:
             raise ConfigError(f"{where}.crop: unknown crop {self.crop!r}; expected one of {CROP_MODES}")
-        if self.mask not in MASK_KINDS:
-            raise ConfigError(f"{where}.mask: unknown mask kind {self.mask!r}; expected one of {MASK_KINDS}")
         if self.mask == "file" and not self.mask_path:
             raise ConfigError(f"{where}.mask_path: required when mask is 'file'")
+        if self.mask_shrink not in MASK_SHRINKS:
+            raise ConfigError(f"{where}.mask_shrink: unknown value {self.mask_shrink!r}; expected one of {MASK_SHRINKS}")
         if self.mask_delta < 0:
             raise ConfigError(f"{where}.mask_delta: must be >= 0, got {self.mask_delta}")
         if self.shuffle_buffer <= 0:
@@ -210,36 +282,71 @@ class ExperimentConfig:
             section.validate()
 
     def to_dict(self) -> dict:
+        """The nested dict of sections that `config_from_dict` and `save_config` read and write."""
         return dataclasses.asdict(self)
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        """`{dotted key: value}`, e.g. `{"model.nf": 64, ...}`: the keys `apply_overrides` takes."""
+        return _flatten(self.to_dict())
+
+
+def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _type_error(key: str, expected: str, value: Any, source: str) -> ConfigError:
+    return ConfigError(f"{source}: key {key!r} expects {expected}, got {type(value).__name__} {_SHOWN.repr(value)}")
 
 
 def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
-    """Checks `value` against a dataclass field's type, allowing ints where floats are expected."""
-    if isinstance(annotation, str):
-        annotation = {"int": int, "float": float, "str": str, "bool": bool, "list": list}.get(annotation, annotation)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is int and isinstance(value, bool):
-        raise ConfigError(f"{source}: key {key!r} expects int, got bool {value!r}")
-    if annotation in (int, float, str, bool, list) and not isinstance(value, annotation):
-        raise ConfigError(f"{source}: key {key!r} expects {annotation.__name__}, got {type(value).__name__} {value!r}")
+    """Checks `value` against a dataclass field's type: ints where floats are expected become floats,
+    floats must be finite, ints must fit int64, and lists are checked element by element."""
+    if typing.get_origin(annotation) is list:
+        if not isinstance(value, list):
+            raise _type_error(key, "a list", value, source)
+        (element,) = typing.get_args(annotation)
+        return [_coerce(item, element, f"{key}[{index}]", source) for index, item in enumerate(value)]
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(key, "float", value, source)
+        if isinstance(value, int) and not _INT64_RANGE[0] <= value <= _INT64_RANGE[1]:
+            raise ConfigError(f"{source}: key {key!r} must be a finite number, got {_SHOWN.repr(value)}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: key {key!r} must be a finite number, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(key, "int", value, source)
+        if not _INT64_RANGE[0] <= value <= _INT64_RANGE[1]:
+            raise ConfigError(f"{source}: key {key!r} is out of the 64-bit integer range: {_SHOWN.repr(value)}")
+        return value
+    if annotation in (str, bool) and not isinstance(value, annotation):
+        raise _type_error(key, annotation.__name__, value, source)
     return value
 
 
 def _build(cls, values: dict, prefix: str, source: str):
     if not isinstance(values, dict):
-        raise ConfigError(f"{source}: section {prefix.rstrip('.') or 'top level'!r} must be a mapping, got {type(values).__name__}")
+        section = prefix.rstrip(".") or "top level"
+        raise ConfigError(f"{source}: section {section!r} must be a mapping, got {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    unknown = sorted(set(values) - set(fields))
+    unknown = sorted(str(key) for key in values if key not in fields)
     if unknown:
-        names = ", ".join(f"{prefix}{k}" for k in unknown)
+        names = _SHOWN.repr(", ".join(f"{prefix}{k}" for k in unknown)).strip("'")
         raise ConfigError(f"{source}: unknown key(s) {names}; known keys here: {', '.join(sorted(fields))}")
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value or {}, f"{prefix}{name}.", source)
+            kwargs[name] = _build(hint, {} if value is None else value, f"{prefix}{name}.", source)
         else:
             kwargs[name] = _coerce(value, hint, f"{prefix}{name}", source)
     return cls(**kwargs)
@@ -247,7 +354,7 @@ def _build(cls, values: dict, prefix: str, source: str):
 
 def config_from_dict(values: dict, source: str = "<dict>") -> ExperimentConfig:
     """Builds and validates an `ExperimentConfig` from nested dicts (as read from YAML)."""
-    cfg = _build(ExperimentConfig, values or {}, "", source)
+    cfg = _build(ExperimentConfig, {} if values is None else values, "", source)
     try:
         cfg.validate()
     except ConfigError as err:
@@ -255,31 +362,164 @@ def config_from_dict(values: dict, source: str = "<dict>") -> ExperimentConfig:
     return cfg
 
 
-def load_config(path: str | os.PathLike, overrides: dict | None = None) -> ExperimentConfig:
-    """Reads a YAML experiment file. `overrides` is a nested dict merged on top (e.g. from the CLI)."""
+def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Reads a YAML experiment file, then applies `overrides` (dotted keys, see `apply_overrides`).
+
+    Args:
+        path: the YAML file.
+        overrides: e.g. `{"model.nf": 8}` or `parse_overrides(["model.nf=8"])`; errors in them name
+            the file and the command line.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        try:
-            values = yaml.safe_load(f) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the configuration file ({err.strerror or err})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes, too large for a configuration file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    cfg = config_from_dict(_parse_yaml(text, path), source=path)  # an empty file is all defaults
     if overrides:
-        values = _merge(values, overrides)
-    return config_from_dict(values, source=path)
+        cfg = apply_overrides(cfg, overrides, source=f"{path} + command line")
+    return cfg
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors, aliases (`&a`, `*a`) or duplicate keys, with bounded nesting.
+
+    Configurations never need aliases, and nested aliases let a few hundred bytes stand for
+    billions of values; refusing them while composing, and deep `[[[...` while scanning, keeps the
+    parse's time and memory roughly linear in the file's size (itself capped by `MAX_CONFIG_BYTES`).
+    """
+
+    def fetch_flow_collection_start(self, token_class):
+        # The scanner's work grows with the square of the flow nesting depth ("[[[[..."); cap it.
+        if self.flow_level >= _MAX_YAML_NESTING:
+            raise yaml.scanner.ScannerError(
+                None, None, f"nested deeper than {_MAX_YAML_NESTING} levels", self.get_mark()
+            )
+        super().fetch_flow_collection_start(token_class)
+
+    def construct_mapping(self, node, deep=False):
+        # PyYAML keeps the last of two equal keys; a repeated key is a mistake to report instead.
+        mapping = super().construct_mapping(node, deep=deep)
+        if len(mapping) < len(node.value):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return mapping
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not accepted", event.start_mark
+            )
+        # Block nesting ("- - - ...") recurses here; stop long before Python's recursion limit.
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > _MAX_YAML_NESTING:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {_MAX_YAML_NESTING} levels", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """`text` parsed as YAML with `_NoAliasLoader`; any failure is a one-line `ConfigError` naming `source`."""
+    loader = _NoAliasLoader(text)
+    loader.name = source  # positions in error messages name the file, not "<unicode string>"
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(err).split())}") from None
+    finally:
+        loader.dispose()
+
+
+def parse_overrides(assignments: Iterable[str] | None) -> dict[str, Any]:
+    """Turns `--set` arguments such as `["model.nf=8", "train.lr_decay_steps=[10, 20]"]` into dotted overrides.
+
+    Values are read as YAML (`8` is an int, `true` a bool, `[10, 20]` a list), so `apply_overrides`
+    checks them against the configuration's types exactly like values in the file.
+
+    Args:
+        assignments: the `--set` arguments, each `dotted.key=value`.
+
+    Returns:
+        `{dotted key: value}`, in the order given (a later assignment of a key wins).
+
+    Example:
+
+    >>> parse_overrides(["model.nf=8", "data.crop=center"])
+    {'model.nf': 8, 'data.crop': 'center'}
+    """
+    overrides: dict[str, Any] = {}
+    for assignment in assignments or []:
+        key, separator, text = assignment.partition("=")
+        key = key.strip()
+        if not separator or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set expects key=value with a dotted key such as model.nf=8, got {assignment!r}")
+        overrides[key] = _parse_yaml(text, f"--set {key}")
+    return overrides
+
+
+def apply_overrides(
+    cfg: ExperimentConfig, overrides: Mapping[str, Any], source: str = "command line"
+) -> ExperimentConfig:
+    """`cfg` with each dotted key of `overrides` replaced, checked and validated like a value in a file.
+
+    This is where the command line (`--set`, `--data`, `--steps`, `--strategy`) reaches the
+    configuration, so that the configuration a run records is the one it uses.
+
+    Args:
+        cfg: a loaded configuration (left unchanged).
+        overrides: `{dotted key: value}`, e.g. `{"data.path": "photos/", "train.total_steps": 20}`.
+        source: what errors name as the origin of the values.
+
+    Returns:
+        A new, validated `ExperimentConfig`.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type or out of range (naming key and source).
+
+    Example:
+
+    >>> apply_overrides(ExperimentConfig(), {"model.nf": 8, "train.strategy": "mirrored"}).train.strategy
+    'mirrored'
+    """
+    values = cfg.to_dict()
+    # A mapping value (`--set 'model={nf: 8}'`) sets its keys, not the whole section.
+    overrides = {
+        f"{key}.{inner}" if isinstance(value, dict) else key: inner_value
+        for key, value in overrides.items()
+        for inner, inner_value in (_flatten(value).items() if isinstance(value, dict) else [(None, value)])
+    }
+    for key, value in overrides.items():
+        *sections, leaf = key.split(".")
+        node = values
+        for depth, section in enumerate(sections):
+            child = node.setdefault(section, {})
+            if not isinstance(child, dict):
+                where = ".".join(sections[: depth + 1])
+                raise ConfigError(f"{source}: key {key!r}: {where!r} is a value, not a section")
+            node = child
+        node[leaf] = value
+    return config_from_dict(values, source=source)
 
 
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+    """Writes `cfg` as YAML that `load_config` reads back to an equal configuration (atomically)."""
+    write_text_atomically(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,10 +1,9 @@
 """Inpainting single images of any size with a trained generator, and reading user images and masks.
 
-`inpaint` takes a uint8 RGB image and a {0, 1} mask (1 = hole) of any height and width. The
-generator needs sides that are multiples of 4 (two stride-2 stages), so the image and the mask are
-padded at the bottom and on the right by reflection (repeated if the image is smaller than the
-padding), the generator runs once on the whole padded image, the result is cropped back, and
-every known pixel of the output is the input's pixel, bit for bit.
+`inpaint` takes a uint8 RGB image and a mask (1 = hole) of any height and width and applies the
+package's inpainting contract (`dmfn_tf.inpainting`: mask rule, reflection padding to multiples of
+4, generator input, crop, composite): the generator runs once on the whole image, and every known
+pixel of the output is the input's pixel, bit for bit.
 
 Memory: a forward pass keeps several full-resolution feature maps of `nf` channels alive. Measured
 on CPU with the default generator (nf 64, 8 blocks, float32): peak memory grows by about 5 KiB per
@@ -36,8 +35,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dmfn_tf.errors import UserError
 
-# Sides of the generator's input must be multiples of this (two stride-2 stages).
-SIZE_MULTIPLE = 4
 DEFAULT_MAX_PIXELS = 1024 * 1024
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
@@ -71,44 +68,14 @@ def check_pixel_budget(height: int, width: int, max_pixels: int, source: str = "
         )
 
 
-def reflect_indices(size: int, padded_size: int) -> np.ndarray:
-    """Source indices of a reflection padding of an axis of `size` to `padded_size` (at the end).
-
-    The reflection excludes the edge pixel (`[a b c] -> [a b c b a b c ...]`) and repeats when the
-    padding is longer than the axis; an axis of length 1 repeats its pixel. The SavedModel export
-    computes the same indices in the graph.
-
-    Args:
-        size: length of the axis, at least 1.
-        padded_size: length after padding, at least `size`.
-    """
-    period = max(2 * (size - 1), 1)
-    phase = np.arange(padded_size) % period
-    return np.where(phase < size, phase, period - phase)
-
-
-def padded_size(size: int) -> int:
-    """The smallest multiple of `SIZE_MULTIPLE` that is at least `size`."""
-    return -(-size // SIZE_MULTIPLE) * SIZE_MULTIPLE
-
-
-def to_model_range(image_uint8: np.ndarray) -> np.ndarray:
-    """uint8 [0, 255] -> float32 [-1, 1]."""
-    return image_uint8.astype(np.float32) / 127.5 - 1.0
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """float [-1, 1] -> uint8, rounding half to even (as `tf.round` does) and clipping."""
-    return np.clip(np.round((np.asarray(image, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def inpaint(generator, image: np.ndarray, mask: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Fills the holes of one image of any size.
 
     Args:
         generator: a DMFN generator (`build_generator` or `dmfn_tf.model_io.load_generator`).
         image: uint8 `[H, W, 3]` RGB.
-        mask: `[H, W, 1]` or `[H, W]`, 1 (or anything > 0.5) = hole, 0 = known.
+        mask: `[H, W, 1]` or `[H, W]`, 1 = hole, 0 = known (0/255 masks too; see
+            `dmfn_tf.inpainting.binarise_mask`).
         max_pixels: refuse images with more pixels than this (`PixelBudgetError`).
 
     Returns:
@@ -133,17 +100,13 @@ def inpaint(generator, image: np.ndarray, mask: np.ndarray, max_pixels: int = DE
         raise MaskMismatchError(f"mask of shape {mask.shape} does not fit an image of shape {image.shape}")
     height, width = image.shape[:2]
     check_pixel_budget(height, width, max_pixels)
-    hole = mask > 0.5
+    # Imported here: TensorFlow loads only when an image is inpainted, not when the CLI starts.
+    from dmfn_tf.inpainting import binarise_mask, inpaint_uint8
+
+    hole = np.asarray(binarise_mask(mask[None]))[0]
     if not hole.any():
         return image.copy()
-
-    rows = reflect_indices(height, padded_size(height))
-    cols = reflect_indices(width, padded_size(width))
-    padded_image = to_model_range(image)[rows][:, cols]
-    padded_mask = hole.astype(np.float32)[rows][:, cols]
-    generator_input = np.concatenate([padded_image * (1.0 - padded_mask), padded_mask], axis=-1)
-    raw = np.asarray(generator(generator_input[None], training=False))[0, :height, :width]
-    return np.where(hole, to_uint8(raw), image)
+    return np.asarray(inpaint_uint8(generator, image[None], hole[None]))[0]
 
 
 def _open(path: str, what: str) -> Image.Image:

@@ -3,6 +3,8 @@
 - `InstanceNormalization`: per sample and channel over H, W, biased variance, no learned scale or
   offset (SPEC §2). Equal to `keras.layers.GroupNormalization(groups=-1, center=False,
   scale=False, epsilon=1e-5)`, written out so that its epsilon cannot silently fall back to 1e-3.
+- `BatchNormalization`: Keras' layer whose moving variance can average the unbiased batch
+  variance, as PyTorch's `BatchNorm2d` does (the discriminator's, SPEC §6).
 - `PaddedConv2D`: symmetric zero padding of `dilation * (k - 1) / 2` followed by a VALID
   convolution, as the reference code does. Keras `padding="same"` with stride 2 pads 0 before and 1
   after, which shifts every feature map by half a pixel and breaks weight compatibility.
@@ -96,6 +98,75 @@ class InstanceNormalization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="dmfn_tf")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` whose moving variance can follow PyTorch's rule.
+
+    In training, both frameworks normalise with the biased batch variance (divided by the number
+    `n` of values per channel), but PyTorch's running average takes the unbiased one,
+    `n / (n - 1)` times larger (1.03 for the 4x4 maps of a batch of two). With
+    `unbiased_variance=True` the moving variance is updated that way, so it holds the numbers a
+    PyTorch model trained on the same batches would, and eval-mode outputs and converted
+    checkpoints agree. Normalisation in training is unchanged. Under `synchronized=True`, `n` is
+    counted over all replicas.
+
+    Args:
+        unbiased_variance: average the unbiased batch variance (PyTorch) instead of the biased
+            one (Keras). Not combinable with `renorm` or masked inputs.
+        **kwargs: any `keras.layers.BatchNormalization` argument.
+
+    Example:
+
+    >>> norm = BatchNormalization(momentum=0.0, epsilon=1e-5)
+    >>> _ = norm(keras.ops.convert_to_tensor([[0.0], [2.0]]), training=True)
+    >>> float(norm.moving_variance.numpy()[0])  # the unbiased variance of (0, 2); Keras' would be 1
+    2.0
+    """
+
+    def __init__(self, unbiased_variance: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if unbiased_variance and self.renorm:
+            raise ValueError("BatchNormalization: unbiased_variance does not support renorm")
+        self.unbiased_variance = unbiased_variance
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable and self.unbiased_variance):
+            return super().call(inputs, training=training, mask=mask)
+        if mask is not None:
+            raise ValueError("BatchNormalization: unbiased_variance does not support masked inputs")
+        # As Keras' layer: statistics in float32 at least, whatever the input dtype.
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        mean, variance = self._moments(x, None)
+        count = self._values_per_channel(x)
+        unbiased = variance * (count / ops.maximum(count - 1.0, 1.0))
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            ops.cast(self.moving_variance, x.dtype) * self.momentum + unbiased * (1.0 - self.momentum)
+        )
+        outputs = ops.batch_normalization(
+            x=x,
+            mean=mean,
+            variance=variance,
+            axis=self.axis,
+            offset=ops.cast(self.beta, x.dtype) if self.center else None,
+            scale=ops.cast(self.gamma, x.dtype) if self.scale else None,
+            epsilon=self.epsilon,
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _values_per_channel(self, x):
+        """`n`: the number of values each channel's batch statistics average, over all replicas when synchronised."""
+        shape = ops.shape(x)
+        count = ops.cast(functools.reduce(lambda a, b: a * b, [shape[axis] for axis in self._reduction_axes]), x.dtype)
+        context = tf.distribute.get_replica_context()
+        if self.synchronized and context is not None:
+            count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+        return count
+
+    def get_config(self):
+        return {**super().get_config(), "unbiased_variance": self.unbiased_variance}
 
 
 @keras.saving.register_keras_serializable(package="dmfn_tf")

@@ -1,17 +1,21 @@
-"""Loading a trained generator from whatever a user points at.
+"""Generator files: loading a generator from whatever a user points at, and saving one safely.
 
-Accepted: a `.keras` generator file, a training run directory (its `generator.keras`), or one of
-the authors' generator checkpoints (`.pth`/`.pt`, or `.npz` with the same tensor names), read by
-`dmfn_tf.convert` without PyTorch and mapped onto a generator of the checkpoint's shape.
+Loading (`load_generator`) accepts a `.keras` generator file, a directory holding `GENERATOR_FILE`
+(a training run or a conversion's output), or one of the authors' generator checkpoints
+(`.pth`/`.pt`, or `.npz` with the same tensor names), read by `dmfn_tf.convert.reference` without
+PyTorch and mapped onto a generator of the checkpoint's shape. Saving (`save_model_atomically`)
+replaces a `.keras` file only once the new one is complete.
 """
 
 from __future__ import annotations
 
 import os
 
+from dmfn_tf.atomic_files import atomic_path
 from dmfn_tf.errors import UserError
 
-RUN_DIRECTORY_GENERATOR = "generator.keras"
+# The generator file of a training run or conversion directory.
+GENERATOR_FILE = "generator.keras"
 REFERENCE_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".npz")
 
 
@@ -28,9 +32,9 @@ def resolve_generator_path(path: str) -> str:
     if not os.path.exists(path):
         raise ModelLoadError(f"{path}: no such model file or run directory")
     if os.path.isdir(path):
-        candidate = os.path.join(path, RUN_DIRECTORY_GENERATOR)
+        candidate = os.path.join(path, GENERATOR_FILE)
         if not os.path.isfile(candidate):
-            raise ModelLoadError(f"{path}: a run directory must contain {RUN_DIRECTORY_GENERATOR}, this one does not")
+            raise ModelLoadError(f"{path}: a run directory must contain {GENERATOR_FILE}, this one does not")
         return candidate
     suffix = os.path.splitext(path)[1].lower()
     if suffix != ".keras" and suffix not in REFERENCE_CHECKPOINT_SUFFIXES:
@@ -77,7 +81,7 @@ def load_generator(path: str):
     import dmfn_tf.models.generator  # noqa: F401  (registers the custom layers with Keras)
 
     if source.lower().endswith(REFERENCE_CHECKPOINT_SUFFIXES):
-        from dmfn_tf.convert import load_generator_from_reference
+        from dmfn_tf.convert.reference import load_generator_from_reference
 
         return _check_is_generator(load_generator_from_reference(source), source)
     try:
@@ -86,3 +90,28 @@ def load_generator(path: str):
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelLoadError(f"{source}: not a loadable Keras model file ({reason[:300]})") from None
     return _check_is_generator(model, source)
+
+
+def save_model_atomically(model, path: str | os.PathLike) -> None:
+    """Saves a Keras model as a `.keras` file, replacing `path` only once the new file is complete.
+
+    Args:
+        model: the `keras.Model` to save.
+        path: the destination, ending in `.keras`.
+
+    Example:
+
+    ```python
+    save_model_atomically(trainer.generator, "runs/tiny/generator.keras")
+    generator = load_generator("runs/tiny")
+    ```
+    """
+    if not os.fspath(path).endswith(".keras"):
+        raise ValueError(f"a Keras model file must end in .keras, got {path}")
+    with atomic_path(path, suffix=".keras") as temporary:
+        model.save(temporary)
+
+
+def default_model_path() -> str | None:
+    """The generator commands use when no model is named; None until a pretrained model ships with the package."""
+    return None

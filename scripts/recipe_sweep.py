@@ -16,12 +16,13 @@ Usage:
 ```bash
 python scripts/recipe_sweep.py --config configs/demo.yaml --data ~/data/photo_corpus/train128 \
     --corpus ~/data/photo_corpus --out ~/runs/sweep_base --steps 3000 --eval-every 250 \
-    [--set train.warmup_steps=500] [--init reference] [--protocols p128 p256] [--resume]
+    [--set train.warmup_steps=500] [--set model.init=reference] [--protocols p128 p256] [--resume]
 python scripts/recipe_sweep.py --baselines-only --corpus ~/data/photo_corpus --protocols p128 p256
 ```
 
-`--init reference` re-initialises every convolution kernel of G and D from N(0, 0.02) and every
-bias to 0 before the first step (the authors' initialisation), without changing the library.
+The sweep of docs/training_on_cpu.md ran before `model.init` existed: its `--init reference` set every
+kernel of G and D (transposed convolutions and Dense layers included) to N(0, 0.02) and every bias
+to 0 before the first step; `model.init: reference` now does the authors' initialisation exactly.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+# Protocol -> (validation folder, image side, hole side); the hole is centred, half the side.
 PROTOCOLS = {"p128": ("val128", 128, 64), "p256": ("val256", 256, 128)}
 METRICS = ("lpips", "psnr", "ssim", "l1")
 BASELINES = ("telea", "ns", "biharmonic")
@@ -54,8 +56,8 @@ class Validator:
     """Scores inpainting functions on the validation protocols (composite, centred hole)."""
 
     def __init__(self, corpus: Path, protocols):
+        from dmfn_tf.data.masks import center_box
         from dmfn_tf.evaluation.lpips import LPIPS
-        from dmfn_tf.evaluation.report import center_mask
 
         self.corpus = corpus
         self.lpips = LPIPS("alex")
@@ -63,13 +65,13 @@ class Validator:
         for name in protocols:
             folder, size, hole = PROTOCOLS[name]
             files, images = load_folder(corpus / folder)
-            self.sets[name] = (files, images, center_mask(size, hole))
+            self.sets[name] = (files, images, center_box(size)[0].numpy())
 
     def score(self, inpaint_fn) -> dict[str, dict[str, np.ndarray]]:
         """protocol -> metric -> per-image values."""
-        from dmfn_tf.evaluation.report import evaluate
+        from dmfn_tf.evaluation.report import score
 
-        return {name: evaluate(inpaint_fn, images, mask, lpips_metric=self.lpips)
+        return {name: score(inpaint_fn, images, mask, lpips_metric=self.lpips)
                 for name, (_, images, mask) in self.sets.items()}
 
     def score_generator(self, generator) -> dict[str, dict[str, float]]:
@@ -81,7 +83,7 @@ class Validator:
     def baselines(self) -> dict[str, dict[str, dict[str, float]]]:
         """protocol -> baseline -> metric -> mean, cached beside the corpus."""
         from dmfn_tf.evaluation.baselines import BASELINES as FUNCTIONS
-        from dmfn_tf.evaluation.report import baseline_inpaint_fn, evaluate
+        from dmfn_tf.evaluation.report import baseline_inpaint_fn, score
 
         result = {}
         for name, (files, images, mask) in self.sets.items():
@@ -91,7 +93,7 @@ class Validator:
                 continue
             means = {}
             for baseline in BASELINES:
-                scores = evaluate(baseline_inpaint_fn(FUNCTIONS[baseline]), images, mask, lpips_metric=self.lpips)
+                scores = score(baseline_inpaint_fn(FUNCTIONS[baseline]), images, mask, lpips_metric=self.lpips)
                 means[baseline] = {metric: float(np.mean(scores[metric])) for metric in METRICS}
             cache.write_text(json.dumps({"files": files, "means": means}, indent=1))
             result[name] = means
@@ -110,8 +112,9 @@ def last_row(path: Path) -> dict | None:
     return rows[-1] if rows else None
 
 
-def make_curve_callback(generator, validator, every, csv_path: Path, initial_step: int, protocols):
-    """A Keras callback that scores `generator` every `every` global steps and appends to `csv_path`."""
+def make_curve_callback(validator, every: int, csv_path: Path, protocols):
+    """A Keras callback that scores the trainer's generator every `every` global steps (counted by
+    the generator optimizer's iterations, so a resumed run continues its count) and appends to `csv_path`."""
     import keras
 
     previous = last_row(csv_path)
@@ -121,22 +124,21 @@ def make_curve_callback(generator, validator, every, csv_path: Path, initial_ste
     class CurveCallback(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.step = initial_step
             self.wall, self.cpu = offsets
+            self.clock = None
+
+        def on_train_begin(self, logs=None):
             self.clock = (time.perf_counter(), time.process_time())
 
-        def _tick(self):
+        def on_train_batch_end(self, batch, logs=None):
+            step = int(self.model.g_optimizer.iterations.numpy())
+            if step % every:
+                return
             wall, cpu = time.perf_counter(), time.process_time()
             self.wall += wall - self.clock[0]
             self.cpu += cpu - self.clock[1]
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.step += 1
-            if self.step % every:
-                return
-            self._tick()
-            means = validator.score_generator(generator)
-            row = {"step": self.step, "wall_s": round(self.wall, 1), "cpu_s": round(self.cpu, 1)}
+            means = validator.score_generator(self.model.generator)
+            row = {"step": step, "wall_s": round(self.wall, 1), "cpu_s": round(self.cpu, 1)}
             row.update({f"{p}_{m}": round(means[p][m], 5) for p in protocols for m in METRICS})
             new = not csv_path.is_file()
             with open(csv_path, "a", newline="") as handle:
@@ -150,29 +152,15 @@ def make_curve_callback(generator, validator, every, csv_path: Path, initial_ste
     return CurveCallback()
 
 
-def reference_initialise(model, seed: int) -> None:
-    """N(0, 0.02) for every convolution / dense kernel, 0 for their biases (normalisation layers kept)."""
-    import keras
-
-    rng = np.random.default_rng(seed)
-    for variable in model.trainable_variables:
-        leaf = variable.path.rsplit("/", 1)[-1]
-        if leaf == "kernel":
-            variable.assign(rng.normal(0.0, 0.02, variable.shape).astype(keras.backend.standardize_dtype(variable.dtype)))
-        elif leaf == "bias":
-            variable.assign(np.zeros(variable.shape, keras.backend.standardize_dtype(variable.dtype)))
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--data", help="training image folder")
+    parser.add_argument("--data", help="training image folder (data.path)")
     parser.add_argument("--corpus", required=True, help="the corpus root (val128/, val256/)")
     parser.add_argument("--out", help="run folder")
     parser.add_argument("--steps", type=int, help="train.total_steps")
     parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--init", choices=("keras", "reference"), default="keras")
     parser.add_argument("--protocols", nargs="+", default=["p128"], choices=sorted(PROTOCOLS))
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: default)")
@@ -190,50 +178,21 @@ def main(argv=None) -> int:
     if args.baselines_only:
         return 0
 
-    from dmfn_tf.cli.train import parse_overrides
-    from dmfn_tf.config import load_config
+    from dmfn_tf.config import load_config, parse_overrides
     from dmfn_tf.training import run
 
-    cfg = load_config(args.config, parse_overrides(args.set))
+    overrides = parse_overrides(args.set)
+    if args.data:
+        overrides["data.path"] = args.data
+    if args.steps:
+        overrides["train.total_steps"] = args.steps
+    cfg = load_config(args.config, overrides)
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    csv_path = out / "curve.csv"
-    trainers = []
-    build_trainer = run.build_trainer
-
-    def building(config, strategy):
-        trainer = build_trainer(config, strategy)
-        if args.init == "reference":
-            # Restoring a checkpoint afterwards overwrites these on resume.
-            reference_initialise(trainer.generator, config.train.seed)
-            reference_initialise(trainer.discriminator, config.train.seed + 1)
-        trainers.append(trainer)
-        return trainer
-
-    run.build_trainer = building
-
-    callback = None
-
-    import keras
-
-    class CurveProxy(keras.callbacks.Callback):
-        """Builds the curve callback once train() has built (and maybe restored) the trainer."""
-
-        def on_train_begin(self, logs=None):
-            nonlocal callback
-            if callback is None:
-                step = int(trainers[-1].g_optimizer.iterations.numpy())
-                callback = make_curve_callback(trainers[-1].generator, validator, args.eval_every, csv_path, step,
-                                               args.protocols)
-                callback.clock = (time.perf_counter(), time.process_time())
-
-        def on_train_batch_end(self, batch, logs=None):
-            callback.on_train_batch_end(batch, logs)
-
     with open(out / "sweep_args.json", "w") as handle:
         json.dump(vars(args), handle, indent=1)
-    run.train(cfg, out, data_path=args.data, resume=args.resume, max_steps=args.steps, verbose=2,
-              callbacks=[CurveProxy()])
+    callback = make_curve_callback(validator, args.eval_every, out / "curve.csv", args.protocols)
+    run.train(cfg, out, resume=args.resume, verbose=2, callbacks=[callback])
     return 0
 
 

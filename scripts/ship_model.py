@@ -62,13 +62,13 @@ def with_float16_weights(generator, cfg):
 def _tiles(images, masks, outputs):
     from PIL import Image
 
-    from dmfn_tf.evaluation.metrics import to_uint8
+    from dmfn_tf.inpainting import to_uint8
 
     rows = []
     for index in range(len(images)):
         inputs = masks[index] + (1.0 - masks[index]) * images[index]
         tiles = [inputs] + [output[index] for output in outputs] + [images[index]]
-        rows.append([np.asarray(Image.fromarray(to_uint8(t)).resize((TILE, TILE), Image.BICUBIC)) for t in tiles])
+        rows.append([np.asarray(Image.fromarray(np.asarray(to_uint8(t))).resize((TILE, TILE), Image.BICUBIC)) for t in tiles])
     return rows
 
 
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     from dmfn_tf.evaluation.baselines import BASELINES as FUNCTIONS
     from dmfn_tf.evaluation.report import baseline_inpaint_fn, generator_inpaint_fn, render_cases, select_cases
     from dmfn_tf.model_io import load_generator
-    from dmfn_tf.training.checkpoints import save_model_atomically
+    from dmfn_tf.model_io import save_model_atomically
 
     run, corpus_dir = Path(args.run).expanduser(), Path(args.corpus).expanduser()
     cfg = load_config(run / "config.yaml")

@@ -17,8 +17,8 @@ from dmfn_tf.training.checkpoints import (
     is_chief,
     list_checkpoints,
     read_latest,
-    save_model_atomically,
 )
+from dmfn_tf.model_io import save_model_atomically
 
 IMAGE_SIZE = 64
 
@@ -245,3 +245,35 @@ def test_only_the_chief_worker_owns_the_files():
     assert not is_chief(Strategy(resolver("worker", 1, ["worker"])))
     assert is_chief(Strategy(resolver("chief", 0, ["chief", "worker"])))
     assert not is_chief(Strategy(resolver("worker", 0, ["chief", "worker"])))
+
+
+def test_truncated_checkpoint_data_is_a_one_line_checkpoint_error(parts, tmp_path):
+    path = parts.checkpointer(tmp_path).save(step=5)
+    (data_file,) = [name for name in os.listdir(path) if name.startswith("ckpt.data")]
+    full = open(os.path.join(path, data_file), "rb").read()
+    for size in (len(full) // 2, 10):
+        with open(os.path.join(path, data_file), "wb") as f:
+            f.write(full[:size])
+        with pytest.raises(CheckpointError, match="does not match the configured model or is damaged") as raised:
+            parts.checkpointer(tmp_path).restore()
+        assert "\n" not in str(raised.value)
+
+
+def test_temporary_files_of_a_killed_write_are_removed_at_the_next_start(parts, tmp_path):
+    import subprocess
+    import sys
+
+    # A process killed (SIGKILL) inside the pointer's atomic write leaves its temporary file behind.
+    script = (
+        "import os, sys\n"
+        "from dmfn_tf.atomic_files import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as temporary:\n"
+        "    open(temporary, 'w').write('{\"step\": 1, \"chec')\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / checkpoints.LATEST_FILE)],
+                   env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    (stale,) = os.listdir(tmp_path)
+    assert stale.startswith(f".{checkpoints.LATEST_FILE}.tmp-")
+    parts.checkpointer(tmp_path)
+    assert os.listdir(tmp_path) == []

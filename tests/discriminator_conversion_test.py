@@ -237,3 +237,23 @@ def test_spectral_norm_discriminator_has_no_reference_naming():
     discriminator = build_discriminator(nf=4, image_size=64, spectral_norm=True)
     with pytest.raises(UserError, match="spectral-normalised"):
         discriminator_to_reference_state_dict(discriminator)
+
+
+def test_training_updates_running_statistics_as_pytorch_does():
+    # Load, one training-mode call, export: the first stages' running_mean / running_var must be
+    # PyTorch's update 0.9 * old + 0.1 * batch statistic, with the UNBIASED batch variance.
+    state = _random_state(_reference_shapes(4, 64), seed=5)
+    discriminator = build_discriminator(nf=4, image_size=64)
+    load_reference_discriminator_weights(discriminator, state)
+    rng = np.random.default_rng(6)
+    image = rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
+    local = rng.uniform(-1, 1, (2, 3, 32, 32)).astype(np.float32)
+    discriminator([local.transpose(0, 2, 3, 1), image.transpose(0, 2, 3, 1)], training=True)
+    exported = discriminator_to_reference_state_dict(discriminator)
+    for prefix, x in (("global_model.0", image), ("local_fea1", local)):
+        conv = _conv_nchw(x.astype(np.float64), state[f"{prefix}.conv.weight"], state[f"{prefix}.conv.bias"])
+        unbiased = conv.var(axis=(0, 2, 3), ddof=1)
+        np.testing.assert_allclose(exported[f"{prefix}.norm.running_var"], 0.9 * state[f"{prefix}.norm.running_var"] + 0.1 * unbiased, rtol=1e-5)
+        np.testing.assert_allclose(
+            exported[f"{prefix}.norm.running_mean"], 0.9 * state[f"{prefix}.norm.running_mean"] + 0.1 * conv.mean(axis=(0, 2, 3)), rtol=1e-5, atol=1e-6
+        )

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import warnings
 
 import keras
 import numpy as np
@@ -18,10 +17,9 @@ import pytest
 import tensorflow as tf
 
 from dmfn_tf.errors import ConfigError, UserError
-from dmfn_tf.models.perceptual import RandomPerceptualWeightsWarning
 from dmfn_tf.training import distribute
 from dmfn_tf.training.distribute import StrategyError, custom_loop_fit, fit, make_strategy
-from dmfn_tf.training.trainer import TRAIN_METRICS, build_trainer
+from dmfn_tf.training.trainer import TRAIN_METRICS
 
 HELPER = os.path.join(os.path.dirname(__file__), "distribute_helper.py")
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,17 +142,10 @@ class RecordingCallback(keras.callbacks.Callback):
         self.events.append("train_end")
 
 
-def tiny_trainer(seed):
-    keras.utils.set_random_seed(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomPerceptualWeightsWarning)
-        return build_trainer(distribute_helper.tiny_config())
-
-
-def test_custom_loop_matches_keras_fit_and_drives_callbacks_the_same_way():
+def test_custom_loop_matches_keras_fit_and_drives_callbacks_the_same_way(tiny_trainer):
     runs = {}
     for label, train in (("keras", fit), ("custom", custom_loop_fit)):
-        trainer = tiny_trainer(seed=3)
+        trainer = tiny_trainer(seed=3, batch_size=distribute_helper.GLOBAL_BATCH)
         recorder = RecordingCallback()
         history = train(
             trainer, distribute_helper.dataset().repeat(), epochs=3, steps_per_epoch=2, initial_epoch=1,

@@ -13,16 +13,17 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from dmfn_tf import build_generator
 from dmfn_tf.cli import main
+from dmfn_tf.data.pipeline import crop_and_resize
+from dmfn_tf.inpainting import to_uint8
 from dmfn_tf.evaluation.baselines import BASELINES
-from dmfn_tf.evaluation.lpips_weights import LPIPSWeightsError, load_lpips_checkpoint
+from dmfn_tf.models.lpips_weights import LPIPSWeightsError, load_lpips_checkpoint
 from dmfn_tf.evaluation.report import (
     EvaluationInputError,
     baseline_inpaint_fn,
     case_grid,
-    center_mask,
-    evaluate,
     generator_inpaint_fn,
     markdown_table,
+    score,
     select_cases,
     summarize,
 )
@@ -35,10 +36,13 @@ def _photos(size: int = 64) -> np.ndarray:
                      for name in SAMPLE_PHOTOS])
 
 
-def test_center_mask_is_the_protocol_hole():
-    mask = center_mask(256)
-    assert mask.shape == (256, 256, 1)
-    assert mask[64:192, 64:192].min() == 1.0 and mask.sum() == 128 * 128
+def center_mask(size, hole=None):
+    """A centred square hole of side `hole` (default half the side), 1 = hole."""
+    hole = size // 2 if hole is None else hole
+    start = (size - hole) // 2
+    mask = np.zeros((size, size, 1), np.float32)
+    mask[start:start + hole, start:start + hole] = 1.0
+    return mask
 
 
 def test_scores_are_taken_on_the_composite():
@@ -47,7 +51,7 @@ def test_scores_are_taken_on_the_composite():
     rng = np.random.default_rng(0)
     noise = rng.uniform(-1, 1, images.shape).astype(np.float32)
     # The function returns noise everywhere; only the hole may count.
-    scores = evaluate(lambda batch, masks: noise, images, mask, batch_size=4)
+    scores = score(lambda batch, masks: noise, images, mask, batch_size=4)
     hole = mask[..., 0] > 0.5
     for index, image in enumerate(images):
         composite = image.copy()
@@ -66,7 +70,7 @@ def test_scores_are_taken_on_the_composite():
 def test_perfect_inpainting_and_per_image_masks():
     images = _photos()
     masks = [center_mask(64), np.zeros((64, 64), np.float32), center_mask(64, 16), center_mask(64)]
-    scores = evaluate(lambda batch, _: batch, images, masks, batch_size=3)
+    scores = score(lambda batch, _: batch, images, masks, batch_size=3)
     assert np.isinf(scores["psnr"]).all()
     np.testing.assert_allclose(scores["ssim"], 1.0)
     np.testing.assert_allclose(scores["l1"], 0.0)
@@ -101,11 +105,11 @@ def test_generator_wrapper_composites_and_pads():
 def test_evaluate_rejects_mismatches():
     images = _photos()
     with pytest.raises(EvaluationInputError, match="3 masks for 4 images"):
-        evaluate(lambda batch, _: batch, images, [center_mask(64)] * 3)
+        score(lambda batch, _: batch, images, [center_mask(64)] * 3)
     with pytest.raises(EvaluationInputError, match="returned"):
-        evaluate(lambda batch, _: batch[:, :32], images, center_mask(64))
+        score(lambda batch, _: batch[:, :32], images, center_mask(64))
     with pytest.raises(EvaluationInputError, match="uint8"):
-        evaluate(lambda batch, _: batch, images.astype(np.float32), center_mask(64))
+        score(lambda batch, _: batch, images.astype(np.float32), center_mask(64))
 
 
 def test_cases_table_and_grid():
@@ -222,7 +226,8 @@ def test_cli_mask_folder(photo_folder, tmp_path):
     out = tmp_path / "report"
     assert _run_cli(["--data", photo_folder, "--image-size", 64, "--lpips", "none", "--baselines", "ns",
                      "--mask", masks, "--limit", 1, "--grid-cases", 0, "--out", out]) == 0
-    image = np.asarray(Image.fromarray(data.astronaut()).resize((64, 64), Image.BICUBIC))
+    # The protocol's squaring: the data pipeline's centred crop and bicubic resize, in 8 bits.
+    image = np.asarray(to_uint8(crop_and_resize(data.astronaut(), 64)))
     mask = np.zeros((64, 64), np.uint8)
     mask[:, :32] = 255
     expected = cv2.inpaint(image, mask, 3, cv2.INPAINT_NS)

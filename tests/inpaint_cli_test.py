@@ -174,3 +174,97 @@ def test_pixel_budget_from_the_command_line(model_path, tmp_path, capsys):
     code = _inpaint(model_path, image, _save(_box_mask(40, 50), tmp_path / "m.png"), tmp_path / "out", "--max-pixels", "1999")
     assert code == 2
     _assert_one_line_error(capsys, "a.png", "exceeds the budget of 1,999 pixels")
+
+
+def _encoded(array, fmt: str) -> bytes:
+    from io import BytesIO
+
+    buffer = BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_image_in_a_folder_stops_before_the_model_loads_and_any_output(tmp_path, capsys, fmt):
+    (tmp_path / "images").mkdir()
+    _save(_image(20, 40, 40), tmp_path / "images" / "a.png")  # a good one first
+    data = _encoded(_image(21, 40, 40), fmt)
+    (tmp_path / "images" / f"z.{fmt.lower()}").write_bytes(data[: len(data) // 2])  # header intact, pixels cut
+    mask = _save(_box_mask(40, 40), tmp_path / "m.png")
+    # A model path that cannot load: the run must stop at the check, before loading anything.
+    assert _inpaint(str(tmp_path / "never_loaded.keras"), tmp_path / "images", mask, tmp_path / "out") == 2
+    _assert_one_line_error(capsys, f"z.{fmt.lower()}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_mask_the_mask_decoder_cannot_read_stops_before_the_model_loads(tmp_path, capsys):
+    image = _save(_image(22, 40, 40), tmp_path / "a.png")
+    mask = _save(_box_mask(40, 40), tmp_path / "m.tif")  # Pillow reads its header; TensorFlow cannot decode it
+    assert _inpaint(str(tmp_path / "never_loaded.keras"), image, mask, tmp_path / "out") == 2
+    _assert_one_line_error(capsys, "m.tif")
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_that_is_a_hard_link_of_an_input_is_refused(model_path, tmp_path, capsys):
+    import os
+
+    image = _save(_image(23, 8, 8), tmp_path / "a.png")
+    (tmp_path / "out").mkdir()
+    os.link(image, tmp_path / "out" / "a.png")
+    before = (tmp_path / "a.png").read_bytes()
+    assert _inpaint(model_path, image, _save(_box_mask(8, 8), tmp_path / "m.png"), tmp_path / "out") == 2
+    _assert_one_line_error(capsys, "overwrite an input", "the same file")
+    assert (tmp_path / "a.png").read_bytes() == before
+
+
+@pytest.mark.parametrize("where", ["an existing file", "a path under a regular file"])
+def test_unusable_output_folder_is_a_one_line_error(model_path, tmp_path, capsys, where):
+    (tmp_path / "file").write_text("not a folder")
+    out = tmp_path / "file" if where == "an existing file" else tmp_path / "file" / "sub"
+    image = _save(_image(24, 8, 8), tmp_path / "a.png")
+    assert _inpaint(model_path, image, _save(_box_mask(8, 8), tmp_path / "m.png"), out) == 2
+    _assert_one_line_error(capsys, str(out))
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
+def test_failed_write_leaves_the_existing_output_intact(model_path, tmp_path):
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_ROOT
+
+    image = _save(_image(25, 64, 64), tmp_path / "a.png")
+    mask = _save(_box_mask(64, 64), tmp_path / "m.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.png").write_bytes(b"previous result")
+    stale = tmp_path / "out" / ".a.png.tmp-999999999-abcdefgh.png"  # left by a killed run (no such process)
+    stale.write_bytes(b"half")
+
+    def limit_file_size():
+        # The output PNG (12 KB of noise) cannot be written under 4 KB: like a disk filling up.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "dmfn_tf", "inpaint", "--model", model_path, "--image", image, "--mask", mask,
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, preexec_fn=limit_file_size, timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    err = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2, completed.stderr
+    assert err[-1].startswith("dmfn inpaint: error:") and "a.png: cannot write the output" in err[-1], err
+    assert "Traceback" not in completed.stderr
+    assert (tmp_path / "out" / "a.png").read_bytes() == b"previous result"
+    assert os.listdir(tmp_path / "out") == ["a.png"]  # neither the failed nor the stale temporary file remains
+
+
+def test_animated_mask_is_refused_before_decoding(tmp_path, capsys):
+    image = _save(_image(26, 40, 40), tmp_path / "a.png")
+    frames = [Image.fromarray(_box_mask(40, 40)), Image.fromarray(255 - _box_mask(40, 40))]
+    frames[0].save(tmp_path / "m.gif", save_all=True, append_images=frames[1:])
+    assert _inpaint(str(tmp_path / "never_loaded.keras"), image, tmp_path / "m.gif", tmp_path / "out") == 2
+    _assert_one_line_error(capsys, "m.gif", "2 frames")

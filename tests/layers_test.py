@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from dmfn_tf.layers import InstanceNormalization, PaddedConv2D
+from dmfn_tf.layers import BatchNormalization, InstanceNormalization, PaddedConv2D
 from numpy_reference import conv2d, instance_norm
 
 
@@ -116,3 +116,24 @@ def test_dilated_conv_gradient_in_half_precision(dtype):
     flipped = np.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
     expected = conv2d(np.ones((1, 9, 8, 3)), flipped, dilation=2, pad=2)
     np.testing.assert_allclose(tf.cast(tape.gradient(loss, x), "float32").numpy(), expected, atol=0.05)
+
+
+def test_batch_norm_moving_variance_is_pytorchs_unbiased_average():
+    x = np.random.default_rng(7).normal(0.5, 2.0, (3, 4, 5, 6)).astype("float32")
+    n = 3 * 4 * 5
+    mean, biased = x.mean(axis=(0, 1, 2), dtype=np.float64), x.var(axis=(0, 1, 2), dtype=np.float64)
+    for unbiased, variance in ((True, biased * n / (n - 1)), (False, biased)):
+        norm = BatchNormalization(unbiased_variance=unbiased, momentum=0.9, epsilon=1e-5)
+        out = norm(x, training=True).numpy()
+        # Training normalises with the biased variance either way.
+        np.testing.assert_allclose(out, (x - mean) / np.sqrt(biased + 1e-5), atol=1e-5)
+        np.testing.assert_allclose(norm.moving_mean.numpy(), 0.1 * mean, rtol=1e-5)
+        np.testing.assert_allclose(norm.moving_variance.numpy(), 0.9 + 0.1 * variance, rtol=1e-5)
+        # Inference uses the moving statistics, untouched.
+        before = norm.moving_variance.numpy().copy()
+        norm(x, training=False)
+        np.testing.assert_array_equal(norm.moving_variance.numpy(), before)
+    clone = BatchNormalization.from_config(BatchNormalization(unbiased_variance=False).get_config())
+    assert clone.unbiased_variance is False
+    with pytest.raises(ValueError, match="renorm"):
+        BatchNormalization(renorm=True)

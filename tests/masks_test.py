@@ -72,6 +72,32 @@ def test_random_box_shrinks_each_side_within_half_delta_and_stays_in_its_bbox():
     assert len(corners) > 30
 
 
+def test_reference_shrink_keeps_the_hole_centred_with_one_draw_per_axis():
+    # The authors' masks: one shrink in 0..delta/2 + 1 per axis, for both of its sides (fixture
+    # README: with delta 16 at 128² their holes lost 5 rows and 9 columns a side).
+    delta = 8
+    row_shrinks, col_shrinks = set(), set()
+    for n in range(80):
+        mask, bbox = (t.numpy() for t in masks.random_box(SIZE, delta, _seed(n), shrink="reference"))
+        _assert_binary_mask(mask)
+        _assert_bbox_inside(bbox)
+        top, left, height, width = bbox
+        r0, r1, c0, c1 = _hole_extent(mask[..., 0])
+        assert r0 - top == top + height - r1 and c0 - left == left + width - c1, (bbox, (r0, r1, c0, c1))
+        row_shrinks.add(r0 - top)
+        col_shrinks.add(c0 - left)
+    assert row_shrinks == col_shrinks == set(range(delta // 2 + 2))
+
+
+def test_reference_shrink_range_is_checked_against_the_box():
+    # delta 14 at 64²: up to 8 pixels a side, a 32-pixel box keeps 16; delta 30 could take all 32.
+    masks.random_box(SIZE, 14, _seed(0), shrink="reference")
+    with pytest.raises(UserError, match="mask_shrink 'reference'"):
+        masks.random_box(SIZE, 30, _seed(0), shrink="reference")
+    with pytest.raises(UserError, match="unknown mask shrink"):
+        masks.random_box(SIZE, 8, _seed(0), shrink="both")
+
+
 def test_random_box_with_zero_delta_is_exactly_its_bbox():
     mask, bbox = (t.numpy() for t in masks.random_box(SIZE, 0, _seed(3)))
     top, left, height, width = bbox
@@ -205,3 +231,35 @@ def test_bad_mask_files_raise_a_user_error_naming_the_file(tmp_path, name, conte
 def test_missing_mask_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="not found.*nowhere.png"):
         masks.load_mask_file(tmp_path / "nowhere.png")
+
+
+def test_registry_makers_are_the_generators():
+    assert masks.MASK_KINDS == ("center_box", "random_box", "free_form", "file")
+    seed = _seed(3)
+    centre = masks.mask_maker("center_box", SIZE)(0, seed)
+    np.testing.assert_array_equal(centre[0], masks.center_box(SIZE)[0])
+    box = masks.mask_maker("random_box", SIZE, masks.MaskSettings(delta=8))(5, seed)
+    np.testing.assert_array_equal(box[0], masks.random_box(SIZE, 8, seed)[0])
+    stroke = masks.mask_maker("free_form", SIZE)(5, seed)
+    np.testing.assert_array_equal(stroke[0], masks.free_form(SIZE, seed)[0])
+    with pytest.raises(UserError, match="unknown mask kind 'ring'; expected one of center_box, random_box"):
+        masks.mask_maker("ring", SIZE)
+    with pytest.raises(UserError, match="needs mask files"):
+        masks.mask_maker("file", SIZE)
+
+
+def test_a_registered_kind_reaches_the_training_pipeline(tmp_path, monkeypatch):
+    from dmfn_tf.config import DataConfig
+    from dmfn_tf.data.pipeline import build_dataset
+
+    monkeypatch.setattr(masks, "MASK_MAKERS", dict(masks.MASK_MAKERS))
+
+    @masks.mask_kind("top_half")
+    def _top_half(size, settings):
+        mask = np.zeros((size, size, 1), np.float32)
+        mask[: size // 2] = 1
+        return lambda index, seed: (tf.constant(mask), tf.constant([0, 0, size // 2, size // 2]))
+
+    Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(tmp_path / "a.png")
+    batch = next(iter(build_dataset(DataConfig(path=str(tmp_path), mask="top_half"), SIZE, 1)))
+    assert batch["mask"].numpy()[0, : SIZE // 2].min() == 1 and batch["mask"].numpy()[0, SIZE // 2 :].max() == 0

@@ -9,7 +9,7 @@ from scipy import ndimage
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from dmfn_tf.evaluation.metrics import MetricInputError, gaussian_window, image_metrics, l1, psnr, ssim, to_uint8
+from dmfn_tf.evaluation.metrics import MetricInputError, gaussian_window, image_metrics, l1, psnr, ssim
 
 
 def _photos():
@@ -75,12 +75,6 @@ def test_gaussian_window_is_scipys_truncated_kernel():
     window = gaussian_window()
     assert window.shape == (11,)
     np.testing.assert_allclose(window, kernel[5:16], atol=1e-12)
-
-
-def test_to_uint8_inverts_the_input_scaling_and_clips():
-    pixels = np.arange(256, dtype=np.uint8)
-    np.testing.assert_array_equal(to_uint8(pixels.astype(np.float32) / 127.5 - 1.0), pixels)
-    np.testing.assert_array_equal(to_uint8(np.array([-1.5, -1.0, 0.0, 1.0, 1.2])), [0, 0, 128, 255, 255])
 
 
 def test_image_metrics_quantise_for_psnr_ssim_but_not_l1():

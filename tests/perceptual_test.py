@@ -47,6 +47,12 @@ def test_input_conversions_match_numpy():
     torch = VGGInputConversion("torch")(x).numpy()
     expected_torch = ((x + 1) / 2 - np.array(TORCH_RGB_MEAN)) / np.array(TORCH_RGB_STD)
     np.testing.assert_allclose(torch, expected_torch, atol=1e-5)
+    # The authors' bug (SPEC §4): mean m - 1 and std 2 s applied to [-1, 1] inputs.
+    authors = VGGInputConversion("torch_authors_bug")(x).numpy()
+    expected_authors = (x - (np.array(TORCH_RGB_MEAN) - 1)) / (2 * np.array(TORCH_RGB_STD))
+    np.testing.assert_allclose(authors, expected_authors, atol=1e-5)
+    # That is the correct conversion of an image brightened by m / 2: about +1 in normalised units.
+    np.testing.assert_allclose(authors - torch, np.broadcast_to(np.array(TORCH_RGB_MEAN) / 2 / np.array(TORCH_RGB_STD), x.shape), atol=1e-5)
     with pytest.raises(ValueError, match="unknown VGG preprocessing 'bgr'"):
         VGGInputConversion("bgr")
 
@@ -71,7 +77,7 @@ def test_missing_or_bad_weights_file(tmp_path):
 
 
 def test_lpips_vgg16_offline_network_uses_the_lpips_checkpoint():
-    from dmfn_tf.evaluation.lpips_weights import LPIPSWeightsError, load_lpips_checkpoint
+    from dmfn_tf.models.lpips_weights import LPIPSWeightsError, load_lpips_checkpoint
 
     try:
         checkpoint = load_lpips_checkpoint("vgg")

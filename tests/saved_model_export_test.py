@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from dmfn_tf.models.generator import build_generator
+from conftest import run_cases_measured
 from dmfn_tf.serving.saved_model_export import SIGNATURE_NAMES, export_saved_model
 
 MAX_PIXELS = 100 * 100
@@ -200,3 +201,133 @@ def test_oversized_png_header_is_refused_before_decoding(served):
     with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than the budget"):
         served.signatures["inpaint_bytes"](image_bytes=tf.constant([bytes(png)]), mask_bytes=tf.constant([mask_png]))
 
+
+
+def _first_line_of_assertion(message: str) -> str:
+    """The line of a TF error that carries the graph assertion's text."""
+    return next(line for line in message.splitlines() if "assertion failed" in line or "Invalid" in line)
+
+
+def _pil_bytes(image, fmt: str, **options) -> bytes:
+    from io import BytesIO
+
+    buffer = BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _hostile_requests() -> dict:
+    """name -> (image_bytes list, mask_bytes list, expected message fragment); every input under 100 KB."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    small = Image.fromarray(rng.integers(0, 256, (30, 45, 3), dtype=np.uint8))
+    png = _pil_bytes(small, "PNG")
+    mask = _pil_bytes(Image.new("L", (45, 30), 255), "PNG")
+
+    def with_bytes(data: bytes, offset: int, replacement: bytes) -> bytes:
+        return data[:offset] + replacement + data[offset + len(replacement):]
+
+    webp_lossy = _pil_bytes(small, "WEBP", quality=50)
+    webp_lossless = _pil_bytes(small, "WEBP", lossless=True)
+    # VP8L header: 14 bits width - 1, 14 bits height - 1 after the 0x2f signature byte at 20.
+    huge_lossless = with_bytes(webp_lossless, 21, ((16383 - 1) | (16383 - 1) << 14).to_bytes(4, "little"))
+    huge_lossy = with_bytes(webp_lossy, 26, (16383).to_bytes(2, "little") * 2)
+    other = Image.fromarray(255 - np.asarray(small))
+    animated = _pil_bytes(small, "WEBP", save_all=True, append_images=[other], duration=100)
+    assert animated[12:16] == b"VP8X" and animated[20] & 2
+    huge_canvas = with_bytes(_pil_bytes(small.convert("RGBA"), "WEBP"), 24, (16000 - 1).to_bytes(3, "little") * 2)
+    gif = with_bytes(_pil_bytes(small, "GIF"), 6, (65535).to_bytes(2, "little") * 2)
+    bmp = _pil_bytes(small, "BMP")
+    huge_bmp = with_bytes(bmp, 18, (1 << 16).to_bytes(4, "little") + (-(2**31)).to_bytes(4, "little", signed=True))
+    jpeg = _pil_bytes(small, "JPEG")
+    sof = jpeg.index(b"\xff\xc0")
+    huge_jpeg = with_bytes(jpeg, sof + 5, (65000).to_bytes(2, "big") * 2)
+    wrapping_png = with_bytes(png, 16, b"\xff" * 8)  # (2^32 - 1)^2 pixels: wraps to 1 - 2^33 in int64
+    # 16000 x 16000 of zeros, 1 bit per pixel: 31 KB of PNG, 256 MB decoded.
+    big_mask = _pil_bytes(Image.new("1", (16000, 16000)), "PNG", optimize=True)
+    eighty = _pil_bytes(Image.new("RGB", (80, 80)), "PNG")
+    eighty_mask = _pil_bytes(Image.new("L", (80, 80), 255), "PNG")
+    budget = "declares more than the budget of 10000 pixels"
+    return {
+        "16000x16000 PNG mask": ([png], [big_mask], "mask_bytes[0] is 16000x16000 but image_bytes[0] is 45x30"),
+        "lossless WebP declaring 16383^2": ([huge_lossless], [huge_lossless], budget),
+        "lossy WebP declaring 16383^2": ([huge_lossy], [mask], budget),
+        "VP8X canvas declaring 16000^2": ([huge_canvas], [mask], budget),
+        "animated WebP": ([animated], [mask], "image_bytes[0] is an animated WebP"),
+        "GIF declaring 65535^2": ([png, gif], [mask, mask], "image_bytes[1] is a GIF"),
+        "GIF mask": ([png], [gif], "mask_bytes[0] is a GIF"),
+        "BMP declaring 65536 x -2^31": ([huge_bmp], [mask], budget),
+        "JPEG declaring 65000^2": ([huge_jpeg], [mask], budget),
+        "PNG declaring (2^32-1)^2": ([wrapping_png], [wrapping_png], budget),
+        "two 80x80 images, budget over the request": ([eighty, eighty], [eighty_mask, eighty_mask], budget),
+        "short string starting with the PNG signature": ([png[:12]], [mask], "image_bytes[0] is truncated"),
+        "not an image": ([b"GIF8 nothing"], [mask], "image_bytes[0] is not a PNG, JPEG, BMP or WebP image"),
+        "truncated PNG body": ([png[: len(png) // 2]], [mask], "PNG"),
+        "truncated JPEG header": ([jpeg[:40]], [mask], "JPEG"),
+    }
+
+
+def test_hostile_encoded_inputs_raise_one_line_invalid_argument_with_bounded_memory(export_dir, tmp_path):
+    import pickle
+
+    requests = _hostile_requests()
+    assert all(len(item) < 100_000 for images, masks, _ in requests.values() for item in images + masks)
+    with open(tmp_path / "requests.pickle", "wb") as f:
+        pickle.dump({name: (images, masks) for name, (images, masks, _) in requests.items()}, f)
+    setup = f"""
+        import pickle
+        import tensorflow as tf
+        signature = tf.saved_model.load({export_dir!r}).signatures["inpaint_bytes"]
+        requests = pickle.load(open({str(tmp_path / "requests.pickle")!r}, "rb"))
+        def call(name):
+            images, masks = requests[name]
+            try:
+                signature(image_bytes=tf.constant(images), mask_bytes=tf.constant(masks))
+            except tf.errors.InvalidArgumentError as err:
+                raise UserError(err.message) from None
+    """
+    outcomes = run_cases_measured(setup, {name: f"call({name!r})" for name in requests})
+    for name, (images, masks, fragment) in requests.items():
+        outcome = outcomes[name]
+        assert outcome["user_error"], (name, outcome)  # an InvalidArgumentError
+        line = _first_line_of_assertion(outcome["message"])
+        assert fragment in line, (name, outcome["message"])
+        assert "\\x" not in outcome["message"] and outcome["message"].isascii(), (name, outcome["message"])
+        assert outcome["growth_mb"] < 300, (name, outcome)
+
+
+def test_valid_webp_and_bmp_requests_round_trip(served):
+    from PIL import Image
+
+    image = np.random.default_rng(3).integers(0, 256, (30, 45, 3), dtype=np.uint8)
+    mask = np.zeros((30, 45), np.uint8)
+    mask[5:20, 10:30] = 255
+    for fmt, options in (("WEBP", {"lossless": True}), ("BMP", {})):
+        image_bytes = _pil_bytes(Image.fromarray(image), fmt, **options)
+        mask_bytes = _pil_bytes(Image.fromarray(mask), fmt, **options)
+        out = served.signatures["inpaint_bytes"](
+            image_bytes=tf.constant([image_bytes]), mask_bytes=tf.constant([mask_bytes])
+        )
+        result = tf.io.decode_png(out["inpainted_png_bytes"][0]).numpy()
+        np.testing.assert_array_equal(result[mask == 0], image[mask == 0])
+
+
+def test_float_signature_ignores_non_finite_hole_pixels_and_refuses_them_elsewhere(served, batch):
+    image, mask = batch
+    clean = tf.constant(image.astype(np.float32) / 127.5 - 1)
+    dirty = clean.numpy().copy()
+    dirty[np.broadcast_to(mask > 0.5, dirty.shape)] = np.nan
+    dirty[0, 6, 11] = np.inf  # a hole pixel too
+    expected = served.signatures["inpaint_float"](image=tf.where(mask > 0.5, 0.0, clean), mask=tf.constant(mask))
+    result = served.signatures["inpaint_float"](image=tf.constant(dirty), mask=tf.constant(mask))["inpainted"].numpy()
+    assert np.isfinite(result).all()
+    np.testing.assert_array_equal(result, expected["inpainted"].numpy())
+    known_nan = clean.numpy().copy()
+    known_nan[1, 0, 0, 2] = np.nan  # mask[1, 0, 0] is 0: a known pixel
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or infinite values at known"):
+        served.signatures["inpaint_float"](image=tf.constant(known_nan), mask=tf.constant(mask))
+    nan_mask = mask.copy()
+    nan_mask[0, 0, 0] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="mask has NaN"):
+        served.signatures["inpaint_float"](image=clean, mask=tf.constant(nan_mask))

@@ -27,6 +27,7 @@ from dmfn_tf.convert.torch_checkpoint import (
 )
 from dmfn_tf.errors import UserError
 from dmfn_tf.restricted_pickle import PickleSecurityError
+from conftest import run_cases_measured
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 
@@ -365,3 +366,89 @@ def test_npz_archives_load_in_order_and_object_arrays_are_refused(tmp_path):
     np.savez(tmp_path / "objects.npz", bad=np.array([{"x": 1}], dtype=object))
     with pytest.raises(CheckpointFormatError, match="objects.npz.*without running pickled code"):
         load_state_dict(tmp_path / "objects.npz")
+
+
+def test_compressed_npz_archives_load_bit_exact(tmp_path):
+    arrays = {"w": np.random.default_rng(0).normal(size=(8, 4, 3, 3)).astype(np.float32), "b": np.zeros(8, ">f4")}
+    np.savez_compressed(tmp_path / "weights.npz", **arrays)
+    assert_bit_exact(load_state_dict(tmp_path / "weights.npz"), arrays)
+
+
+def _npy_header(shape, descr="<f4") -> bytes:
+    """A version 1.0 `.npy` header (magic, length, dict padded to 64 bytes) declaring `shape`."""
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple(shape)!r}, }}".encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header
+
+
+def _write_deflated(archive: zipfile.ZipFile, name: str, head: bytes, zero_bytes: int):
+    """A deflated record: `head`, then `zero_bytes` zeros (which compress about 1000-fold)."""
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with archive.open(info, "w", force_zip64=True) as record:
+        record.write(head)
+        for _ in range(zero_bytes >> 20):
+            record.write(bytes(1 << 20))
+
+
+def _hostile_archives(folder: pathlib.Path) -> dict:
+    """name -> path of small files (all under 5 MB) declaring far more data than they hold."""
+    files = {}
+    bias = state_dict_pickle([("bias", "FloatStorage", "0", 16, 0, (16,), (1,))])
+    files["zip bomb storage"] = folder / "bomb_storage.pth"
+    with zipfile.ZipFile(files["zip bomb storage"], "w") as archive:
+        archive.writestr("archive/data.pkl", bias)
+        _write_deflated(archive, "archive/data/0", bytes(64), 256 << 20)  # 16 floats, then 256 MiB more
+
+    files["inflating data.pkl"] = folder / "bomb_pickle.pth"
+    with zipfile.ZipFile(files["inflating data.pkl"], "w") as archive:
+        # A list of 64 Mi Nones: 64 MiB of pickle, 512 MiB of list, from a 64 KB record.
+        _write_deflated(archive, "archive/data.pkl", b"\x80\x02(" + b"N" * (64 << 20) + b"l.", 0)
+        archive.writestr("archive/data/0", bytes(4))
+
+    files["empty dicts up to the pickle cap"] = folder / "dicts.pth"
+    with zipfile.ZipFile(files["empty dicts up to the pickle cap"], "w") as archive:
+        # The most objects per pickle byte: 1 Mi empty dicts (about 83 MB) from 1 MiB of pickle.
+        _write_deflated(archive, "archive/data.pkl", b"\x80\x02(" + b"}" * ((1 << 20) - 5) + b"l.", 0)
+        archive.writestr("archive/data/0", bytes(4))
+
+    # torch's expand saves stride-0 views; this one is a 16000 x 16000 float32 (1 GB) view of one float.
+    huge_view = state_dict_pickle([("w", "FloatStorage", "0", 1, 0, (16000, 16000), (0, 0))])
+    files["oversized view"] = write_checkpoint(folder / "huge_view.pth", huge_view, {"0": bytes(4)})
+
+    files["npz header of 10^13 elements"] = folder / "huge_header.npz"
+    with zipfile.ZipFile(files["npz header of 10^13 elements"], "w") as archive:
+        archive.writestr("w.npy", _npy_header((10**13,)) + bytes(16))
+
+    files["npz deflated bomb"] = folder / "bomb.npz"
+    with zipfile.ZipFile(files["npz deflated bomb"], "w") as archive:
+        _write_deflated(archive, "w.npy", _npy_header((64 << 20,)), 256 << 20)  # consistent header, 256 MiB
+
+    files["legacy pickle over the cap"] = folder / "long_pickle_legacy.pth"
+    with open(files["legacy pickle over the cap"], "wb") as f:
+        for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+            pickle.dump(header, f, protocol=2)
+        f.write(b"\x80\x02(" + b"N" * (9 << 19) + b"l.")  # 4.5 MiB pickle
+    return files
+
+
+def test_hostile_archives_are_refused_in_one_line_with_bounded_memory(tmp_path):
+    files = _hostile_archives(tmp_path)
+    assert all(path.stat().st_size < 5e6 for path in files.values())
+    outcomes = run_cases_measured(
+        "from dmfn_tf.convert.torch_checkpoint import load_state_dict",
+        {name: f"load_state_dict({str(path)!r})" for name, path in files.items()},
+    )
+    for name, path in files.items():
+        outcome = outcomes[name]
+        assert outcome["user_error"], (name, outcome)
+        assert outcome["message"].startswith(f"{path}: ") and "\n" not in outcome["message"], outcome
+        assert outcome["growth_mb"] < 300, (name, outcome)  # peak RSS over the baseline, this case and all before
+
+
+def test_npy_header_must_account_for_its_record(tmp_path):
+    path = tmp_path / "short.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("w.npy", _npy_header((4,)) + bytes(12))  # 4 floats declared, 3 present
+    with pytest.raises(CheckpointFormatError, match=r"short.npz: record 'w.npy' declares 4 float32 elements"):
+        load_state_dict(path)

@@ -1,46 +1,29 @@
 """Tests of `dmfn_tf.training.trainer`: the DMFN training model on one device."""
 
 import math
-import warnings
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from dmfn_tf.models import losses
-from dmfn_tf.config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, PerceptualConfig, TrainConfig
-from dmfn_tf.models.generator import composite, generator_input
-from dmfn_tf.models.perceptual import RandomPerceptualWeightsWarning
+from dmfn_tf.config import DataConfig, LossConfig, TrainConfig
+from dmfn_tf.inpainting import composite, generator_input
 from dmfn_tf.training.trainer import (
     TEST_METRICS,
     TRAIN_METRICS,
     build_trainer,
     crop_local,
     learning_rate_schedule,
+    make_optimizer,
 )
+from dmfn_tf.training.optimizers import TorchAdam
 
 SIZE = 64
 HALF = SIZE // 2
 # Non-default weights, so that a term wired to the wrong weight shows in the total.
 LOSS = LossConfig(lambda_vgg=2.0, eta_dis_fm=0.5, mu_adv=0.1, gamma_align=3.0)
-
-
-def tiny_config(**train):
-    return ExperimentConfig(
-        model=ModelConfig(nf=4, n_blocks=1, image_size=SIZE),
-        perceptual=PerceptualConfig(weights="none"),
-        loss=LOSS,
-        train=TrainConfig(**{"batch_size": 2, "learning_rate": 1e-3, "lr_decay_steps": [], **train}),
-    )
-
-
-def tiny_trainer(**train):
-    keras.utils.set_random_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomPerceptualWeightsWarning)
-        return build_trainer(tiny_config(**train))
 
 
 def fixed_batch():
@@ -94,8 +77,8 @@ def test_crop_local_matches_slicing_and_routes_gradients_to_the_box():
     np.testing.assert_array_equal(tf.convert_to_tensor(tape.gradient(total, images)).numpy(), expected_gradient)
 
 
-def test_fit_learns_and_logs_every_term():
-    trainer = tiny_trainer()
+def test_fit_learns_and_logs_every_term(tiny_trainer):
+    trainer = tiny_trainer(loss=LOSS)
     history = trainer.fit(as_dataset(fixed_batch()), steps_per_epoch=1, epochs=30, verbose=0).history
 
     assert set(history) == set(TRAIN_METRICS)
@@ -103,38 +86,35 @@ def test_fit_learns_and_logs_every_term():
         assert all(math.isfinite(v) for v in values), name
     # The composite's L1 of the last step is well below that of the first.
     assert history["l1"][-1] < 0.8 * history["l1"][0]
-    # The logged total is the SPEC §5 combination of the logged terms (all are batch means).
+    # The logged total is the weighted sum of the logged terms (all are batch means).
     last = {name: values[-1] for name, values in history.items()}
-    expected_total = (
-        last["l1"]
-        + LOSS.lambda_vgg * (last["self_guided"] + last["vgg_fm"])
-        + LOSS.eta_dis_fm * last["dis_fm"]
-        + LOSS.mu_adv * last["adv_g"]
-        + LOSS.gamma_align * last["align"]
-    )
-    assert last["g_total"] == pytest.approx(expected_total, rel=1e-5)
+    expected_total = losses.generator_total_loss({name: last[name] for name in losses.GENERATOR_LOSS_TERMS}, LOSS)
+    assert last["g_total"] == pytest.approx(float(expected_total), rel=1e-5)
 
 
-def test_generator_step_terms_equal_the_losses_on_independent_crops():
-    trainer = tiny_trainer()
+def test_generator_step_terms_equal_the_losses_on_independent_crops(tiny_trainer):
+    trainer = tiny_trainer(loss=LOSS)
     batch = fixed_batch()
     image, mask = tf.constant(batch["image"]), tf.constant(batch["mask"])
     discriminator = trainer.discriminator
 
-    # Reference: the batch-mean loss functions, crops by slicing, D in training mode, before the update.
+    # Reference: batch means of the loss functions, crops by slicing, D in training mode, before the update.
     output = composite(trainer.generator(generator_input(image, mask)), image, mask)
     vgg_real, vgg_fake = trainer.perceptual(image), trainer.perceptual(output)
     fake_logits, dis_fake = discriminator([numpy_crops(output, batch["bbox"]), output], training=True)
     real_logits, dis_real = discriminator([numpy_crops(image, batch["bbox"]), image], training=True)
-    expected = {
-        "mae": losses.l1_loss(output, image),
-        "self_guided": losses.self_guided_regression_loss(output, image, vgg_real, vgg_fake, mode=LOSS.guidance),
-        "fm_vgg": losses.vgg_feature_matching_loss(vgg_real, vgg_fake),
-        "fm_dis": losses.discriminator_feature_matching_loss(dis_real, dis_fake),
-        "adv": losses.ragan_generator_loss(real_logits, fake_logits),
-        "align": losses.geometrical_alignment_loss(vgg_real[3], vgg_fake[3]),
+    per_example = {
+        "l1": losses.l1_loss_per_example(output, image),
+        "self_guided": losses.self_guided_regression_loss_per_example(
+            output, image, vgg_real, vgg_fake, mode=LOSS.guidance
+        ),
+        "vgg_fm": losses.vgg_feature_matching_loss_per_example(vgg_real, vgg_fake),
+        "dis_fm": losses.discriminator_feature_matching_loss_per_example(dis_real, dis_fake),
+        "adv_g": losses.ragan_generator_loss_per_example(real_logits, fake_logits),
+        "align": losses.geometrical_alignment_loss_per_example(vgg_real[3], vgg_fake[3]),
     }
-    expected["total"] = losses.generator_total_loss(expected, LOSS)
+    expected = {name: tf.reduce_mean(value) for name, value in per_example.items()}
+    expected["g_total"] = losses.generator_total_loss(expected, LOSS)
 
     returned_output, terms = trainer.generator_step(image, mask, tf.constant(batch["bbox"]), tf.constant(2.0))
     np.testing.assert_allclose(returned_output.numpy(), output.numpy(), atol=1e-6)
@@ -142,8 +122,8 @@ def test_generator_step_terms_equal_the_losses_on_independent_crops():
         assert float(tf.reduce_mean(terms[name])) == pytest.approx(float(value), rel=1e-4, abs=1e-6), name
 
 
-def test_generator_step_updates_generator_only():
-    trainer = tiny_trainer()
+def test_generator_step_updates_generator_only(tiny_trainer):
+    trainer = tiny_trainer(loss=LOSS)
     batch = fixed_batch()
     generator_before = snapshot(trainer.generator.trainable_variables)
     discriminator_before = snapshot(trainer.discriminator.trainable_variables)
@@ -163,8 +143,8 @@ def test_generator_step_updates_generator_only():
     assert int(trainer.g_optimizer.iterations) == 1 and int(trainer.d_optimizer.iterations) == 0
 
 
-def test_discriminator_step_updates_discriminator_only():
-    trainer = tiny_trainer()
+def test_discriminator_step_updates_discriminator_only(tiny_trainer):
+    trainer = tiny_trainer(loss=LOSS)
     batch = fixed_batch()
     generator_before = snapshot(trainer.generator.weights)
     discriminator_before = snapshot(trainer.discriminator.trainable_variables)
@@ -183,8 +163,8 @@ def test_discriminator_step_updates_discriminator_only():
     assert int(trainer.d_optimizer.iterations) == 1 and int(trainer.g_optimizer.iterations) == 0
 
 
-def test_discriminator_loss_is_ragan_on_the_logits_of_real_and_fake():
-    trainer = tiny_trainer()
+def test_discriminator_loss_is_ragan_on_the_logits_of_real_and_fake(tiny_trainer):
+    trainer = tiny_trainer(loss=LOSS)
     batch = fixed_batch()
     image = tf.constant(batch["image"])
     fake = tf.constant(np.flip(batch["image"], axis=2).copy())
@@ -200,8 +180,8 @@ def test_discriminator_loss_is_ragan_on_the_logits_of_real_and_fake():
     np.testing.assert_allclose(per_example.numpy(), expected, rtol=1e-5)
 
 
-def test_predict_returns_the_composite_and_evaluate_reports_its_metrics():
-    trainer = tiny_trainer()
+def test_predict_returns_the_composite_and_evaluate_reports_its_metrics(tiny_trainer):
+    trainer = tiny_trainer(loss=LOSS)
     batch = fixed_batch()
     inputs = {"image": batch["image"], "mask": batch["mask"]}
     predicted = trainer.predict(inputs, batch_size=2, verbose=0)
@@ -219,8 +199,8 @@ def test_predict_returns_the_composite_and_evaluate_reports_its_metrics():
     assert 0.0 < results["ssim"] < 1.0
 
 
-def test_batches_must_be_dicts_with_the_training_keys():
-    trainer = tiny_trainer()
+def test_batches_must_be_dicts_with_the_training_keys(tiny_trainer):
+    trainer = tiny_trainer(loss=LOSS)
     batch = fixed_batch()
     with pytest.raises(TypeError, match="dict batches"):
         trainer.train_step((batch["image"], batch["mask"], batch["bbox"]))
@@ -236,8 +216,8 @@ def test_learning_rate_halves_after_each_decay_step():
     assert learning_rate_schedule(TrainConfig(learning_rate=2e-4, lr_decay_steps=[])) == 2e-4
 
 
-def test_build_trainer_builds_two_adam_optimizers_from_the_config():
-    trainer = tiny_trainer(beta_1=0.3, beta_2=0.9)
+def test_build_trainer_builds_two_adam_optimizers_from_the_config(tiny_trainer, tiny_config):
+    trainer = tiny_trainer(loss=LOSS, beta_1=0.3, beta_2=0.9)
     for optimizer, network in ((trainer.g_optimizer, trainer.generator), (trainer.d_optimizer, trainer.discriminator)):
         assert isinstance(optimizer, keras.optimizers.Adam)
         assert optimizer.built
@@ -247,36 +227,57 @@ def test_build_trainer_builds_two_adam_optimizers_from_the_config():
     assert trainer.perceptual.trainable_variables == []
     assert trainer.local_size == HALF
 
-    cfg = tiny_config()
+    cfg = tiny_config(loss=LOSS)
     cfg.perceptual.network = "lpips_vgg16"  # the offline VGG16 (random here: weights none)
     assert build_trainer(cfg).perceptual.name == "lpips_vgg16_features"
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_keeps_losses_in_float32(policy):
+def test_mixed_precision_keeps_losses_in_float32(policy, tiny_trainer):
     try:
         keras.mixed_precision.set_global_policy(policy)
-        trainer = tiny_trainer()
+        trainer = tiny_trainer(loss=LOSS)
         logs = trainer.train_step(fixed_batch())
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert trainer.generator.compute_dtype == policy.removeprefix("mixed_")
     # float16 needs loss scaling (its gradients underflow otherwise); bfloat16 has float32's range.
     assert isinstance(trainer.g_optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
+    assert isinstance(getattr(trainer.g_optimizer, "inner_optimizer", trainer.g_optimizer), TorchAdam)
     assert set(logs) == set(TRAIN_METRICS)
     for name, value in logs.items():
         assert value.dtype == tf.float32 and math.isfinite(float(value)), name
 
 
-def test_fit_on_the_data_pipeline(tmp_path):
+def test_fit_on_the_data_pipeline(tmp_path, tiny_trainer, write_images):
     from dmfn_tf.data import build_dataset
 
-    rng = np.random.default_rng(2)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 256, size=(80, 72, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    write_images(tmp_path, count=4)
     data_cfg = DataConfig(source="folder", path=str(tmp_path), mask="random_box", mask_delta=8)
     dataset = build_dataset(data_cfg, SIZE, batch_size=2, seed=0)
 
-    history = tiny_trainer().fit(dataset, steps_per_epoch=2, epochs=1, verbose=0).history
+    history = tiny_trainer(loss=LOSS).fit(dataset, steps_per_epoch=2, epochs=1, verbose=0).history
     assert all(math.isfinite(values[-1]) for values in history.values())
 
+
+
+def test_optimizers_place_epsilon_as_configured_and_reference_init_is_applied():
+    trainer = tiny_trainer(adam_epsilon=3e-8)
+    for optimizer in (trainer.g_optimizer, trainer.d_optimizer):
+        assert isinstance(optimizer, TorchAdam) and optimizer.epsilon == 3e-8
+    keras_placed = make_optimizer(TrainConfig(adam_epsilon=1e-7, adam_epsilon_convention="keras"), "adam")
+    assert type(keras_placed) is keras.optimizers.Adam and keras_placed.epsilon == 1e-7
+
+    cfg = tiny_config()
+    cfg.model.init = "reference"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomPerceptualWeightsWarning)
+        trainer = build_trainer(cfg)
+    # PyTorch's default Linear init (the authors' Dense layers): uniform within 1/sqrt(fan_in).
+    logit = trainer.discriminator.get_layer("logit")
+    bound = 1 / math.sqrt(logit.kernel.shape[0])
+    assert np.abs(logit.kernel.numpy()).max() <= bound and np.abs(logit.bias.numpy()).max() <= bound
+    assert np.all(logit.bias.numpy() != 0)
+    # N(0, 0.02) generator convs with zero bias, not Glorot.
+    kernel = trainer.generator.get_layer("dec1_conv").kernel.numpy()
+    assert abs(kernel.std() - 0.02) < 0.003 and np.all(trainer.generator.get_layer("dec1_conv").bias.numpy() == 0)

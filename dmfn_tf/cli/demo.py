@@ -46,21 +46,21 @@ def _showcase(generator, eval_files: list[Path], out_dir: Path, size: int) -> li
     import tensorflow as tf
     from PIL import Image
 
-    from dmfn_tf.data.masks import free_form
+    from dmfn_tf.data.masks import center_box, free_form
     from dmfn_tf.evaluation.baselines import inpaint_telea
-    from dmfn_tf.evaluation.report import center_mask
     from dmfn_tf.inference import inpaint
+    from dmfn_tf.inpainting import composite, to_model_range, to_uint8
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     centres = [path for path in eval_files if path.stem.endswith("_centre")][:SHOWCASE_IMAGES]
     for index, path in enumerate(centres):
         image = np.asarray(Image.open(path).convert("RGB"))
-        masks = {"centre": center_mask(size), "free_form": free_form(size, tf.constant([7, index], tf.int64))[0].numpy()}
+        masks = {"centre": center_box(size)[0].numpy(), "free_form": free_form(size, tf.constant([7, index], tf.int64))[0].numpy()}
         rows = []
         for kind, mask in masks.items():
             mask = mask.reshape(size, size, 1).astype(np.float32)
-            masked = np.where(mask > 0.5, 255, image).astype(np.uint8)
+            masked = np.asarray(to_uint8(composite(1.0, to_model_range(image), mask)))  # holes white
             ours = inpaint(generator, image, mask)
             telea = inpaint_telea(image, mask[..., 0] > 0.5)
             Image.fromarray(masked).save(out_dir / f"{path.stem}_{kind}_before.png")
@@ -79,15 +79,14 @@ def _export_and_check(generator, eval_files: list[Path], out_dir: Path, size: in
     from ai_edge_litert.interpreter import Interpreter
     from PIL import Image
 
-    from dmfn_tf.evaluation.report import center_mask
+    from dmfn_tf.data.masks import center_box
+    from dmfn_tf.inpainting import inpaint_float, to_model_range
     from dmfn_tf.serving.saved_model_export import export_saved_model
     from dmfn_tf.serving.tflite_export import convert_to_tflite, run_tflite
 
-    images = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in eval_files[:4]]).astype(np.float32)
-    images = images / 127.5 - 1.0
-    masks = np.broadcast_to(center_mask(size).reshape(1, size, size, 1), images.shape[:3] + (1,)).astype(np.float32)
-    raw = generator(np.concatenate([images * (1 - masks), masks], axis=-1), training=False).numpy()
-    keras_composite = masks * raw + (1 - masks) * images
+    images = np.asarray(to_model_range(np.stack([np.asarray(Image.open(path).convert("RGB")) for path in eval_files[:4]])))
+    masks = np.broadcast_to(center_box(size)[0].numpy(), images.shape[:3] + (1,)).copy()
+    keras_composite = np.asarray(inpaint_float(generator, images, masks))
 
     saved_model_dir = out_dir / "saved_model" / "1"
     export_saved_model(generator, str(saved_model_dir))
@@ -105,9 +104,7 @@ def _export_and_check(generator, eval_files: list[Path], out_dir: Path, size: in
 
 
 def run(args) -> int:
-    from dmfn_tf.cli import main as dmfn_main
-    from dmfn_tf.cli.train import parse_overrides
-    from dmfn_tf.config import load_config
+    from dmfn_tf.config import load_config, parse_overrides
     from dmfn_tf.errors import UserError
 
     started = time.perf_counter()
@@ -127,24 +124,25 @@ def run(args) -> int:
     timings["data_s"] = time.perf_counter() - t
 
     t = _stage(2, f"training ({cfg.train.total_steps} steps, {size}², perceptual network {cfg.perceptual.network})")
+    from dmfn_tf.config import apply_overrides
     from dmfn_tf.training.run import train
 
     run_dir = out / "run"
-    train(cfg, run_dir, data_path=photos["train_dir"], resume=True)
+    train(apply_overrides(cfg, {"data.path": photos["train_dir"]}), run_dir, resume=True)
     timings["train_s"] = time.perf_counter() - t
 
     t = _stage(3, "evaluating on the held-out photos (LPIPS / PSNR / SSIM, centred hole) against baselines")
-    eval_dir = out / "evaluation"
-    code = dmfn_main(["evaluate", "--model", str(run_dir), "--data", photos["eval_dir"], "--image-size", str(size),
-                      "--dataset-name", "held-out photos", "--out", str(eval_dir)])
-    if code:
-        raise UserError(f"evaluation failed (exit code {code})")
-    timings["evaluate_s"] = time.perf_counter() - t
-
-    t = _stage(4, "inpainting held-out photos: before/after pictures")
+    from dmfn_tf.evaluation.protocol import evaluate
     from dmfn_tf.model_io import load_generator
 
     generator = load_generator(str(run_dir))
+    eval_dir = out / "evaluation"
+    evaluation = evaluate(photos["eval_dir"], generator=generator, image_size=size, dataset_name="held-out photos",
+                          out=eval_dir, record={"model": str(run_dir)})
+    print(evaluation.table, end="")
+    timings["evaluate_s"] = time.perf_counter() - t
+
+    t = _stage(4, "inpainting held-out photos: before/after pictures")
     pictures = _showcase(generator, eval_files, out / "inpainted", size)
     timings["inpaint_s"] = time.perf_counter() - t
 
@@ -157,9 +155,9 @@ def run(args) -> int:
         raise UserError("export check failed: " + "; ".join(failed))
     timings["total_s"] = time.perf_counter() - started
 
-    summary = json.loads((eval_dir / "summary.json").read_text())
     report = {"config": args.config, "perceptual_network": f"{cfg.perceptual.network} ({cfg.perceptual.weights})",
-              "run_dir": str(run_dir), "evaluation": summary, "export": export, "pictures": [str(p) for p in pictures],
+              "run_dir": str(run_dir), "evaluation": {"settings": evaluation.settings, "methods": evaluation.summary},
+              "export": export, "pictures": [str(p) for p in pictures],
               "timings_s": {k: round(v, 1) for k, v in timings.items()}}
     (out / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
 
@@ -169,7 +167,7 @@ def run(args) -> int:
           f"{cfg.train.total_steps} steps; perceptual network: {report['perceptual_network']}")
     print(f"  training run (checkpoints, generator.keras, TensorBoard logs): {run_dir}")
     print(f"  evaluation on {len(eval_files)} held-out images (never seen in training): {eval_dir}/table.md")
-    print((eval_dir / "table.md").read_text().rstrip())
+    print(evaluation.table.rstrip())
     print(f"  before/after pictures: {out / 'inpainted'}/*_comparison.png (masked | DMFN | Telea | original)")
     print(f"  SavedModel: {export['saved_model']}  (max |diff| vs Keras {export['saved_model_max_abs_diff']:.1e})")
     for quantization in ("float32", "int8"):

@@ -3,7 +3,8 @@
 Images are centre-cropped to a square and resized (bicubic) to `--image-size` (256), the hole is a
 centred square of half the side unless `--mask` says otherwise, and every method is scored on the
 composite against the ground truth (LPIPS, PSNR, SSIM, L1; SPEC §7). The report goes to `--out`:
-`per_image.csv`, `summary.json`, `table.md` and `cases.png` (see `dmfn_tf.evaluation.report`).
+`per_image.csv`, `summary.json`, `table.md` and `cases.png`. The protocol itself is
+`dmfn_tf.evaluation.protocol.evaluate`; this command parses options and loads the model.
 
 Example:
 
@@ -16,17 +17,11 @@ dmfn evaluate --model runs/celeba/generator.keras --data celeba_hq_test.txt \
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from dmfn_tf.errors import UserError
-from dmfn_tf.evaluation.report import PAPER_DMFN_RESULTS
-
-MASK_CHOICES = ("center", "random_box", "free_form")
-BASELINE_NAMES = ("telea", "ns", "biharmonic")
+from dmfn_tf.evaluation.paper import PAPER_DMFN_RESULTS
 
 
 class EvaluateInputError(UserError):
@@ -46,11 +41,11 @@ def register(subparsers) -> None:
     parser.add_argument("--data", required=True,
                         help="folder of images (searched recursively, sorted) or a text file listing one image "
                              "path per line (relative paths are relative to the list file)")
-    parser.add_argument("--mask", default="center",
-                        help="center (centred hole of half the side, the paper's protocol), random_box (a box of "
-                             "half the side at a random position), free_form (random brush strokes), or a folder "
-                             "of mask files used in sorted order, cycling (default: center). Random masks depend "
-                             "only on --seed and the image's index")
+    parser.add_argument("--mask", default="center_box",
+                        help="center_box (centred hole of half the side, the paper's protocol), random_box (a box "
+                             "of half the side at a random position), free_form (random brush strokes), or a folder "
+                             "of mask files used in sorted order, cycling (default: center_box). Random masks "
+                             "depend only on --seed and the image's index")
     parser.add_argument("--invert-mask", action="store_true",
                         help="mask files use 0 = hole (MAT style) instead of white/1 = hole")
     parser.add_argument("--mask-from-alpha", action="store_true",
@@ -77,145 +72,45 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def load_square_image(path: Path, size: int) -> np.ndarray:
-    """Reads an image as RGB, crops the central square and resizes it (bicubic) to `size`.
-
-    Args:
-        path: the image file.
-        size: the output side.
-
-    Returns:
-        (size, size, 3) uint8.
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-    except (OSError, ValueError) as err:
-        raise EvaluateInputError(f"{path}: cannot read this image ({err})") from None
-    width, height = image.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    square = image.crop((left, top, left + side, top + side))
-    return np.asarray(square.resize((size, size), Image.BICUBIC), np.uint8)
-
-
-class SquareImages:
-    """The evaluation images, read from disk when indexed (so large sets need little memory).
-
-    Args:
-        files: image paths.
-        size: square side to crop and resize to.
-    """
-
-    def __init__(self, files: list[Path], size: int):
-        self.files = files
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return load_square_image(self.files[index], self.size)
-
-
-def _build_masks(args, count: int):
-    """The protocol's single centred mask, or one (H, W, 1) mask per image (SPEC §1 mask-file rule)."""
-    import tensorflow as tf
-
-    from dmfn_tf.data import masks as mask_makers
-    from dmfn_tf.data.image_files import find_image_files
-    from dmfn_tf.evaluation.report import center_mask
-
-    if args.mask == "center":
-        return center_mask(args.image_size)
-    if args.mask in ("random_box", "free_form"):
-        def make(index):  # stateless: the mask of image i depends on (seed, i) only
-            seed = tf.constant([args.seed, index], tf.int64)
-            if args.mask == "random_box":
-                return mask_makers.random_box(args.image_size, 0, seed)[0]
-            return mask_makers.free_form(args.image_size, seed)[0]
-
-        return np.stack([make(index).numpy() for index in range(count)])
-    folder = Path(args.mask).expanduser()
-    if not folder.is_dir():
-        raise EvaluateInputError(f"--mask {args.mask!r}: expected {', '.join(MASK_CHOICES)} or a folder of mask files")
-    mask_files = find_image_files(folder)
-    if not mask_files:
-        raise EvaluateInputError(f"{folder}: no mask image files in this folder")
-    return [
-        mask_makers.load_mask_file(mask_files[index % len(mask_files)], args.image_size,
-                                   invert=args.invert_mask, from_alpha=args.mask_from_alpha)
-        for index in range(count)
-    ]
-
-
 def _parse_baselines(text: str) -> list[str]:
     if text.strip().lower() == "none":
         return []
-    names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in BASELINE_NAMES]
-    if unknown:
-        raise EvaluateInputError(f"--baselines: unknown {unknown}; choose among {', '.join(BASELINE_NAMES)} or none")
-    return names
+    return [name.strip().lower() for name in text.split(",") if name.strip()]  # checked by the protocol
+
+
+def _mask_kind(text: str) -> tuple[str, str | None]:
+    """`--mask`: a mask kind, or a folder of mask files (kind "file")."""
+    from dmfn_tf.data.masks import MASK_KINDS
+
+    if text in MASK_KINDS and text != "file":
+        return text, None
+    if not Path(text).expanduser().is_dir():
+        choices = ", ".join(kind for kind in MASK_KINDS if kind != "file")
+        raise EvaluateInputError(f"--mask {text!r}: expected {choices} or a folder of mask files")
+    return "file", str(Path(text).expanduser())
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmfn_tf.data.image_files import list_source_files
-    from dmfn_tf.evaluation import report
-    from dmfn_tf.evaluation.baselines import BASELINES
+    from dmfn_tf.evaluation.protocol import evaluate
     from dmfn_tf.model_io import load_generator
 
-    if args.image_size < 32 or args.image_size % 4:
-        raise EvaluateInputError(f"--image-size {args.image_size}: must be a multiple of 4, at least 32")
-    if args.limit is not None and args.limit < 1:
-        raise EvaluateInputError(f"--limit {args.limit}: must be at least 1")
     baselines = _parse_baselines(args.baselines)
     if args.model is None and not baselines:
         raise EvaluateInputError("nothing to evaluate: give --model, or --baselines other than none")
-    files = [Path(path) for path in list_source_files(args.data)][:args.limit]
-    if not files:
-        raise EvaluateInputError(f"{args.data}: no readable image files listed or found")
-    images = SquareImages(files, args.image_size)
-    masks = _build_masks(args, len(files))
+    mask, mask_files = _mask_kind(args.mask)
+    generator = None if args.model is None else load_generator(args.model)
 
-    methods = {}
-    if args.model is not None:
-        methods[args.name] = report.generator_inpaint_fn(load_generator(args.model))
-    for name in baselines:
-        methods[name] = report.baseline_inpaint_fn(BASELINES[name])
-    lpips_metric = None
-    if args.lpips != "none":
-        from dmfn_tf.evaluation.lpips import LPIPS
+    def progress(done):
+        print(f"\r{done} images scored", end="", file=sys.stderr, flush=True)
 
-        lpips_metric = LPIPS(args.lpips, source=args.lpips_weights, batch_size=args.batch_size)
-
-    scores_by_method = {}
-    for name, inpaint_fn in methods.items():
-        def progress(done, total, name=name):
-            print(f"\r{name}: {done}/{total} images", end="", file=sys.stderr, flush=True)
-
-        scores_by_method[name] = report.evaluate(inpaint_fn, images, masks, lpips_metric, args.batch_size, progress)
-        print(file=sys.stderr)
-
-    data_path = Path(args.data)
-    dataset_label = args.dataset_name or (
-        PAPER_DMFN_RESULTS[args.paper_row][0] if args.paper_row else data_path.stem or data_path.name
+    result = evaluate(
+        args.data, generator=generator, name=args.name, baselines=baselines, image_size=args.image_size,
+        mask=mask, mask_files=mask_files, invert_mask=args.invert_mask, mask_from_alpha=args.mask_from_alpha,
+        seed=args.seed, lpips=args.lpips, lpips_weights=args.lpips_weights, limit=args.limit,
+        batch_size=args.batch_size, dataset_name=args.dataset_name, paper_row=args.paper_row,
+        grid_cases=args.grid_cases, out=args.out, record={"model": args.model}, progress=progress,
     )
-    names = [os.path.relpath(path, data_path) if data_path.is_dir() else str(path) for path in files]
-    first_method = next(iter(methods))
-    cases = case_files = None
-    if args.grid_cases > 0:
-        worst, best = report.select_cases(scores_by_method[first_method], args.grid_cases)
-        cases = report.case_grid(*report.render_cases(methods[first_method], images, masks, worst + best))
-        case_files = {"method": first_method, "worst": [names[i] for i in worst], "best": [names[i] for i in best]}
-    settings = {
-        "data": str(args.data), "model": args.model, "image_size": args.image_size, "mask": args.mask,
-        "invert_mask": args.invert_mask, "seed": args.seed, "lpips": args.lpips, "n_images": len(files),
-    }
-    paths = report.write_report(args.out, names, scores_by_method, dataset_label, settings, args.paper_row,
-                                cases, case_files)
-    print(paths["table.md"].read_text(), end="")
+    print(file=sys.stderr)
+    print(result.table, end="")
     print(f"report written to {Path(args.out)}")
     return 0

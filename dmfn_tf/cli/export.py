@@ -57,8 +57,10 @@ def _planned_paths(args) -> list[str]:
 
 
 def _validate(args) -> list[str]:
-    if args.size <= 0 or args.size % 4:
-        raise UserError(f"--size must be a positive multiple of 4, got {args.size}")
+    from dmfn_tf.inpainting import SIZE_MULTIPLE
+
+    if args.size <= 0 or args.size % SIZE_MULTIPLE:
+        raise UserError(f"--size must be a positive multiple of {SIZE_MULTIPLE}, got {args.size}")
     if args.max_pixels <= 0:
         raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
     if args.version < 0:

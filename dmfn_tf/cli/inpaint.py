@@ -4,10 +4,19 @@ Pairing: `--image` and `--mask` are each a file or a folder. A folder of images 
 folder of masks by file stem (`photo.jpg` <-> `photo.png`); one mask file serves every image.
 Masks follow `dmfn_tf.data.load_mask_file` (white/1 = hole, `> 0.5` after scaling to [0, 1]);
 `--mask-from-alpha` reads the masks' alpha channel instead (opaque = hole, a brush layer), or,
-without `--mask`, takes the holes from the images' own transparent pixels. Every pair
-is checked before the model is loaded: a missing, ambiguous or mis-sized mask, an unreadable file,
-an image over the pixel budget or an output that would overwrite an input stops the run with one
-line naming the files. Outputs are RGB PNGs of the input's size, `<out>/<stem>.png`.
+without `--mask`, takes the holes from the images' own transparent pixels. Outputs are RGB PNGs
+of the input's size, `<out>/<stem>.png`.
+
+Every pair is checked before the model is loaded, and one bad pair stops the whole run before any
+output is written: a missing, ambiguous or mis-sized mask, an image over the pixel budget (from
+the headers first), a file the run's decoders cannot fully decode (each pair is decoded once to
+check), an output folder that cannot be written, or an output that is the same file as an input
+(compared by device and inode, so hard links count) ends the run with one line naming the files.
+Each output is written to a temporary file in the output folder and renamed over its name, so a
+failed write (disk full) never leaves a half-written or truncated PNG; temporary files of a killed
+run are removed by the next one.
+Large photos go through `--hd-strategy` (`dmfn_tf.high_resolution`); the pixel budget applies to
+what the model runs on.
 """
 
 from __future__ import annotations
@@ -15,10 +24,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from dmfn_tf.data.image_files import PILLOW_IMAGE_EXTENSIONS
+from dmfn_tf.cli import hd_options
 from dmfn_tf.errors import UserError
+from dmfn_tf.high_resolution import HDOptions
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+from dmfn_tf.output_files import check_outputs_are_not_inputs
 
 
 class PairingError(UserError):
@@ -53,13 +64,15 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-        help=f"refuse images with more pixels than this (default {DEFAULT_MAX_PIXELS:,}); bounds memory",
+        help=f"refuse model inputs with more pixels than this (default {DEFAULT_MAX_PIXELS:,}): the image "
+        "with --hd-strategy original, each window or the resized image otherwise; bounds memory",
     )
+    hd_options.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def _list_images(folder: str) -> list[str]:
-    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_SUFFIXES))
+    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(PILLOW_IMAGE_EXTENSIONS))
     return [os.path.join(folder, name) for name in names if os.path.isfile(os.path.join(folder, name))]
 
 
@@ -98,7 +111,7 @@ def plan_jobs(image_arg: str, mask_arg: str | None, out_dir: str, mask_from_alph
         raise PairingError(f"{mask_arg}: no such mask file or folder")
     images = _list_images(image_arg) if os.path.isdir(image_arg) else [image_arg]
     if not images:
-        raise PairingError(f"{image_arg}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        raise PairingError(f"{image_arg}: no image files ({', '.join(PILLOW_IMAGE_EXTENSIONS)}) in this folder")
     masks_by_stem = None
     if mask_arg is not None and os.path.isdir(mask_arg):
         masks_by_stem = {}
@@ -112,26 +125,28 @@ def plan_jobs(image_arg: str, mask_arg: str | None, out_dir: str, mask_from_alph
             raise PairingError(f"{outputs[output]} and {image} would both be written to {output}")
         outputs[output] = image
         jobs.append(InpaintJob(image, _mask_for(image, mask_arg, masks_by_stem), output))
-    inputs = {os.path.realpath(path) for job in jobs for path in (job.image, job.mask) if path}
-    for job in jobs:
-        if os.path.realpath(job.output) in inputs:
-            raise PairingError(f"{job.output}: the output would overwrite an input file; choose another --out")
+    inputs = [path for job in jobs for path in (job.image, job.mask) if path]
+    check_outputs_are_not_inputs([job.output for job in jobs], inputs)
     return jobs
 
 
-def check_jobs(jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = False) -> None:
-    """Checks every pair from the file headers: readable, sizes equal, within the pixel budget.
+def check_jobs(
+    jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = False, hd: HDOptions = HDOptions()
+) -> None:
+    """Checks every pair: from the headers (readable, sizes equal, within the budget), then by decoding it.
 
     Args:
         jobs: from `plan_jobs`.
-        max_pixels: the pixel budget per image.
+        max_pixels: the pixel budget per model input (`dmfn_tf.high_resolution.check_budget`).
         mask_from_alpha: the holes come from an alpha channel (of the mask, or of the image).
+        hd: the high-resolution strategy, which decides what the model runs on.
     """
-    from dmfn_tf.inference import check_pixel_budget, read_header
+    from dmfn_tf.high_resolution import check_budget
+    from dmfn_tf.inference import read_header
 
     for job in jobs:
         image = read_header(job.image, "image")
-        check_pixel_budget(image.height, image.width, max_pixels, source=job.image)
+        check_budget(image.height, image.width, hd, max_pixels, source=job.image)
         if job.mask is None:
             if not image.has_alpha:
                 raise PairingError(f"{job.image}: --mask-from-alpha without --mask needs images with an alpha channel")
@@ -143,29 +158,63 @@ def check_jobs(jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = 
             )
         if mask_from_alpha and not mask.has_alpha:
             raise PairingError(f"{job.mask}: --mask-from-alpha needs masks with an alpha channel, this one has none")
+        _check_single_frame(job.mask)
+    # Only then decoded, with the decoders the run uses: a truncated file or a format one of them
+    # cannot read (a .tif mask) stops the run here instead of after earlier outputs were written.
+    for job in jobs:
+        image, mask = read_job(job, invert_mask=False, mask_from_alpha=mask_from_alpha)
+        if mask.shape[:2] != image.shape[:2]:
+            raise PairingError(f"mask {job.mask} decodes to {mask.shape[1]}x{mask.shape[0]} but image {job.image} "
+                               f"to {image.shape[1]}x{image.shape[0]}")
+
+
+def _check_single_frame(mask: str) -> None:
+    """Refuses an animated mask: the mask decoder decodes every frame, so memory would grow with their number."""
+    from PIL import Image
+
+    try:
+        with Image.open(mask) as img:
+            frames = getattr(img, "n_frames", 1)
+    except (OSError, EOFError, ValueError, SyntaxError):
+        frames = 1  # damaged: decoding it below gives the error
+    if frames > 1:
+        raise PairingError(f"{mask}: an animated mask ({frames} frames); save the mask as a single image")
+
+
+def read_job(job: InpaintJob, invert_mask: bool, mask_from_alpha: bool):
+    """The job's RGB uint8 image and float {0, 1} mask `[H, W, 1]`, decoded as the run uses them."""
+    from dmfn_tf.inference import mask_from_alpha as holes_from_alpha, read_image, read_mask
+
+    image, alpha = read_image(job.image)
+    if job.mask is None:
+        mask = holes_from_alpha(alpha)
+        return image, 1.0 - mask if invert_mask else mask
+    return image, read_mask(job.mask, invert=invert_mask, from_alpha=mask_from_alpha)
 
 
 def run(args) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from dmfn_tf.inference import inpaint, mask_from_alpha, read_image, read_mask
+    from dmfn_tf.atomic_files import atomic_path
+    from dmfn_tf.high_resolution import inpaint_hd
     from dmfn_tf.model_io import load_generator
+    from dmfn_tf.output_files import prepare_output_folder
 
     if args.max_pixels <= 0:
         raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
+    hd = hd_options.options_from_args(args)
     jobs = plan_jobs(args.image, args.mask, args.out, mask_from_alpha=args.mask_from_alpha)
-    check_jobs(jobs, args.max_pixels, mask_from_alpha=args.mask_from_alpha)
+    check_jobs(jobs, args.max_pixels, mask_from_alpha=args.mask_from_alpha, hd=hd)
+    prepare_output_folder(args.out)
     generator = load_generator(args.model)
-    os.makedirs(args.out, exist_ok=True)
     for job in tqdm(jobs, desc="inpainting", unit="image", disable=len(jobs) == 1):
-        image, alpha = read_image(job.image)
-        if job.mask is None:
-            mask = mask_from_alpha(alpha)
-            if args.invert_mask:
-                mask = 1.0 - mask
-        else:
-            mask = read_mask(job.mask, invert=args.invert_mask, from_alpha=args.mask_from_alpha)
-        Image.fromarray(inpaint(generator, image, mask, max_pixels=args.max_pixels)).save(job.output)
+        image, mask = read_job(job, invert_mask=args.invert_mask, mask_from_alpha=args.mask_from_alpha)
+        result = Image.fromarray(inpaint_hd(generator, image, mask, hd, max_pixels=args.max_pixels, source=job.image))
+        try:
+            with atomic_path(job.output, suffix=".png") as temporary:
+                result.save(temporary, format="PNG")
+        except OSError as err:  # disk full, file-size limit: the earlier outputs are complete, this one untouched
+            raise UserError(f"{job.output}: cannot write the output ({err.strerror or err})") from None
     print(f"wrote {len(jobs)} image{'s' if len(jobs) != 1 else ''} to {args.out}")
     return 0

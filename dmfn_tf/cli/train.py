@@ -12,47 +12,9 @@ from __future__ import annotations
 
 import os
 
-import yaml
-
 from dmfn_tf.config import STRATEGIES
-from dmfn_tf.errors import ConfigError
 
 DEFAULT_RUNS_DIR = "runs"
-
-
-def parse_overrides(assignments: list[str] | None) -> dict:
-    """Turns `["model.nf=8", "train.lr_decay_steps=[10, 20]"]` into the nested dict `load_config` merges.
-
-    Values are read as YAML (`8` is an int, `true` a bool, `[10, 20]` a list), so they are checked
-    against the configuration's types exactly like values in the file.
-
-    Args:
-        assignments: the `--set` arguments, each `dotted.key=value`.
-
-    Example:
-
-    >>> parse_overrides(["model.nf=8", "data.crop=center"])
-    {'model': {'nf': 8}, 'data': {'crop': 'center'}}
-    """
-    overrides: dict = {}
-    for assignment in assignments or []:
-        key, separator, text = assignment.partition("=")
-        key = key.strip()
-        if not separator or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"--set expects key=value with a dotted key such as model.nf=8, got {assignment!r}")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key}: value {text!r} is not valid YAML") from None
-        *sections, leaf = key.split(".")
-        node = overrides
-        for section in sections:
-            child = node.setdefault(section, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {key}: {section!r} was already set to a value, not a section")
-            node = child
-        node[leaf] = value
-    return overrides
 
 
 def register(subparsers) -> None:
@@ -80,22 +42,19 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from dmfn_tf.config import load_config
+    from dmfn_tf.config import load_config, parse_overrides
 
-    # Configuration errors are reported before TensorFlow is imported.
-    cfg = load_config(args.config, parse_overrides(args.overrides))
+    # Every override reaches the configuration here, checked like the file's values, before
+    # TensorFlow is imported; `train` uses (and records) exactly this configuration.
+    overrides = parse_overrides(args.overrides)
+    for key, value in (("data.path", args.data), ("train.total_steps", args.steps), ("train.strategy", args.strategy)):
+        if value is not None:
+            overrides[key] = value
+    cfg = load_config(args.config, overrides)
 
     from dmfn_tf.training.run import train
+    from dmfn_tf.training.run_directory import RunDirectory
 
-    out_dir = args.out or os.path.join(DEFAULT_RUNS_DIR, cfg.name)
-    result = train(
-        cfg,
-        out_dir,
-        data_path=args.data,
-        strategy=args.strategy,
-        resume=args.resume,
-        max_steps=args.steps,
-        log_every=args.log_every,
-    )
-    print(f"Trained to step {result.final_step}; generator: {os.path.join(result.out_dir, 'generator.keras')}")
+    result = train(cfg, args.out or os.path.join(DEFAULT_RUNS_DIR, cfg.name), resume=args.resume, log_every=args.log_every)
+    print(f"Trained to step {result.final_step}; generator: {RunDirectory(result.out_dir).generator_path}")
     return 0

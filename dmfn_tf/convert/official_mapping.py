@@ -54,9 +54,6 @@ _BLOCK_SUBLAYERS = ("c1", "d1", "d2", "d3", "d4", "c2")
 _PAPER_BLOCK_SUBLAYERS = _BLOCK_SUBLAYERS + ("k2", "k3", "k4")
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
 
-# The reference discriminator's structure, which `build_discriminator` reproduces.
-DISCRIMINATOR_GLOBAL_STAGES = 6
-DISCRIMINATOR_LOCAL_STAGES = 5
 _BATCHNORM_TENSORS = (
     ("weight", "gamma"),
     ("bias", "beta"),
@@ -238,11 +235,13 @@ def generator_to_reference_state_dict(model) -> dict[str, np.ndarray]:
 def discriminator_layer_names() -> dict[str, str]:
     """Maps each reference module prefix to the Keras layer name, in the reference state dict's order
     (within a stage the reference registers `norm` before `conv`)."""
+    from dmfn_tf.models.discriminator import GLOBAL_STAGES, LOCAL_STAGES  # here: keeps this module TF-free
+
     names = {}
-    for i in range(DISCRIMINATOR_GLOBAL_STAGES):
+    for i in range(GLOBAL_STAGES):
         names[f"global_model.{i}.norm"] = f"global{i}_norm"
         names[f"global_model.{i}.conv"] = f"global{i}_conv"
-    for i in range(DISCRIMINATOR_LOCAL_STAGES):
+    for i in range(LOCAL_STAGES):
         names[f"local_fea{i + 1}.norm"] = f"local{i}_norm"
         names[f"local_fea{i + 1}.conv"] = f"local{i}_conv"
     names["global_classifier"] = "global_dense"
@@ -265,6 +264,8 @@ def infer_discriminator_config(state_dict: Mapping[str, np.ndarray], source: str
     Returns:
         `{"nf": int, "image_size": int}`, the arguments of `build_discriminator`.
     """
+    from dmfn_tf.models.discriminator import GLOBAL_STAGES
+
     required = ("global_model.0.conv.weight", "global_classifier.weight")
     absent = [key for key in required if key not in state_dict]
     if absent:
@@ -276,12 +277,12 @@ def infer_discriminator_config(state_dict: Mapping[str, np.ndarray], source: str
     if first.ndim != 4 or first.shape[1] != 3:
         raise UserError(f"{source}: 'global_model.0.conv.weight' has shape {first.shape}; a DMFN discriminator's is (nf, 3, 5, 5)")
     stages = sorted(int(m.group(1)) for key in state_dict if (m := _GLOBAL_STAGE_KEY.match(key)))
-    if stages != list(range(DISCRIMINATOR_GLOBAL_STAGES)):
+    if stages != list(range(GLOBAL_STAGES)):
         raise UserError(
             f"{source}: the global branch has convs at stages {stages}; a DMFN discriminator has "
-            f"{DISCRIMINATOR_GLOBAL_STAGES} (global_model.0 to global_model.{DISCRIMINATOR_GLOBAL_STAGES - 1})"
+            f"{GLOBAL_STAGES} (global_model.0 to global_model.{GLOBAL_STAGES - 1})"
         )
-    last_width = state_dict[f"global_model.{DISCRIMINATOR_GLOBAL_STAGES - 1}.conv.weight"].shape[0]
+    last_width = state_dict[f"global_model.{GLOBAL_STAGES - 1}.conv.weight"].shape[0]
     classifier = state_dict["global_classifier.weight"]
     side = int(round(np.sqrt(classifier.shape[-1] / last_width))) if classifier.ndim == 2 else 0
     if side < 1 or side * side * last_width != classifier.shape[-1]:
@@ -289,7 +290,7 @@ def infer_discriminator_config(state_dict: Mapping[str, np.ndarray], source: str
             f"{source}: 'global_classifier.weight' has shape {classifier.shape}; its input size must be "
             f"{last_width} x side x side for the global branch's last map"
         )
-    return {"nf": int(first.shape[0]), "image_size": side * 2**DISCRIMINATOR_GLOBAL_STAGES}
+    return {"nf": int(first.shape[0]), "image_size": side * 2**GLOBAL_STAGES}
 
 
 def _discriminator_mappings(model) -> dict[str, _TensorMapping]:

@@ -21,6 +21,11 @@ file that asks for anything else (`os.system`, `builtins.eval`, ...) is refused 
 runs. The stand-ins only record what the pickle describes; the arrays are cut from the storages
 afterwards, with every offset, size and stride checked against the storage's length first.
 
+Memory is bounded by the file's size (`dmfn_tf.convert.bounded_archive`): pickles are capped, every
+record's declared size is charged to a per-file budget before it is read, `.npz` headers are checked
+against their records before any array is allocated, and every tensor's size is charged before it
+is copied out (a stride-0 view, as `expand` saves, can be far larger than its storage).
+
 Example:
 
 ```python
@@ -33,21 +38,26 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import os
 import pickle
 import struct
 import zipfile
-import zlib
 from typing import Any, BinaryIO, Callable, NamedTuple
 
 import numpy as np
 
+from dmfn_tf.convert.bounded_archive import (
+    MAX_PICKLE_BYTES,
+    ZIP_READ_ERRORS,
+    CheckpointFormatError,
+    LimitedReader,
+    ReadBudget,
+    read_member,
+    read_npy_member,
+)
 from dmfn_tf.errors import UserError
 from dmfn_tf.restricted_pickle import RestrictedUnpickler
-
-
-class CheckpointFormatError(UserError):
-    """The file is not a readable checkpoint (not a zip or a legacy torch file, truncated, records missing)."""
 
 
 class NotAStateDictError(UserError):
@@ -142,16 +152,6 @@ _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 _PICKLE_PROTOCOL_2 = b"\x80\x02"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _RESAVE_HINT = "re-save it with a recent PyTorch: torch.save(torch.load(path), path)"
-# What zipfile raises on damaged, truncated, encrypted or oddly compressed archives.
-_ZIP_READ_ERRORS = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    zlib.error,
-    EOFError,
-    OSError,
-    NotImplementedError,
-    RuntimeError,
-)
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -180,7 +180,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if head.startswith(_ZIP_SIGNATURES):
         with _open_zip(path) as archive:
             if _find_pickle_record(archive, path, required=False) is None and _is_npz(archive):
-                return _load_npz(path)
+                return _guard_memory(path, _load_npz, archive)
         return load_torch_state_dict(path)
     if head.startswith(_PICKLE_PROTOCOL_2):
         return load_torch_state_dict(path)
@@ -219,10 +219,18 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     head = _read_head(path)
     if head.startswith(_ZIP_SIGNATURES):
-        return _load_zip_checkpoint(path)
+        return _guard_memory(path, _load_zip_checkpoint)
     if head.startswith(_PICKLE_PROTOCOL_2):
-        return _load_legacy_checkpoint(path)
+        return _guard_memory(path, _load_legacy_checkpoint)
     raise CheckpointFormatError(f"{path}: not a PyTorch checkpoint ({_describe_head(head)}): expected a zip archive")
+
+
+def _guard_memory(path: str, load: Callable[..., dict], *args) -> dict:
+    """Runs `load(path, *args)`; running out of memory anyway (the budget allows 16x the file) is a one-line error."""
+    try:
+        return load(path, *args)
+    except MemoryError:
+        raise CheckpointFormatError(f"{path}: ran out of memory while reading this checkpoint") from None
 
 
 def _read_head(path: str) -> bytes:
@@ -243,7 +251,7 @@ def _describe_head(head: bytes) -> str:
 def _open_zip(path: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
-    except _ZIP_READ_ERRORS as err:
+    except ZIP_READ_ERRORS as err:
         raise CheckpointFormatError(
             f"{path}: looks like a zip archive but cannot be read, it may be truncated ({err})"
         ) from None
@@ -270,16 +278,9 @@ def _is_npz(archive: zipfile.ZipFile) -> bool:
     return bool(names) and all(name.endswith(".npy") for name in names)
 
 
-def _load_npz(path: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except ValueError as err:
-        raise CheckpointFormatError(
-            f"{path}: cannot read this .npz archive without running pickled code ({err})"
-        ) from None
-    except _ZIP_READ_ERRORS as err:
-        raise CheckpointFormatError(f"{path}: damaged .npz archive ({err})") from None
+def _load_npz(path: str, archive: zipfile.ZipFile) -> dict[str, np.ndarray]:
+    budget = ReadBudget(path)
+    return {info.filename[: -len(".npy")]: read_npy_member(archive, info, path, budget) for info in archive.infolist()}
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
@@ -361,7 +362,8 @@ def _storage_loader(path: str, with_view_metadata: bool) -> tuple[Callable[[Any]
 def _unpickle(file: BinaryIO, path: str, what: str, persistent_load=None) -> Any:
     """Runs the restricted unpickler, turning a malformed stream into a `CheckpointFormatError`."""
     try:
-        return RestrictedUnpickler(file, _allowed_globals(), source=path, persistent_load=persistent_load).load()
+        limited = LimitedReader(file, MAX_PICKLE_BYTES, path)
+        return RestrictedUnpickler(limited, _allowed_globals(), source=path, persistent_load=persistent_load).load()
     except UserError as err:
         if str(err).startswith(path):
             raise
@@ -375,10 +377,13 @@ def _load_zip_checkpoint(path: str) -> dict[str, np.ndarray]:
     with _open_zip(path) as archive:
         pickle_record = _find_pickle_record(archive, path)
         prefix = pickle_record[: -len("data.pkl")]
-        byteorder = _read_byteorder(archive, prefix, path)
+        budget = ReadBudget(path)
+        byteorder = _read_byteorder(archive, prefix, path, budget)
         persistent_load, _ = _storage_loader(path, with_view_metadata=False)
-        pickled = io.BytesIO(_read_record(archive, archive.getinfo(pickle_record), path))
-        state = _select_state_dict(_unpickle(pickled, path, pickle_record, persistent_load), path)
+        pickled = read_member(archive, archive.getinfo(pickle_record), path, budget, max_bytes=MAX_PICKLE_BYTES)
+        state = _select_state_dict(_unpickle(io.BytesIO(pickled), path, pickle_record, persistent_load), path)
+        for name, record in state.items():
+            _check_view(name, record, path, budget)
 
         # Several tensors may view one storage: read each record once.
         blobs: dict[str, bytes] = {}
@@ -386,45 +391,40 @@ def _load_zip_checkpoint(path: str) -> dict[str, np.ndarray]:
         for name, record in state.items():
             ref = record.storage
             if ref.key not in blobs:
-                blobs[ref.key] = _read_storage_record(archive, f"{prefix}data/{ref.key}", ref, path)
+                blobs[ref.key] = _read_storage_record(archive, f"{prefix}data/{ref.key}", ref, path, budget)
             arrays[name] = _materialize(name, record, blobs[ref.key], byteorder, path)
         return arrays
 
 
-def _read_record(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> bytes:
-    try:
-        return archive.read(info)
-    except _ZIP_READ_ERRORS as err:
-        raise CheckpointFormatError(f"{path}: damaged record '{info.filename}' ({err})") from None
-
-
-def _read_byteorder(archive: zipfile.ZipFile, prefix: str, path: str) -> str:
+def _read_byteorder(archive: zipfile.ZipFile, prefix: str, path: str, budget: ReadBudget) -> str:
     try:
         info = archive.getinfo(f"{prefix}byteorder")
     except KeyError:
         return "little"
-    value = _read_record(archive, info, path).decode("ascii", "replace").strip()
+    value = bytes(read_member(archive, info, path, budget, max_bytes=16)).decode("ascii", "replace").strip()
     if value not in ("little", "big"):
         raise CheckpointFormatError(f"{path}: record '{info.filename}' says {value!r}; expected 'little' or 'big'")
     return value
 
 
-def _read_storage_record(archive: zipfile.ZipFile, name: str, ref: _StorageRef, path: str) -> bytes:
+def _read_storage_record(archive: zipfile.ZipFile, name: str, ref: _StorageRef, path: str, budget: ReadBudget) -> bytes:
     needed = ref.numel * ref.dtype.itemsize
     try:
         info = archive.getinfo(name)
     except KeyError:
         raise CheckpointFormatError(f"{path}: storage record '{name}' is missing from the archive") from None
-    # Checked before reading, so that a record's claimed size never drives a large read.
-    if info.file_size < needed:
+    # torch.save writes exactly the storage's bytes. Checked before reading, so that a record's claimed
+    # size never drives a large read (e.g. a compressed bomb behind a 16-float bias).
+    if info.file_size != needed:
         raise CheckpointFormatError(
             f"{path}: storage record '{name}' holds {info.file_size} bytes, but {ref.numel} {ref.dtype.name} "
             f"elements need {needed}"
         )
-    return _read_record(archive, info, path)[:needed]
+    return read_member(archive, info, path, budget)
 
 
 def _load_legacy_checkpoint(path: str) -> dict[str, np.ndarray]:
+    budget = ReadBudget(path)
     with open(path, "rb") as f:
         magic = _unpickle(f, path, "the header")
         if magic != _MAGIC_NUMBER:
@@ -444,6 +444,8 @@ def _load_legacy_checkpoint(path: str) -> dict[str, np.ndarray]:
         if not (isinstance(keys, list) and all(isinstance(key, str) for key in keys)):
             raise CheckpointFormatError(f"{path}: malformed storage key list")
         state = _select_state_dict(obj, path)
+        for name, record in state.items():
+            _check_view(name, record, path, budget)
         blobs = {key: _read_legacy_blob(f, storages.get(key), key, byteorder, path) for key in keys}
 
     arrays = {}
@@ -508,6 +510,19 @@ def _describe(obj: Any) -> str:
             return "an empty dict"
         return f"a dict with keys {', '.join(repr(k) for k in list(obj)[:5])}{', ...' if len(obj) > 5 else ''}"
     return f"a {type(obj).__name__}"
+
+
+def _check_view(name: str, record: _TensorRecord, path: str, budget: ReadBudget) -> None:
+    """Charges a tensor's bytes to the file's budget before any storage is read.
+
+    A view may have more elements than its storage (torch's `expand` saves stride-0 views), so
+    a small file can declare a huge tensor: the budget refuses it before it is copied out.
+    """
+    count = math.prod(record.size)
+    budget.charge(
+        count * record.dtype.itemsize,
+        f"tensor '{name}' (size {record.size}, over a storage of {record.storage.numel:,} elements)",
+    )
 
 
 def _materialize(name: str, record: _TensorRecord, storage: bytes, byteorder: str, path: str) -> np.ndarray:

@@ -1,6 +1,8 @@
 """Training and evaluation data: image sources, hole masks and `tf.data` pipelines (SPEC §6).
 
-- `build_dataset`, `build_eval_dataset`: dict batches `{"image", "mask", "bbox"}` (+ `"path"`).
+- `build_dataset`, `build_eval_dataset` (the evaluation protocol's input): dict batches
+  `{"image", "mask", "bbox"}` (+ `"path"`).
+- `MASK_KINDS`, `mask_maker`, `MaskSettings`: the registry of mask kinds (name -> maker).
 - `center_box`, `random_box`, `free_form`, `random_bbox`: mask generators (1 = hole).
 - `load_mask_file`: a user's mask file as a binary NumPy array, for training and inference.
 - `find_image_files`, `read_file_list`, `check_files`: source discovery and validation.
@@ -15,6 +17,9 @@ _LAZY_EXPORTS = {
     "build_eval_dataset": "dmfn_tf.data.pipeline",
     "crop_and_resize": "dmfn_tf.data.pipeline",
     "decode_image": "dmfn_tf.data.pipeline",
+    "MASK_KINDS": "dmfn_tf.data.masks",
+    "MaskSettings": "dmfn_tf.data.masks",
+    "mask_maker": "dmfn_tf.data.masks",
     "center_box": "dmfn_tf.data.masks",
     "random_box": "dmfn_tf.data.masks",
     "free_form": "dmfn_tf.data.masks",

@@ -28,7 +28,10 @@ from dmfn_tf.errors import UserError
 
 logger = logging.getLogger("dmfn_tf.data")
 
+# What `tf.io.decode_image` reads: the training and evaluation inputs.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# What Pillow reads besides: `dmfn inpaint`'s inputs.
+PILLOW_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS + (".tif", ".tiff")
 
 # (kind, absolute path, size, mtime_ns) -> None if the file decodes, else the reason it does not.
 _checked: dict[tuple, str | None] = {}

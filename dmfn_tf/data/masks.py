@@ -7,6 +7,11 @@ Every generator returns `(mask, bbox)`:
   discriminator crops. For box masks it is the box itself (before shrinking); for irregular masks
   it is a random square of side `S / 2`, as in the reference recipe.
 
+Mask kinds (`MASK_KINDS`, the names `data.mask` and `dmfn evaluate --mask` take) live in one
+registry, `MASK_MAKERS`: a kind is one function registered with `@mask_kind(name)` that takes the
+image side and the `MaskSettings` and returns `make(index, seed) -> (mask, bbox)`; `mask_maker`
+looks a kind up. Adding a kind is adding one such function.
+
 The random generators are *stateless*: they take a `seed`, a shape-`[2]` integer tensor (see
 `tf.random.experimental.stateless_fold_in`), so the same seed gives the same mask on every run. The training pipeline derives that seed from `(run seed, global example index)`,
 which is what makes an interrupted run resume exactly.
@@ -32,6 +37,8 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -61,16 +68,28 @@ def check_mask_size(size: int) -> None:
         raise UserError(f"mask size must be a positive multiple of 4 (the hole is S/2, centred at S/4), got {size!r}")
 
 
-def check_box_delta(size: int, delta: int) -> None:
-    """Raises a `UserError` unless random boxes of `size`² images can shrink by up to `delta // 2` a side.
+def max_box_shrink(delta: int, shrink: str = "independent") -> int:
+    """The most a random box's side moves inwards: `delta // 2`, or `delta // 2 + 1` for "reference"."""
+    return delta // 2 + (1 if shrink == "reference" else 0)
+
+
+def check_box_delta(size: int, delta: int, shrink: str = "independent") -> None:
+    """Raises a `UserError` unless random boxes of `size`² images can shrink as `random_box` does.
 
     Args:
         size: image side `S`, a multiple of 4.
-        delta: the box's shrink parameter; must be smaller than S/2 so that the hole never vanishes.
+        delta: the box's shrink parameter; must be smaller than S/2 (and, for "reference", leave
+            `S/2 - 2 * (delta // 2 + 1)` positive) so that the hole never vanishes.
+        shrink: "independent" or "reference" (see `random_box`).
     """
     check_mask_size(size)
     if not 0 <= delta < size // 2:
         raise UserError(f"mask_delta must be in [0, {size // 2}) for {size}² images, got {delta}")
+    if 2 * max_box_shrink(delta, shrink) >= size // 2:
+        raise UserError(
+            f"mask_delta {delta} with mask_shrink {shrink!r} can remove the whole {size // 2}-pixel box "
+            f"(up to {max_box_shrink(delta, shrink)} pixels a side); use a smaller mask_delta"
+        )
 
 
 def _box_mask(size: int, top, left, bottom, right) -> tf.Tensor:
@@ -118,17 +137,20 @@ def random_bbox(size: int, seed) -> tf.Tensor:
     return tf.concat([corner, tf.constant([half, half], tf.int32)], axis=0)
 
 
-def random_box(size: int, delta: int, seed) -> tuple[tf.Tensor, tf.Tensor]:
-    """The reference training mask: an S/2 box at a random position, each side shrunk at random.
+def random_box(size: int, delta: int, seed, shrink: str = "independent") -> tuple[tf.Tensor, tf.Tensor]:
+    """The reference training mask: an S/2 box at a random position, its sides shrunk at random.
 
-    Each of the four sides moves inwards by its own uniform integer in `[0, delta // 2]`, so the
-    hole's height and width lie in `[S/2 - 2 * (delta // 2), S/2]`.
+    `shrink="independent"`: each of the four sides moves inwards by its own uniform integer in
+    `[0, delta // 2]`, so the hole's height and width lie in `[S/2 - 2 * (delta // 2), S/2]`.
+    `shrink="reference"` (the authors' masks): one uniform integer in `[0, delta // 2 + 1]` per
+    axis moves both of its sides, so the hole stays centred on the box (0..17 pixels a side at
+    delta 32).
 
     Args:
         size: image side `S`, a multiple of 4.
-        delta: the reference recipe's `delta` (32 at 256²); must be smaller than S/2 so that the
-            hole never vanishes.
+        delta: the reference recipe's `delta` (32 at 256²); see `check_box_delta` for its range.
         seed: shape-[2] integer tensor, a stateless random seed.
+        shrink: "independent" or "reference".
 
     Returns:
         `(mask [S, S, 1] float32, bbox [4] int32)`; the bbox is the unshrunk box, so it covers the
@@ -140,12 +162,19 @@ def random_box(size: int, delta: int, seed) -> tuple[tf.Tensor, tf.Tensor]:
     >>> bbox.numpy()[2:].tolist()
     [32, 32]
     """
-    check_box_delta(size, delta)
+    if shrink not in ("independent", "reference"):
+        raise UserError(f"unknown mask shrink {shrink!r}; expected 'independent' or 'reference'")
+    check_box_delta(size, delta, shrink)
     box_seed, shrink_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     bbox = random_bbox(size, box_seed)
     top, left, height, width = tf.unstack(bbox)
-    shrink = tf.random.stateless_uniform([4], seed=shrink_seed, minval=0, maxval=delta // 2 + 1, dtype=tf.int32)
-    mask = _box_mask(size, top + shrink[0], left + shrink[1], top + height - shrink[2], left + width - shrink[3])
+    most = max_box_shrink(delta, shrink)
+    if shrink == "reference":
+        rows, cols = tf.unstack(tf.random.stateless_uniform([2], seed=shrink_seed, minval=0, maxval=most + 1, dtype=tf.int32))
+        sides = (rows, cols, rows, cols)
+    else:
+        sides = tf.unstack(tf.random.stateless_uniform([4], seed=shrink_seed, minval=0, maxval=most + 1, dtype=tf.int32))
+    mask = _box_mask(size, top + sides[0], left + sides[1], top + height - sides[2], left + width - sides[3])
     return mask, bbox
 
 
@@ -342,7 +371,7 @@ def load_mask_file(path, size=None, invert: bool = False, from_alpha: bool = Fal
 
     ```python
     mask = load_mask_file("masks/0001.png", size=256)
-    inputs = np.concatenate([image * (1 - mask), mask], axis=-1)
+    result = inpaint(generator, image, mask)  # dmfn_tf.inference
     ```
     """
     path = os.fspath(path)
@@ -358,3 +387,99 @@ def load_mask_file(path, size=None, invert: bool = False, from_alpha: bool = Fal
         raise UserError(f"cannot read mask file {path}: {error_summary(err)}") from None
     return mask.numpy()
 
+
+
+@dataclass(frozen=True)
+class MaskSettings:
+    """What the mask kinds need besides the image side.
+
+    Args:
+        delta: the random box's shrink parameter (`random_box`).
+        shrink: how the random box shrinks, "independent" or "reference" (`random_box`).
+        files: mask files (`file`), used in order, cycling, when `ordered`, else picked at random.
+        invert: mask files mark holes with 0.
+        from_alpha: read the holes from the mask files' alpha channel.
+        ordered: example `i` takes mask file `i % len(files)` (evaluation) instead of a random one.
+    """
+
+    delta: int = 32
+    shrink: str = "independent"
+    files: tuple[str, ...] = ()
+    invert: bool = False
+    from_alpha: bool = False
+    ordered: bool = False
+
+
+MaskMake = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+MASK_MAKERS: dict[str, Callable[[int, MaskSettings], MaskMake]] = {}
+
+
+def mask_kind(name: str):
+    """Registers `factory(size, settings) -> make(index, seed) -> (mask, bbox)` as mask kind `name`."""
+
+    def register(factory):
+        MASK_MAKERS[name] = factory
+        return factory
+
+    return register
+
+
+@mask_kind("center_box")
+def _center_box_kind(size: int, settings: MaskSettings) -> MaskMake:
+    mask, bbox = center_box(size)
+    return lambda index, seed: (mask, bbox)
+
+
+@mask_kind("random_box")
+def _random_box_kind(size: int, settings: MaskSettings) -> MaskMake:
+    check_box_delta(size, settings.delta, settings.shrink)
+    return lambda index, seed: random_box(size, settings.delta, seed, settings.shrink)
+
+
+@mask_kind("free_form")
+def _free_form_kind(size: int, settings: MaskSettings) -> MaskMake:
+    check_mask_size(size)
+    return lambda index, seed: free_form(size, seed)
+
+
+@mask_kind("file")
+def _file_kind(size: int, settings: MaskSettings) -> MaskMake:
+    check_mask_size(size)
+    if not settings.files:
+        raise UserError("mask kind 'file' needs mask files, and none were given")
+    table = tf.constant(list(settings.files))
+    count = len(settings.files)
+
+    def make(index, seed):
+        pick_seed, bbox_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if settings.ordered:
+            pick = tf.cast(index, tf.int64) % count
+        else:
+            pick = tf.random.stateless_uniform([], pick_seed, 0, count, dtype=tf.int64)
+        contents = tf.io.read_file(table[pick])
+        mask = decode_mask_bytes(contents, size=size, invert=settings.invert, from_alpha=settings.from_alpha)
+        mask.set_shape([size, size, 1])
+        return mask, random_bbox(size, bbox_seed)
+
+    return make
+
+
+MASK_KINDS = tuple(MASK_MAKERS)
+
+
+def mask_maker(kind: str, size: int, settings: MaskSettings = MaskSettings()) -> MaskMake:
+    """`make(index, seed) -> (mask [S, S, 1], bbox [4])` of a registered mask kind.
+
+    Args:
+        kind: a name in `MASK_KINDS`.
+        size: image side `S`, a multiple of 4.
+        settings: what the kind needs besides the size.
+
+    Example:
+
+    >>> make = mask_maker("random_box", 64, MaskSettings(delta=8))
+    >>> mask, bbox = make(0, tf.constant([1, 2], tf.int64))
+    """
+    if kind not in MASK_MAKERS:
+        raise UserError(f"unknown mask kind {kind!r}; expected one of {', '.join(MASK_MAKERS)}")
+    return MASK_MAKERS[kind](size, settings)

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from dmfn_tf.config import MASK_KINDS, DataConfig
+from dmfn_tf.config import DataConfig
 from dmfn_tf.data import masks
 from dmfn_tf.data.image_files import check_files, error_summary, find_image_files, list_source_files, read_file_list
 from dmfn_tf.errors import UserError
+from dmfn_tf.inpainting import to_model_range
 
 # Independent random streams derived from the run's seed.
 _SHUFFLE_STREAM, _EXAMPLE_STREAM = 1, 2
@@ -73,7 +74,7 @@ def crop_and_resize(image, image_size: int, crop: str = "center", seed=None) -> 
     square = tf.cast(image[top : top + side, left : left + side], tf.float32)
     resized = tf.image.resize(square, [image_size, image_size], method="bicubic", antialias=True)
     # Bicubic overshoots at edges; clip so that the result is what an 8-bit image would hold.
-    return tf.clip_by_value(resized, 0.0, 255.0) / 127.5 - 1.0
+    return to_model_range(tf.clip_by_value(resized, 0.0, 255.0))
 
 
 def build_dataset(
@@ -144,17 +145,20 @@ def build_eval_dataset(
     batch_size: int,
     mask: str = "center_box",
     seed: int = 0,
+    limit: int | None = None,
 ) -> tf.data.Dataset:
-    """The evaluation input (SPEC §7): every image once, in file order, centred crop.
+    """The evaluation input (the protocol's, `dmfn_tf.evaluation.protocol`): every image once, in
+    file order, centred crop.
 
     Args:
-        data_cfg: the image source (and `mask_path` etc. when `mask` is "file").
+        data_cfg: the image source (and `mask_path`, `mask_delta`, ... as the mask kind needs).
         image_size: side S, a multiple of 4.
         batch_size: batch size; the last batch may be smaller.
-        mask: "center_box" (the paper's protocol), "random_box", "free_form" (keyed by `seed` and
-            the image's position, so they are the same on every run) or "file" (mask `n` of
-            `data_cfg.mask_path` for image `n`, cycling through the masks).
+        mask: a kind of `masks.MASK_KINDS`: "center_box" (the paper's protocol), "random_box",
+            "free_form" (keyed by `seed` and the image's position, so they are the same on every
+            run) or "file" (mask `n` of `data_cfg.mask_path` for image `n`, cycling).
         seed: seed of the random mask kinds.
+        limit: only the first `limit` images of the source (before checking files), or all.
 
     Returns:
         A `tf.data.Dataset` of `{"image", "mask", "bbox", "path"}` batches.
@@ -163,11 +167,9 @@ def build_eval_dataset(
 
     ```python
     for batch in build_eval_dataset(cfg.data, 256, 8):
-        composite = batch["mask"] * generator(...) + (1 - batch["mask"]) * batch["image"]
+        composites = inpaint_float(generator, batch["image"], batch["mask"])
     ```
     """
-    if mask not in MASK_KINDS:
-        raise UserError(f"unknown mask kind {mask!r}; expected one of {MASK_KINDS}")
     return _build(
         data_cfg,
         image_size,
@@ -180,6 +182,7 @@ def build_eval_dataset(
         mask_kind=mask,
         drop_remainder=False,
         with_path=True,
+        limit=limit,
     )
 
 
@@ -197,6 +200,7 @@ def _build(
     with_path,
     num_shards=1,
     shard_index=0,
+    limit=None,
 ):
     masks.check_mask_size(image_size)
     if batch_size <= 0 or batch_size % num_shards:
@@ -207,9 +211,9 @@ def _build(
         raise UserError(f"start_step must be >= 0, got {start_step}")
     base_seed = tf.constant([seed, 0], tf.int64)
     if data_cfg.source == "tfds":
-        records, num_records, fetch = _tfds_records(data_cfg)
+        records, num_records, fetch = _tfds_records(data_cfg, limit)
     else:
-        records, num_records, fetch = _file_records(data_cfg)
+        records, num_records, fetch = _file_records(data_cfg, limit)
     epoch_records = records(tf.random.experimental.stateless_fold_in(base_seed, _SHUFFLE_STREAM), shuffle)
 
     start = start_step * batch_size
@@ -250,11 +254,12 @@ def _build(
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def _file_records(data_cfg: DataConfig):
+def _file_records(data_cfg: DataConfig, limit: int | None = None):
     """A folder or list of image files as records, read by random access (full permutations)."""
     if not data_cfg.path:
         raise UserError(f"data.path is empty: set it to a folder of images or a file list (source {data_cfg.source!r})")
     paths = find_image_files(data_cfg.path) if data_cfg.source == "folder" else read_file_list(data_cfg.path)
+    paths = paths[:limit]
     if data_cfg.check_files:
         paths = check_files(paths, _decode_check, "image", cache_path=data_cfg.file_check_cache or None)
     if not paths:
@@ -275,7 +280,7 @@ def _file_records(data_cfg: DataConfig):
     return records, count, lambda path: (path, tf.io.read_file(path))
 
 
-def _tfds_records(data_cfg: DataConfig):
+def _tfds_records(data_cfg: DataConfig, limit: int | None = None):
     """A TensorFlow Datasets split as records of (label, encoded image), read as a stream."""
     if not data_cfg.tfds_name:
         raise UserError("data.tfds_name is empty: name the TensorFlow Datasets dataset to read (source 'tfds')")
@@ -298,6 +303,8 @@ def _tfds_records(data_cfg: DataConfig):
     stream = stream.enumerate().map(
         lambda n, record: (tf.strings.join([prefix, tf.strings.as_string(n)]), record["image"])
     )
+    if limit is not None:
+        stream = stream.take(limit)
     count = int(stream.cardinality())
     if count < 0:  # Unknown cardinality: count once.
         count = int(stream.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
@@ -323,46 +330,33 @@ def _tfds_records(data_cfg: DataConfig):
 
 
 def _mask_maker(data_cfg: DataConfig, kind: str, image_size: int, ordered: bool):
-    """`make(index, seed) -> (mask, bbox)` for one mask kind."""
-    if kind == "center_box":
-        mask, bbox = masks.center_box(image_size)
-        return lambda index, seed: (mask, bbox)
-    if kind == "random_box":
-        masks.check_box_delta(image_size, data_cfg.mask_delta)
-        return lambda index, seed: masks.random_box(image_size, data_cfg.mask_delta, seed)
-    if kind == "free_form":
-        return lambda index, seed: masks.free_form(image_size, seed)
-    if kind != "file":
-        raise UserError(f"unknown mask kind {kind!r}; expected one of {MASK_KINDS}")
-    if not data_cfg.mask_path:
-        raise UserError("data.mask_path is empty: set it to a folder or list of mask images (mask 'file')")
+    """`make(index, seed) -> (mask, bbox)` of one registered mask kind (`masks.MASK_MAKERS`)."""
+    files = ()
+    if kind == "file":
+        if not data_cfg.mask_path:
+            raise UserError("data.mask_path is empty: set it to a folder or list of mask images (mask 'file')")
+        files = tuple(_usable_mask_files(data_cfg))
+    settings = masks.MaskSettings(
+        delta=data_cfg.mask_delta, shrink=data_cfg.mask_shrink, files=files, invert=data_cfg.invert_mask,
+        from_alpha=data_cfg.mask_from_alpha, ordered=ordered,
+    )
+    return masks.mask_maker(kind, image_size, settings)
+
+
+def _usable_mask_files(data_cfg: DataConfig) -> list[str]:
     # Mask files are always checked, whatever `check_files` says: they are few and small.
-    paths = list_source_files(data_cfg.mask_path)
-    invert, from_alpha = data_cfg.invert_mask, data_cfg.mask_from_alpha
+    from_alpha = data_cfg.mask_from_alpha
 
     def decode_mask(contents):
         masks.decode_mask_bytes(tf.constant(contents), from_alpha=from_alpha)
 
     paths = check_files(
-        paths, decode_mask, "mask (alpha)" if from_alpha else "mask", cache_path=data_cfg.file_check_cache or None
+        list_source_files(data_cfg.mask_path), decode_mask, "mask (alpha)" if from_alpha else "mask",
+        cache_path=data_cfg.file_check_cache or None,
     )
     if not paths:
         raise UserError(f"no usable mask images in {data_cfg.mask_path}")
-    table = tf.constant(paths)
-    count = len(paths)
-
-    def make(index, seed):
-        pick_seed, bbox_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        if ordered:
-            pick = index % count
-        else:
-            pick = tf.random.stateless_uniform([], pick_seed, 0, count, dtype=tf.int64)
-        contents = tf.io.read_file(table[pick])
-        mask = masks.decode_mask_bytes(contents, size=image_size, invert=invert, from_alpha=from_alpha)
-        mask.set_shape([image_size, image_size, 1])
-        return mask, masks.random_bbox(image_size, bbox_seed)
-
-    return make
+    return paths
 
 
 def _decode_check(contents: bytes) -> None:

@@ -1,6 +1,7 @@
-"""Evaluation of inpainting models: LPIPS, PSNR, SSIM and L1 on the paper's protocol (SPEC §7),
-classic baselines, and the report written by `dmfn evaluate`.
+"""Evaluation of inpainting models on the paper's protocol (SPEC §7): `protocol.evaluate` (the one
+front door, used by `dmfn evaluate` and `dmfn demo`), LPIPS, PSNR/SSIM/L1, classic baselines, and
+the report files.
 
-TensorFlow is imported only by `lpips` and `report` (through Keras), so the metrics and baselines
-stay usable without it.
+`paper` (the paper's figures) and `baselines` need no TensorFlow; the rest goes through the
+inpainting contract (`dmfn_tf.inpainting`) and imports it.
 """

@@ -1,8 +1,9 @@
 """PSNR, SSIM and L1 for the evaluation protocol (SPEC §7), in NumPy.
 
 PSNR and SSIM are computed on 8-bit RGB, as in the paper's Table 1. Composites in [-1, 1] are
-quantised with `to_uint8`: `clip(round((x + 1) * 127.5), 0, 255)`, where `round` is NumPy's
-round-half-to-even. Images that came from uint8 as `x / 127.5 - 1` map back to the same pixels.
+quantised with the inpainting contract's `to_uint8` (`dmfn_tf.inpainting`), as every output of the
+package is: `clip(round((x + 1) * 127.5), 0, 255)` in float32, round-half-to-even. Images that
+came from uint8 as `x / 127.5 - 1` map back to the same pixels.
 
 - PSNR: `10 log10(255^2 / MSE)`, the MSE taken over all pixels and channels of one image, in
   float64; infinite for identical images. Equal to
@@ -23,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from dmfn_tf.errors import UserError
+from dmfn_tf.inpainting import to_uint8
 
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5
@@ -33,18 +35,6 @@ DATA_RANGE = 255.0
 
 class MetricInputError(UserError, ValueError):
     """Images given to a metric have the wrong shape or type."""
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Quantises images in [-1, 1] to 8-bit: `clip(round((x + 1) * 127.5), 0, 255)`.
-
-    Args:
-        images: float array of any shape, values in [-1, 1].
-
-    Returns:
-        uint8 array of the same shape.
-    """
-    return np.clip(np.round((np.asarray(images, np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def _check_uint8_pair(outputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +147,7 @@ def image_metrics(outputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndar
     scores["psnr"].mean()
     ```
     """
-    outputs_uint8, targets_uint8 = to_uint8(outputs), to_uint8(targets)
+    outputs_uint8, targets_uint8 = np.asarray(to_uint8(outputs)), np.asarray(to_uint8(targets))
     return {
         "psnr": psnr(outputs_uint8, targets_uint8),
         "ssim": ssim(outputs_uint8, targets_uint8),

@@ -1,8 +1,8 @@
 """The evaluation protocol of the paper's Table 1 (SPEC §7) and the report `dmfn evaluate` writes.
 
-Every method is scored on the composite `mask * G + (1 - mask) * image` against the ground truth:
+Every method is scored on the composite (`dmfn_tf.inpainting.composite`) against the ground truth:
 LPIPS (lower is better), PSNR and SSIM on 8-bit RGB (higher is better), and L1 in [-1, 1] units.
-`evaluate` works with any inpainting function, so the model and the classic baselines share one code
+`score` works with any inpainting function, so the model and the classic baselines share one code
 path; `write_report` then writes
 
 - `per_image.csv`: one row per image and method (`file, method, psnr, ssim, l1, lpips`);
@@ -11,10 +11,13 @@ path; `write_report` then writes
   dataset, holding "LPIPS / PSNR / SSIM"), optionally with the paper's DMFN row for reference;
 - `cases.png`: the worst and best images of the first method (input | output | target).
 
+The whole protocol (reading images, masks, model and baselines, report) is
+`dmfn_tf.evaluation.protocol.evaluate`.
+
 Example:
 
 ```python
-scores = evaluate(generator_inpaint_fn(generator), images_uint8, center_mask(256), lpips_metric=LPIPS())
+scores = score(generator_inpaint_fn(generator), images_uint8, center_box(256)[0].numpy(), lpips_metric=LPIPS())
 write_report("eval_out", files, {"dmfn": scores}, dataset_label="CelebA-HQ", paper_row="celeba_hq")
 ```
 """
@@ -30,18 +33,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dmfn_tf.errors import UserError
-from dmfn_tf.evaluation.metrics import image_metrics, to_uint8
+from dmfn_tf.evaluation.metrics import image_metrics
+from dmfn_tf.evaluation.paper import PAPER_DMFN_RESULTS
+from dmfn_tf.inpainting import binarise_mask, composite, inpaint_float, to_model_range, to_uint8
 
 METRICS = ("psnr", "ssim", "l1", "lpips")
 CSV_COLUMNS = ("file", "method") + METRICS
-
-# The paper's Table 1, DMFN row: (dataset name, test images, LPIPS, PSNR, SSIM).
-PAPER_DMFN_RESULTS = {
-    "paris_streetview": ("Paris StreetView", 100, 0.1018, 25.00, 0.8563),
-    "places2": ("Places2", 100, 0.1361, 21.53, 0.8079),
-    "celeba_hq": ("CelebA-HQ", 2000, 0.0460, 26.50, 0.8932),
-    "ffhq": ("FFHQ", 10000, 0.0457, 26.49, 0.8985),
-}
 
 InpaintFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -50,45 +47,17 @@ class EvaluationInputError(UserError, ValueError):
     """Images, masks or settings given to the evaluation do not fit together."""
 
 
-def center_mask(image_size: int, hole_size: int | None = None) -> np.ndarray:
-    """The protocol's mask: a centred square hole, half the image side unless told otherwise.
-
-    Args:
-        image_size: side of the square image.
-        hole_size: side of the hole (default `image_size // 2`, i.e. 128 at 256).
-
-    Returns:
-        (image_size, image_size, 1) float32 mask, 1 = hole.
-    """
-    hole_size = image_size // 2 if hole_size is None else hole_size
-    start = (image_size - hole_size) // 2
-    mask = np.zeros((image_size, image_size, 1), np.float32)
-    mask[start:start + hole_size, start:start + hole_size] = 1.0
-    return mask
-
-
-def generator_inpaint_fn(generator, size_multiple: int = 4) -> InpaintFn:
-    """Wraps a DMFN generator as an inpainting function returning composites.
-
-    The generator sees `concat([image * (1 - mask), mask])`; sizes that are not multiples of
-    `size_multiple` are reflect-padded to the next multiple and cropped back.
+def generator_inpaint_fn(generator) -> InpaintFn:
+    """Wraps a DMFN generator as an inpainting function returning composites (any size).
 
     Args:
         generator: a Keras model from (B, H, W, 4) to the raw (B, H, W, 3) tanh image.
-        size_multiple: the spatial multiple the generator needs.
 
     Returns:
-        `inpaint_fn(images [-1, 1] (B, H, W, 3), masks (B, H, W, 1)) -> composites (B, H, W, 3)`.
+        `inpaint_fn(images [-1, 1] (B, H, W, 3), masks (B, H, W, 1)) -> composites (B, H, W, 3)`,
+        `dmfn_tf.inpainting.inpaint_float`.
     """
-
-    def inpaint(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        height, width = images.shape[1:3]
-        pad = ((0, 0), (0, -height % size_multiple), (0, -width % size_multiple), (0, 0))
-        inputs = np.concatenate([images * (1.0 - masks), masks], axis=-1).astype(np.float32)
-        raw = np.asarray(generator(np.pad(inputs, pad, mode="reflect"), training=False))[:, :height, :width]
-        return masks * raw + (1.0 - masks) * images
-
-    return inpaint
+    return lambda images, masks: np.asarray(inpaint_float(generator, images, masks))
 
 
 def baseline_inpaint_fn(baseline: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> InpaintFn:
@@ -102,9 +71,9 @@ def baseline_inpaint_fn(baseline: Callable[[np.ndarray, np.ndarray], np.ndarray]
     """
 
     def inpaint(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        pixels = to_uint8(images)
+        pixels = np.asarray(to_uint8(images))
         filled = [baseline(image, mask[..., 0] > 0.5) for image, mask in zip(pixels, masks)]
-        return np.stack(filled).astype(np.float32) / 127.5 - 1.0
+        return np.asarray(to_model_range(np.stack(filled)))
 
     return inpaint
 
@@ -116,7 +85,7 @@ def _mask_at(masks, index: int, image_shape: tuple) -> np.ndarray:
         mask = mask[..., None]
     if mask.shape != tuple(image_shape[:2]) + (1,):
         raise EvaluationInputError(f"mask {index} has shape {mask.shape}; image {index} is {tuple(image_shape)}")
-    return (mask > 0.5).astype(np.float32)
+    return np.asarray(binarise_mask(mask[None]))[0]
 
 
 def _is_single_mask(masks) -> bool:
@@ -129,12 +98,12 @@ def _load_batch(images, masks, indices) -> tuple[np.ndarray, np.ndarray]:
         image = np.asarray(images[index])
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
             raise EvaluationInputError(f"image {index} must be (H, W, 3) uint8 RGB; got {image.shape} {image.dtype}")
-        batch_images.append(image.astype(np.float32) / 127.5 - 1.0)
+        batch_images.append(np.asarray(to_model_range(image)))
         batch_masks.append(_mask_at(masks, index, image.shape))
     return np.stack(batch_images), np.stack(batch_masks)
 
 
-def evaluate(
+def score(
     inpaint_fn: InpaintFn,
     images: Sequence[np.ndarray],
     masks,
@@ -144,7 +113,7 @@ def evaluate(
 ) -> dict[str, np.ndarray]:
     """Scores an inpainting function on the paper's protocol, per image.
 
-    The function's output is composited with the known pixels (`mask * out + (1 - mask) * image`)
+    The function's output is composited with the known pixels (`dmfn_tf.inpainting.composite`)
     before scoring, so a function returning the raw generator output is scored correctly too.
 
     Args:
@@ -153,7 +122,7 @@ def evaluate(
         images: ground truth as uint8 RGB (H, W, 3): an (N, H, W, 3) array or any sequence
             (e.g. one that reads files lazily). Scaled to [-1, 1] as `x / 127.5 - 1`.
         masks: one mask for all images ((H, W) or (H, W, 1) array) or a sequence of N of them;
-            values above 0.5 are holes.
+            holes by the contract's mask rule (`dmfn_tf.inpainting.binarise_mask`).
         lpips_metric: an `lpips.LPIPS` instance, or None to skip LPIPS (reported as NaN).
         batch_size: images per call of `inpaint_fn`.
         progress: optional callback `(done, total)` after each batch.
@@ -164,7 +133,7 @@ def evaluate(
     Example:
 
     ```python
-    scores = evaluate(baseline_inpaint_fn(BASELINES["telea"]), images, center_mask(256))
+    scores = score(baseline_inpaint_fn(BASELINES["telea"]), images, center_box(256)[0].numpy())
     scores["psnr"].mean()
     ```
     """
@@ -181,7 +150,7 @@ def evaluate(
             raise EvaluationInputError(
                 f"the inpainting function returned {outputs.shape} for images {batch_images.shape}"
             )
-        composites = batch_masks * np.clip(outputs, -1.0, 1.0) + (1.0 - batch_masks) * batch_images
+        composites = np.asarray(composite(np.clip(outputs, -1.0, 1.0), batch_images, batch_masks))
         for metric, values in image_metrics(composites, batch_images).items():
             collected[metric].append(values)
         if lpips_metric is not None:
@@ -197,7 +166,7 @@ def summarize(scores_by_method: dict[str, dict[str, np.ndarray]]) -> dict[str, d
     """Means over the images of each method and metric (None where a metric was not computed).
 
     Args:
-        scores_by_method: method name -> the dict `evaluate` returned.
+        scores_by_method: method name -> the dict `score` returned.
 
     Returns:
         method name -> {"n_images", "psnr", "ssim", "l1", "lpips"}.
@@ -249,7 +218,7 @@ def write_per_image_csv(path: str | Path, files: Sequence[str], scores_by_method
     Args:
         path: the CSV file to write.
         files: the image names, in the order of the scores.
-        scores_by_method: method name -> the dict `evaluate` returned.
+        scores_by_method: method name -> the dict `score` returned.
     """
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -264,7 +233,7 @@ def select_cases(scores: dict[str, np.ndarray], count: int) -> tuple[list[int], 
     """Indices of the `count` worst and `count` best images (by LPIPS, or by PSNR without LPIPS).
 
     Args:
-        scores: the dict `evaluate` returned for one method.
+        scores: the dict `score` returned for one method.
         count: cases per end; fewer when there are not enough distinct images.
 
     Returns:
@@ -281,7 +250,7 @@ def render_cases(inpaint_fn: InpaintFn, images, masks, indices: Sequence[int]) -
     """Runs the inpainting function again on a few images, for the case grid.
 
     Args:
-        inpaint_fn, images, masks: as given to `evaluate`.
+        inpaint_fn, images, masks: as given to `score`.
         indices: which images.
 
     Returns:
@@ -289,7 +258,7 @@ def render_cases(inpaint_fn: InpaintFn, images, masks, indices: Sequence[int]) -
     """
     case_images, case_masks = _load_batch(images, masks, indices)
     outputs = np.clip(np.asarray(inpaint_fn(case_images, case_masks), np.float32), -1.0, 1.0)
-    return case_images, case_masks, case_masks * outputs + (1.0 - case_masks) * case_images
+    return case_images, case_masks, np.asarray(composite(outputs, case_images, case_masks))
 
 
 def case_grid(images: np.ndarray, masks: np.ndarray, composites: np.ndarray, spacing: int = 4) -> np.ndarray:
@@ -306,11 +275,11 @@ def case_grid(images: np.ndarray, masks: np.ndarray, composites: np.ndarray, spa
     """
     count, height, width = images.shape[:3]
     grid = np.full((count * (height + spacing) - spacing, 3 * (width + spacing) - spacing, 3), 255, np.uint8)
-    inputs = masks * 1.0 + (1.0 - masks) * images
+    inputs = np.asarray(composite(1.0, images, masks))  # holes white
     for row in range(count):
         for column, tile in enumerate((inputs[row], composites[row], images[row])):
             top, left = row * (height + spacing), column * (width + spacing)
-            grid[top:top + height, left:left + width] = to_uint8(tile)
+            grid[top:top + height, left:left + width] = np.asarray(to_uint8(tile))
     return grid
 
 
@@ -329,7 +298,7 @@ def write_report(
     Args:
         out_dir: output folder (created if needed).
         files: image names, in the order of the scores.
-        scores_by_method: method name -> the dict `evaluate` returned; the order is the table's.
+        scores_by_method: method name -> the dict `score` returned; the order is the table's.
         dataset_label: the dataset's name in the table.
         settings: protocol settings to record in `summary.json` (image size, mask, LPIPS network...).
         paper_row: key of `PAPER_DMFN_RESULTS` to add the paper's DMFN figures to the table.

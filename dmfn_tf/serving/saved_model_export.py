@@ -7,22 +7,22 @@ without this package. Signatures:
 - `serving_default(image: uint8 [B, H, W, 3], mask: float32 [B, H, W, 1])` ->
   `{"inpainted": uint8 [B, H, W, 3]}`, any H and W.
 - `inpaint_bytes(image_bytes: string [B], mask_bytes: string [B])` ->
-  `{"inpainted_png_bytes": string [B]}`: PNG/JPEG/BMP/GIF in, PNG out, each image at its own size.
+  `{"inpainted_png_bytes": string [B]}`: PNG/JPEG/BMP/WebP in, PNG out, each image at its own size.
   TF Serving's REST API takes and returns these as `{"b64": "..."}` values.
 - `inpaint_float(image: float32 [B, H, W, 3] in [-1, 1], mask: float32 [B, H, W, 1])` ->
   `{"inpainted": float32 [B, H, W, 3]}`: the composite in [-1, 1] before rounding.
 
-Masks: 1 = hole. A mask whose largest value exceeds 1 is taken as a 0/255 mask and divided by 255
-(per image); then values > 0.5 are holes (anti-aliased edges split at half intensity). Encoded
-mask images follow `dmfn_tf.data.masks.mask_from_image`, the package's rule for mask files (luma of
-colour masks, alpha ignored, 0/1 and 0/255 files). Inside the graph, images are padded at the
-bottom and right by reflection to multiples of 4, run through the generator, and cropped back;
-known pixels of the uint8 and PNG outputs are the input's, bit for bit.
+The graph applies the package's inpainting contract (`dmfn_tf.inpainting`): masks 1 = hole, 0/255
+masks divided by 255 per image, then > 0.5; reflection padding to multiples of 4 and crop; the
+composite. Encoded mask images follow `dmfn_tf.data.masks.mask_from_image`, the package's rule for
+mask files (luma of colour masks, alpha ignored, 0/1 and 0/255 files). Known pixels of the uint8
+and PNG outputs are the input's, bit for bit.
 
 Errors are `InvalidArgumentError`s (HTTP 400 in TF Serving): undecodable bytes, an image and mask
 of different sizes or batch sizes, an empty image, or a request of more than `max_pixels` pixels
-in all (batch x height x width; encoded images are checked one by one, PNG and JPEG from their
-header before decoding, other formats after).
+in all (batch x height x width; encoded images and masks are all sized from their headers before
+any is decoded, see `dmfn_tf.serving.request_checks`), NaN or inf at known pixels of
+`inpaint_float` (NaN in its holes is ignored: hole pixels come from the generator).
 """
 
 from __future__ import annotations
@@ -32,47 +32,13 @@ import os
 import tensorflow as tf
 
 from dmfn_tf.data.masks import mask_from_image
-from dmfn_tf.inference import DEFAULT_MAX_PIXELS, SIZE_MULTIPLE
+from dmfn_tf.inference import DEFAULT_MAX_PIXELS
+from dmfn_tf.inpainting import binarise_mask, inpaint_float, inpaint_uint8
+from dmfn_tf.serving.request_checks import check_encoded_request, check_finite_mask, image_for_generator
 
 SIGNATURE_NAMES = ("serving_default", "inpaint_bytes", "inpaint_float")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _reflect_indices(size, padded_size):
-    # Same indices as dmfn_tf.inference.reflect_indices (repeated reflection without the edge).
-    period = tf.maximum(2 * (size - 1), 1)
-    phase = tf.range(padded_size) % period
-    return tf.where(phase < size, phase, period - phase)
-
-
-def _declared_pixels(contents):
-    """height x width that an encoded PNG or JPEG declares in its header; 0 for other formats.
-
-    Lets the bytes signature refuse an oversized image before decoding it (a small file can
-    declare a huge image).
-    """
-
-    def png_pixels():
-        # IHDR: big-endian uint32 width and height at bytes 16-23.
-        digits = tf.reshape(tf.cast(tf.io.decode_raw(tf.strings.substr(contents, 16, 8), tf.uint8), tf.int64), [2, 4])
-        width_height = tf.reduce_sum(digits * tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64), axis=1)
-        return width_height[0] * width_height[1]
-
-    def jpeg_pixels():
-        shape = tf.cast(tf.io.extract_jpeg_shape(contents), tf.int64)
-        return shape[0] * shape[1]
-
-    is_png = tf.equal(tf.strings.substr(contents, 0, 8), _PNG_SIGNATURE)
-    return tf.cond(
-        is_png, png_pixels, lambda: tf.cond(tf.io.is_jpeg(contents), jpeg_pixels, lambda: tf.constant(0, tf.int64))
-    )
-
-
-def _binarise(mask):
-    """float {0, 1} holes from a 0/1 or 0/255 mask, per image; see the module docstring."""
-    mask = tf.cast(mask, tf.float32)
-    scale = tf.where(tf.reduce_max(mask, axis=[1, 2, 3], keepdims=True) > 1.0, 1.0 / 255.0, 1.0)
-    return tf.cast(mask * scale > 0.5, tf.float32)
 
 
 class InpaintingModule(tf.Module):
@@ -102,28 +68,16 @@ class InpaintingModule(tf.Module):
             ),
             tf.debugging.assert_positive(image_shape[1:3], message="image height and width must be at least 1"),
             tf.debugging.assert_less_equal(
-                tf.cast(tf.reduce_prod(image_shape[:3]), tf.int64), tf.constant(self.max_pixels, tf.int64),
+                tf.reduce_prod(tf.cast(image_shape[:3], tf.int64)), tf.constant(self.max_pixels, tf.int64),
                 message=f"batch x height x width exceeds the budget of {self.max_pixels} pixels",
             ),
         ]
         with tf.control_dependencies(checks):
             return tf.identity(image), tf.identity(mask)
 
-    def _generate(self, image, hole):
-        """Raw generator output `[B, H, W, 3]` for float image in [-1, 1] and float {0, 1} holes."""
-        height, width = tf.shape(image)[1], tf.shape(image)[2]
-        rows = _reflect_indices(height, -(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE)
-        cols = _reflect_indices(width, -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE)
-        generator_input = tf.concat([image * (1.0 - hole), hole], axis=-1)
-        generator_input = tf.gather(tf.gather(generator_input, rows, axis=1), cols, axis=2)
-        return self.generator(generator_input, training=False)[:, :height, :width, :]
-
     def _inpaint_uint8(self, image, mask):
         image, mask = self._check(image, mask)
-        hole = _binarise(mask)
-        raw = self._generate(tf.cast(image, tf.float32) / 127.5 - 1.0, hole)
-        generated = tf.cast(tf.clip_by_value(tf.round((raw + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
-        return tf.where(tf.broadcast_to(hole > 0.5, tf.shape(image)), generated, image)
+        return inpaint_uint8(self.generator, image, mask)
 
     @tf.function(
         input_signature=[
@@ -141,9 +95,9 @@ class InpaintingModule(tf.Module):
         ]
     )
     def serve_float(self, image, mask):
-        image, mask = self._check(image, mask)
-        hole = _binarise(mask)
-        return {"inpainted": hole * self._generate(image, hole) + (1.0 - hole) * image}
+        image, mask = self._check(image, check_finite_mask(mask))
+        hole = binarise_mask(mask)
+        return {"inpainted": inpaint_float(self.generator, image_for_generator(image, hole), hole)}
 
     @tf.function(
         input_signature=[
@@ -152,22 +106,15 @@ class InpaintingModule(tf.Module):
         ]
     )
     def serve_bytes(self, image_bytes, mask_bytes):
-        check = tf.debugging.assert_equal(
-            tf.size(image_bytes), tf.size(mask_bytes), message="image_bytes and mask_bytes must have the same length"
-        )
+        checks = check_encoded_request(image_bytes, mask_bytes, self.max_pixels)
 
         def inpaint_one(pair):
-            declared = tf.debugging.assert_less_equal(
-                _declared_pixels(pair[0]), tf.constant(self.max_pixels, tf.int64),
-                message=f"the encoded image declares more than the budget of {self.max_pixels} pixels",
-            )
-            with tf.control_dependencies([declared]):
-                image = tf.io.decode_image(pair[0], channels=3, dtype=tf.uint8, expand_animations=False)
+            image = tf.io.decode_image(pair[0], channels=3, dtype=tf.uint8, expand_animations=False)
             mask = mask_from_image(tf.io.decode_image(pair[1], channels=0, dtype=tf.uint8, expand_animations=False))
             inpainted = self._inpaint_uint8(image[None], mask[None])
             return tf.io.encode_png(inpainted[0])
 
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies(checks):
             encoded = tf.map_fn(inpaint_one, (image_bytes, mask_bytes), fn_output_signature=tf.string)
         return {"inpainted_png_bytes": encoded}
 

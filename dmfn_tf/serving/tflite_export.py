@@ -1,13 +1,13 @@
 """TFLite models of the generator: float32, float16 and dynamic-range int8, fixed or dynamic size.
 
 Each model takes `image` float32 `[B, H, W, 3]` in [-1, 1] and `mask` float32 `[B, H, W, 1]`
-with values {0, 1} (1 = hole) and returns `inpainted` float32 `[B, H, W, 3]`, the composite
-`mask * G(x) + (1 - mask) * image`. H and W must be multiples of 4; `run_tflite` pads any other
-size by reflection and crops back, as `dmfn_tf.inference.inpaint` does.
+(1 = hole) and returns `inpainted` float32 `[B, H, W, 3]`, the composite of the package's
+inpainting contract (`dmfn_tf.inpainting.inpaint_float`, traced into the model).
 
 - fixed size (`size=256`): inputs `[1, size, size, *]`; the batch can be resized.
-- dynamic size (`size=None`): any batch, height and width; call `resize_tensor_input` before
-  `allocate_tensors` (the signature runner that `run_tflite` uses does this itself).
+- dynamic size (`size=None`): any batch, height and width (the reflection padding to multiples of
+  4 and the crop are in the model); call `resize_tensor_input` before `allocate_tensors` (the
+  signature runner that `run_tflite` uses does this itself).
 
 Quantisation variants: `float32` (none), `float16` (weights stored as float16, dequantised to
 float32 at load time), `int8` (dynamic range: int8 weights, activations quantised on the fly
@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from dmfn_tf.inference import padded_size, reflect_indices
+from dmfn_tf.inpainting import SIZE_MULTIPLE, inpaint_float
 
 QUANTIZATIONS = ("float32", "float16", "int8")
 
@@ -41,8 +41,7 @@ def _inpainting_function(generator, size: int | None):
 
     @tf.function(input_signature=input_signature)
     def composite(image, mask):
-        raw = generator(tf.concat([image * (1.0 - mask), mask], axis=-1), training=False)
-        return mask * raw + (1.0 - mask) * image
+        return inpaint_float(generator, image, mask)
 
     # Left as resource variables, the weights reach the TFLite file as variables that the converter
     # neither quantises nor initialises (the model outputs NaN); frozen, they are constants.
@@ -60,7 +59,8 @@ def convert_to_tflite(generator, size: int | None = 256, quantization: str = "fl
 
     Args:
         generator: a DMFN generator.
-        size: the fixed square input side (a multiple of 4), or None for a dynamic-size model.
+        size: the fixed square input side (a multiple of `SIZE_MULTIPLE`), or None for a dynamic-size
+            model.
         quantization: "float32", "float16" or "int8" (dynamic-range).
 
     Returns:
@@ -72,8 +72,8 @@ def convert_to_tflite(generator, size: int | None = 256, quantization: str = "fl
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}; expected one of {QUANTIZATIONS}")
-    if size is not None and (size <= 0 or size % 4):
-        raise ValueError(f"size must be a positive multiple of 4, got {size}")
+    if size is not None and (size <= 0 or size % SIZE_MULTIPLE):
+        raise ValueError(f"size must be a positive multiple of {SIZE_MULTIPLE}, got {size}")
     function = _inpainting_function(generator, size)
     # A trackable owner makes the converter keep the function's signature (input and output names).
     owner = tf.Module()
@@ -111,15 +111,15 @@ def operator_names(model_content: bytes) -> list[str]:
 
 
 def run_tflite(interpreter, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Runs a model from `convert_to_tflite` on a batch of any size.
+    """Runs a model from `convert_to_tflite` on a batch.
 
-    Images are padded by reflection to multiples of 4 and the result is cropped back. The signature
-    runner resizes the inputs to the batch (a fixed-size model only accepts its own size).
+    The signature runner resizes the inputs to the batch: a dynamic model takes any size, a
+    fixed-size model only its own.
 
     Args:
         interpreter: an `ai_edge_litert.interpreter.Interpreter` of the model.
         image: float32 `[B, H, W, 3]` in [-1, 1].
-        mask: float32 `[B, H, W, 1]`, {0, 1}.
+        mask: float32 `[B, H, W, 1]`, 1 = hole.
 
     Returns:
         float32 `[B, H, W, 3]`: the composite.
@@ -129,11 +129,7 @@ def run_tflite(interpreter, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     >>> interpreter = Interpreter(model_path="saved_models/dmfn_dynamic_float32.tflite")
     >>> run_tflite(interpreter, image, mask).shape
     """
-    height, width = image.shape[1:3]
-    rows = reflect_indices(height, padded_size(height))
-    cols = reflect_indices(width, padded_size(width))
-    image = np.ascontiguousarray(image[:, rows][:, :, cols], np.float32)
-    mask = np.ascontiguousarray(mask[:, rows][:, :, cols], np.float32)
+    image, mask = np.ascontiguousarray(image, np.float32), np.ascontiguousarray(mask, np.float32)
     runner = interpreter.get_signature_runner()
     if interpreter.get_input_details()[0]["shape_signature"][0] == 1:  # a fixed-size model: batch 1 only
         outputs = np.concatenate(
@@ -141,4 +137,4 @@ def run_tflite(interpreter, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         )
     else:
         outputs = runner(image=image, mask=mask)["inpainted"]
-    return outputs[:, :height, :width]
+    return outputs

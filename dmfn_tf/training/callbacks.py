@@ -16,8 +16,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from dmfn_tf.models.generator import composite, generator_input
-from dmfn_tf.training.checkpoints import TrainingCheckpointer, save_model_atomically
+from dmfn_tf.inpainting import composite, inpaint_float
+from dmfn_tf.model_io import save_model_atomically
+from dmfn_tf.training.checkpoints import TrainingCheckpointer
 
 
 def non_finite_terms(logs: dict | None) -> list[str]:
@@ -106,6 +107,23 @@ class NonFiniteLossGuard(_StepCallback):
             self.model.stop_training = True
 
 
+class StopAtStep(_StepCallback):
+    """Ends `fit` after global step `final_step`, in the middle of an epoch if need be.
+
+    Args:
+        final_step: the last step to run.
+        initial_step: the global step the run starts at.
+    """
+
+    def __init__(self, final_step: int, initial_step: int = 0):
+        super().__init__(initial_step)
+        self.final_step = final_step
+
+    def on_step_end(self, step, logs):
+        if step >= self.final_step:
+            self.model.stop_training = True
+
+
 class CheckpointCallback(_StepCallback):
     """Saves a checkpoint (and the generator alone, as a `.keras` file) every `every` steps and at `final_step`.
 
@@ -160,7 +178,7 @@ def inpainting_grid(image, mask, output):
     """
     image = tf.cast(image, tf.float32)
     mask = tf.cast(mask, tf.float32)
-    masked = image * (1.0 - mask) + mask
+    masked = composite(1.0, image, mask)  # holes white
     rows = tf.concat([masked, tf.cast(output, tf.float32), image], axis=2)  # [B, H, 3W, 3]
     # Row-major reshape stacks the examples vertically.
     grid = tf.reshape(rows, [1, -1, tf.shape(rows)[2], 3])
@@ -220,8 +238,7 @@ class TensorBoardLogger(_StepCallback):
 
     def _write_samples(self, step):
         image, mask = self.sample_batch["image"], self.sample_batch["mask"]
-        raw = self.model.generator(generator_input(image, mask), training=False)
-        output = composite(tf.cast(raw, tf.float32), image, mask)
+        output = inpaint_float(self.model.generator, image, mask)
         with self.writer.as_default(step=step):
             write_image("samples", inpainting_grid(image, mask, output)[0])
 

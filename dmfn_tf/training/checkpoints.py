@@ -48,7 +48,7 @@ import tempfile
 
 import tensorflow as tf
 
-from dmfn_tf.atomic_files import atomic_path, fsync_path, write_text_atomically
+from dmfn_tf.atomic_files import atomic_path, fsync_path, remove_stale_temporaries, write_text_atomically
 from dmfn_tf.errors import UserError
 
 LATEST_FILE = "latest.json"
@@ -67,26 +67,6 @@ def _fsync_tree(directory: str) -> None:
         for name in files:
             fsync_path(os.path.join(root, name))
         fsync_path(root)
-
-
-def save_model_atomically(model, path: str | os.PathLike) -> None:
-    """Saves a Keras model as a `.keras` file, replacing `path` only once the new file is complete.
-
-    Args:
-        model: the `keras.Model` to save.
-        path: the destination, ending in `.keras`.
-
-    Example:
-
-    ```python
-    save_model_atomically(trainer.generator, "runs/tiny/generator.keras")
-    generator = keras.saving.load_model("runs/tiny/generator.keras")
-    ```
-    """
-    if not os.fspath(path).endswith(".keras"):
-        raise ValueError(f"a Keras model file must end in .keras, got {path}")
-    with atomic_path(path, suffix=".keras") as temporary:
-        model.save(temporary)
 
 
 def read_latest(directory: str | os.PathLike) -> dict | None:
@@ -248,7 +228,8 @@ class TrainingCheckpointer:
             # Every saved value must find its variable and every variable its value: a checkpoint of
             # another architecture (other nf, n_blocks, block) must not half-load.
             status.assert_consumed()
-        except (AssertionError, ValueError, tf.errors.OpError) as err:
+        # A truncated or damaged ckpt.data fails inside the reader with IndexError, KeyError, ...
+        except (AssertionError, ValueError, IndexError, KeyError, TypeError, tf.errors.OpError) as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(
                 f"checkpoint {path} does not match the configured model or is damaged: {first_line}"
@@ -263,6 +244,7 @@ class TrainingCheckpointer:
                 shutil.rmtree(path, ignore_errors=True)
 
     def _remove_interrupted_writes(self) -> None:
+        remove_stale_temporaries(self.directory)  # latest.json temporaries
         for name in os.listdir(self.directory):
             if name.startswith(_TEMPORARY_PREFIX):
                 shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)

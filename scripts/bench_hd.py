@@ -1,0 +1,207 @@
+"""Memory, time and quality of the high-resolution strategies (dmfn_tf/high_resolution.py).
+
+`memory`: a 4000 x 3000 photo (scikit-image's `coffee`, upscaled bicubically) with three holes of
+different sizes is inpainted with each strategy, each in its own process, so that the process's
+peak resident memory (`ru_maxrss`) is that strategy's alone. Reported per strategy: peak memory,
+the memory of the same process before inpainting (Python, TensorFlow, the model, the photo and
+the mask read), the inpainting time, the model inputs, and a check that every known pixel is
+bit-exact. `original` is expected to refuse the photo (over the pixel budget).
+
+`quality`: the demo's held-out photos (`dmfn_tf.demo_data.EVAL_PHOTOS`) at their own size and
+upscaled to 1024 on the longer side, where `original` still runs, with the same three holes:
+PSNR (whole image and hole pixels) and LPIPS (AlexNet) of each strategy against the photo, and
+how far `crop` and `resize` move them from `original`.
+
+Usage:
+
+    python scripts/bench_hd.py memory --nf 16 --n-blocks 4 --trained-size 256
+    python scripts/bench_hd.py memory --model runs/demo --trained-size 128
+    python scripts/bench_hd.py quality --model runs/demo --trained-size 128 --resize-limit 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+STRATEGIES = ("original", "crop", "resize")
+
+
+def _parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=("memory", "quality", "_child"))
+    parser.add_argument("--model", help=".keras generator or run directory (default: random weights)")
+    parser.add_argument("--nf", type=int, default=16, help="base width of the random generator (default 16)")
+    parser.add_argument("--n-blocks", type=int, default=4, help="DMFBs of the random generator (default 4)")
+    parser.add_argument("--trained-size", type=int, default=256)
+    parser.add_argument("--crop-margin", type=int, default=64)
+    parser.add_argument("--resize-limit", type=int, default=1024)
+    parser.add_argument("--max-pixels", type=int, default=1024 * 1024)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    # Internal (the per-strategy child process).
+    parser.add_argument("--strategy", help=argparse.SUPPRESS)
+    parser.add_argument("--image", help=argparse.SUPPRESS)
+    parser.add_argument("--mask", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def three_holes(height: int, width: int) -> np.ndarray:
+    """Small box, medium ellipse, large box, at fixed fractions of the image (bool [H, W])."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    hole = np.zeros((height, width), bool)
+    hole[int(0.10 * height) : int(0.14 * height), int(0.10 * width) : int(0.15 * width)] = True
+    hole |= ((rows / height - 0.72) / 0.08) ** 2 + ((cols / width - 0.25) / 0.07) ** 2 <= 1
+    hole[int(0.35 * height) : int(0.65 * height), int(0.55 * width) : int(0.85 * width)] = True
+    return hole
+
+
+def _generator(args):
+    if args.model:
+        from dmfn_tf.model_io import load_generator
+
+        return load_generator(args.model)
+    from dmfn_tf.models.generator import build_generator
+
+    return build_generator(nf=args.nf, n_blocks=args.n_blocks)
+
+
+def _options(args, strategy):
+    from dmfn_tf.high_resolution import HDOptions
+
+    return HDOptions(strategy=strategy, trained_size=args.trained_size, crop_margin=args.crop_margin,
+                     resize_limit=args.resize_limit)
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _child(args) -> None:
+    """One strategy on one photo, in this process; prints one JSON line."""
+    from dmfn_tf.errors import UserError
+    from dmfn_tf.high_resolution import holes_of, inpaint_hd, plan
+    from dmfn_tf.inference import read_image, read_mask
+
+    generator = _generator(args)
+    image, _ = read_image(args.image)
+    mask = read_mask(args.mask)
+    options = _options(args, args.strategy)
+    before_mib = _peak_mib()
+    row = {"strategy": args.strategy, "before_inpainting_mib": round(before_mib)}
+    start = time.perf_counter()
+    try:
+        result = inpaint_hd(generator, image, mask, options, max_pixels=args.max_pixels, source=os.path.basename(args.image))
+    except UserError as err:
+        row.update(refused=str(err), peak_mib=round(_peak_mib()))
+    else:
+        row["seconds"] = round(time.perf_counter() - start, 2)
+        row["peak_mib"] = round(_peak_mib())
+        hole = holes_of(mask[..., 0])
+        row["known_pixels_bit_exact"] = bool(np.array_equal(result[~hole], image[~hole]))
+        row["hole_pixels_changed"] = round(float(np.mean(np.any(result[hole] != image[hole], axis=-1))), 3)
+        _, windows = plan(hole, options)
+        row["model_inputs"] = [f"{w.model_width}x{w.model_height}" for w in windows]
+    print(json.dumps(row), flush=True)
+
+
+def _memory(args) -> list[dict]:
+    from PIL import Image
+    from skimage import data
+
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        image_path, mask_path = os.path.join(directory, "photo.png"), os.path.join(directory, "mask.png")
+        Image.fromarray(data.coffee()).resize((4000, 3000), Image.BICUBIC).save(image_path)
+        hole = three_holes(3000, 4000)
+        Image.fromarray((hole * 255).astype(np.uint8)).save(mask_path)
+        print(f"4000x3000 photo, three holes: {hole.sum():,} hole pixels", file=sys.stderr)
+        common = [f"--{name.replace('_', '-')}={getattr(args, name)}"
+                  for name in ("nf", "n_blocks", "trained_size", "crop_margin", "resize_limit", "max_pixels")]
+        common += [f"--model={args.model}"] if args.model else []
+        for strategy in args.strategies:
+            command = [sys.executable, os.path.abspath(__file__), "_child", *common, "--strategy", strategy,
+                       "--image", image_path, "--mask", mask_path]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            row = json.loads(output.strip().splitlines()[-1])
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    print("\n| strategy | peak memory | before inpainting | time | model inputs |\n|---|---|---|---|---|")
+    for row in rows:
+        if "refused" in row:
+            print(f"| {row['strategy']} | {row['peak_mib'] / 1024:.2f} GiB | {row['before_inpainting_mib'] / 1024:.2f} GiB | "
+                  f"refused: {row['refused']} | – |")
+        else:
+            print(f"| {row['strategy']} | {row['peak_mib'] / 1024:.2f} GiB | {row['before_inpainting_mib'] / 1024:.2f} GiB | "
+                  f"{row['seconds']:.1f} s | {', '.join(row['model_inputs'])} |")
+    return rows
+
+
+def _quality(args) -> list[dict]:
+    from PIL import Image
+
+    from dmfn_tf.demo_data import EVAL_PHOTOS, load_photo
+    from dmfn_tf.evaluation.lpips import LPIPS
+    from dmfn_tf.evaluation.metrics import psnr
+    from dmfn_tf.high_resolution import inpaint_hd
+
+    generator = _generator(args)
+    lpips = LPIPS("alex")
+    rows = []
+    for name in EVAL_PHOTOS:
+        photo = load_photo(name)
+        height, width = photo.shape[:2]
+        scale = 1024 / max(height, width)
+        upscaled = np.asarray(Image.fromarray(photo).resize((round(width * scale), round(height * scale)), Image.BICUBIC))
+        for size_name, image in (("own size", photo), ("1024 long side", upscaled)):
+            hole = three_holes(*image.shape[:2])
+            for strategy in args.strategies:
+                result = inpaint_hd(generator, image, hole, _options(args, strategy), max_pixels=args.max_pixels)
+                assert np.array_equal(result[~hole], image[~hole])
+                hole_mse = np.mean((result[hole].astype(np.float64) - image[hole]) ** 2)
+                rows.append({
+                    "photo": name, "size": size_name, "shape": list(image.shape[:2]), "strategy": strategy,
+                    "psnr": float(psnr(result[None], image[None])[0]),
+                    "psnr_hole": float(10 * np.log10(255.0**2 / hole_mse)),
+                    "lpips": float(lpips.from_uint8(result[None], image[None])[0]),
+                })
+                print(json.dumps(rows[-1]), flush=True)
+    print("\n| photos | strategy | LPIPS | PSNR (image) | PSNR (hole) | LPIPS vs original | PSNR vs original |\n|---|---|---|---|---|---|---|")
+    for size_name in ("own size", "1024 long side"):
+        original = {(r["photo"]): r for r in rows if r["size"] == size_name and r["strategy"] == "original"}
+        for strategy in args.strategies:
+            chosen = [r for r in rows if r["size"] == size_name and r["strategy"] == strategy]
+            mean = {key: np.mean([r[key] for r in chosen]) for key in ("lpips", "psnr", "psnr_hole")}
+            if original:
+                move_lpips = np.mean([r["lpips"] - original[r["photo"]]["lpips"] for r in chosen])
+                move_psnr = np.mean([r["psnr"] - original[r["photo"]]["psnr"] for r in chosen])
+                moves = f"{move_lpips:+.4f} | {move_psnr:+.2f} dB"
+            else:
+                moves = "– | –"
+            print(f"| {len(chosen)} at {size_name} | {strategy} | {mean['lpips']:.4f} | {mean['psnr']:.2f} | "
+                  f"{mean['psnr_hole']:.2f} | {moves} |")
+    return rows
+
+
+def main(argv=None) -> None:
+    args = _parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.mode == "_child":
+        _child(args)
+        return
+    rows = _memory(args) if args.mode == "memory" else _quality(args)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
