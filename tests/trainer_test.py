@@ -1,6 +1,7 @@
 """Tests of `dmfn_tf.training.trainer`: the DMFN training model on one device."""
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -18,6 +19,7 @@ from dmfn_tf.training.trainer import (
     learning_rate_schedule,
     make_optimizer,
 )
+from dmfn_tf.models.perceptual import RandomPerceptualWeightsWarning
 from dmfn_tf.training.optimizers import TorchAdam
 
 SIZE = 64
@@ -261,7 +263,7 @@ def test_fit_on_the_data_pipeline(tmp_path, tiny_trainer, write_images):
 
 
 
-def test_optimizers_place_epsilon_as_configured_and_reference_init_is_applied():
+def test_optimizers_place_epsilon_as_configured_and_reference_init_is_applied(tiny_trainer, tiny_config):
     trainer = tiny_trainer(adam_epsilon=3e-8)
     for optimizer in (trainer.g_optimizer, trainer.d_optimizer):
         assert isinstance(optimizer, TorchAdam) and optimizer.epsilon == 3e-8

@@ -41,7 +41,7 @@ class TorchAdam(keras.optimizers.Adam):
 
     >>> optimizer = TorchAdam(learning_rate=2e-4, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
     >>> variable = keras.Variable([1.0, -1.0])
-    >>> optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.5, -1e-9]), variable)])
+    >>> _ = optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.5, -1e-9]), variable)])
     >>> [round(float(v), 6) for v in variable.numpy()]  # 1 - lr, and -1 + lr * 1e-9 / (1e-9 + 1e-8)
     [0.9998, -0.999982]
     """
