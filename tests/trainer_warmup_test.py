@@ -1,33 +1,15 @@
 """`train.warmup_steps`: the reconstruction warm-up of `DMFNTrainer` (no discriminator terms in G's objective)."""
 
-import warnings
-
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from dmfn_tf.config import ExperimentConfig, LossConfig, ModelConfig, PerceptualConfig, TrainConfig
+from dmfn_tf.config import LossConfig, TrainConfig
 from dmfn_tf.errors import ConfigError
-from dmfn_tf.models.perceptual import RandomPerceptualWeightsWarning
-from dmfn_tf.training.trainer import build_trainer
 
 SIZE = 64
 # Non-default weights, so that each term's weight shows in the total.
 LOSS = LossConfig(lambda_vgg=2.0, eta_dis_fm=0.5, mu_adv=0.1, gamma_align=3.0)
-
-
-def tiny_trainer(warmup_steps, seed=0):
-    keras.utils.set_random_seed(seed)
-    cfg = ExperimentConfig(
-        model=ModelConfig(nf=4, n_blocks=1, image_size=SIZE),
-        perceptual=PerceptualConfig(weights="none"),
-        loss=LOSS,
-        train=TrainConfig(batch_size=2, learning_rate=1e-3, lr_decay_steps=[], warmup_steps=warmup_steps),
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomPerceptualWeightsWarning)
-        return build_trainer(cfg)
 
 
 def batches():
@@ -52,8 +34,8 @@ def full_total(logs):
     return reconstruction_total(logs) + LOSS.eta_dis_fm * logs["dis_fm"] + LOSS.mu_adv * logs["adv_g"]
 
 
-def test_discriminator_terms_have_zero_weight_during_warmup_only():
-    trainer = tiny_trainer(warmup_steps=2)
+def test_discriminator_terms_have_zero_weight_during_warmup_only(tiny_trainer):
+    trainer = tiny_trainer(loss=LOSS, warmup_steps=2)
     for step in range(3):
         logs = one_step_logs(trainer)
         # The D terms are still computed and logged: only their weight changes.
@@ -64,9 +46,9 @@ def test_discriminator_terms_have_zero_weight_during_warmup_only():
 
 
 @pytest.mark.parametrize("warmup_steps, same_update", [(1, True), (0, False)])
-def test_generator_update_ignores_the_discriminator_during_warmup(warmup_steps, same_update):
+def test_generator_update_ignores_the_discriminator_during_warmup(tiny_trainer, warmup_steps, same_update):
     # Two trainers with the same G and different D: during the warm-up G's first update is the same.
-    first, second = tiny_trainer(warmup_steps, seed=0), tiny_trainer(warmup_steps, seed=0)
+    first, second = (tiny_trainer(loss=LOSS, warmup_steps=warmup_steps) for _ in range(2))
     rng = np.random.default_rng(1)
     for variable in second.discriminator.trainable_variables:
         if variable.path.endswith("kernel"):
