@@ -70,8 +70,10 @@ def epoch_segments(start_step: int, total_steps: int, steps_per_epoch: int) -> l
 
     Example:
 
-    >>> epoch_segments(7, 23, 5)
-    [(1, 2, 3, 7), (2, 5, 5, 10)]
+    ```python
+    epoch_segments(7, 23, 5)
+    # -> [(1, 2, 3, 7), (2, 5, 5, 10)]
+    ```
     """
     segments = []
     step, epoch = start_step, start_step // steps_per_epoch
