@@ -116,6 +116,7 @@ def run(args) -> int:
     cfg = load_config(args.config, parse_overrides(args.overrides))
     size = cfg.model.image_size
     timings = {}
+
     from dmfn_tf.model_io import is_shipped, load_generator, resolve_generator_path
 
     start = cfg.model.init_generator
