@@ -79,6 +79,10 @@ class ModelConfig:
     block: str = "paper"
     image_size: int = 256
     spectral_norm: bool = False
+    # A generator file whose weights a run starts from at step 0 (fine-tuning): "shipped" (the model
+    # that ships with the package), a `.keras` file or run directory, or "" (random initialisation).
+    # A resumed run takes its weights from its checkpoint instead; the discriminator always starts fresh.
+    init_generator: str = ""
     # Base width of the discriminator; 0 means `nf`, as in the reference. Its feature-matching
     # weights are 1000 / C² of its widths, so a narrow D (small nf) weighs that loss much more.
     discriminator_nf: int = 0
