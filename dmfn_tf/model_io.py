@@ -40,8 +40,10 @@ def default_model_path() -> str:
 
     Example:
 
-    >>> default_model_path()  # doctest: +SKIP
-    '/home/me/dmfn_tf/saved_models/dmfn_photo_cpu.keras'
+    ```python
+    default_model_path()
+    # -> '/home/me/dmfn_tf/saved_models/dmfn_photo_cpu.keras'
+    ```
     """
     path = SHIPPED_MODEL_DIR / SHIPPED_MODEL
     if not path.is_file():
@@ -121,8 +123,10 @@ def load_generator(path: str | None = None):
 
     Example:
 
-    >>> generator = load_generator("runs/celeba_hq")  # reads runs/celeba_hq/generator.keras
-    >>> pretrained = load_generator()  # saved_models/dmfn_photo_cpu.keras
+    ```python
+    generator = load_generator("runs/celeba_hq")  # reads runs/celeba_hq/generator.keras
+    pretrained = load_generator()  # saved_models/dmfn_photo_cpu.keras
+    ```
     """
     source = resolve_generator_path(path)  # before importing Keras: bad paths fail fast
 

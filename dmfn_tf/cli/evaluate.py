@@ -2,7 +2,7 @@
 
 Images are centre-cropped to a square and resized (bicubic) to `--image-size` (256), the hole is a
 centred square of half the side unless `--mask` says otherwise, and every method is scored on the
-composite against the ground truth (LPIPS, PSNR, SSIM, L1; SPEC §7). The report goes to `--out`:
+composite against the ground truth (LPIPS, PSNR, SSIM, L1; docs/design.md §7). The report goes to `--out`:
 `per_image.csv`, `summary.json`, `table.md` and `cases.png`. The protocol itself is
 `dmfn_tf.evaluation.protocol.evaluate`; this command parses options and loads the model.
 
