@@ -72,17 +72,21 @@ def _require(condition: bool, where: str, name: str, expected: str, value: Any) 
 
 @dataclass
 class ModelConfig:
-    """Generator and discriminator architecture (SPEC §2, §3)."""
+    """Generator and discriminator architecture (docs/design.md §2, §3)."""
 
     nf: int = 64
     n_blocks: int = 8
     block: str = "paper"
     image_size: int = 256
     spectral_norm: bool = False
+    # A generator file whose weights a run starts from at step 0 (fine-tuning): "shipped" (the model
+    # that ships with the package), a `.keras` file or run directory, or "" (random initialisation).
+    # A resumed run takes its weights from its checkpoint instead; the discriminator always starts fresh.
+    init_generator: str = ""
     # Base width of the discriminator; 0 means `nf`, as in the reference. Its feature-matching
     # weights are 1000 / C² of its widths, so a narrow D (small nf) weighs that loss much more.
     discriminator_nf: int = 0
-    # "reference": the authors' initialisation (SPEC §6); "keras": the builders' own.
+    # "reference": the authors' initialisation (docs/design.md §6); "keras": the builders' own.
     init: str = "keras"
     # "unbiased" (PyTorch's n/(n-1), the authors') or "biased" (Keras') batch variance in D's moving average.
     batchnorm_variance: str = "unbiased"
@@ -122,12 +126,12 @@ class ModelConfig:
 
 @dataclass
 class PerceptualConfig:
-    """The frozen network behind the perceptual losses (SPEC §4).
+    """The frozen network behind the perceptual losses (docs/design.md §4).
 
     `weights`: "imagenet" (Keras download, cached), "none" (random: tests only, loudly warned), or a
     path to a local weights file. `preprocessing`: "auto" picks caffe for Keras ImageNet weights and
     torch for everything else; set it explicitly for a local file of torchvision-trained weights.
-    "torch_authors_bug" reproduces the authors' wrong normalisation (SPEC §4), only for fine-tuning
+    "torch_authors_bug" reproduces the authors' wrong normalisation (docs/design.md §4), only for fine-tuning
     their checkpoints under their exact loss.
     """
 
@@ -165,7 +169,7 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation recipe (SPEC §6): Adam for G and D, learning rate halved at `lr_decay_steps`."""
+    """Optimisation recipe (docs/design.md §6): Adam for G and D, learning rate halved at `lr_decay_steps`."""
 
     batch_size: int = 16
     learning_rate: float = 2e-4
@@ -220,7 +224,7 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    """Where images and masks come from (SPEC §6); see `dmfn_tf.data.build_dataset`.
+    """Where images and masks come from (docs/design.md §6); see `dmfn_tf.data.build_dataset`.
 
     `path` is a folder (searched recursively) or a file list for `source` "folder" / "list";
     `mask_path` likewise for `mask: file`. Folders and lists are fully reshuffled every epoch;
@@ -463,8 +467,10 @@ def parse_overrides(assignments: Iterable[str] | None) -> dict[str, Any]:
 
     Example:
 
-    >>> parse_overrides(["model.nf=8", "data.crop=center"])
-    {'model.nf': 8, 'data.crop': 'center'}
+    ```python
+    parse_overrides(["model.nf=8", "data.crop=center"])
+    # -> {'model.nf': 8, 'data.crop': 'center'}
+    ```
     """
     overrides: dict[str, Any] = {}
     for assignment in assignments or []:
@@ -497,8 +503,10 @@ def apply_overrides(
 
     Example:
 
-    >>> apply_overrides(ExperimentConfig(), {"model.nf": 8, "train.strategy": "mirrored"}).train.strategy
-    'mirrored'
+    ```python
+    apply_overrides(ExperimentConfig(), {"model.nf": 8, "train.strategy": "mirrored"}).train.strategy
+    # -> 'mirrored'
+    ```
     """
     values = cfg.to_dict()
     # A mapping value (`--set 'model={nf: 8}'`) sets its keys, not the whole section.

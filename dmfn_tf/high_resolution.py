@@ -34,8 +34,10 @@ names that input.
 
 Example:
 
->>> from dmfn_tf.high_resolution import HDOptions, inpaint_hd
->>> result = inpaint_hd(generator, photo, mask, HDOptions(strategy="crop", trained_size=256))
+```python
+from dmfn_tf.high_resolution import HDOptions, inpaint_hd
+result = inpaint_hd(generator, photo, mask, HDOptions(strategy="crop", trained_size=256))
+```
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ class HDOptions:
 
     Example:
 
-    >>> HDOptions(strategy="resize", resize_limit=768)
+    ```python
+    HDOptions(strategy="resize", resize_limit=768)
+    ```
     """
 
     strategy: str = "auto"
@@ -159,9 +163,11 @@ def crop_windows(hole: np.ndarray, options: HDOptions = HDOptions()) -> list[Win
 
     Example:
 
-    >>> hole = np.zeros((3000, 4000), bool); hole[100:150, 200:260] = True
-    >>> crop_windows(hole, HDOptions(trained_size=256))
-    [Window(top=0, left=102, bottom=256, right=358, model_height=256, model_width=256)]
+    ```python
+    hole = np.zeros((3000, 4000), bool); hole[100:150, 200:260] = True
+    crop_windows(hole, HDOptions(trained_size=256))
+    # -> [Window(top=0, left=102, bottom=256, right=358, model_height=256, model_width=256)]
+    ```
     """
     from scipy import ndimage
     from scipy.sparse.csgraph import connected_components
@@ -305,7 +311,9 @@ def inpaint_hd(
 
     Example:
 
-    >>> result = inpaint_hd(generator, photo, mask, HDOptions(strategy="crop", trained_size=128))
+    ```python
+    result = inpaint_hd(generator, photo, mask, HDOptions(strategy="crop", trained_size=128))
+    ```
     """
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:

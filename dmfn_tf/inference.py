@@ -84,11 +84,13 @@ def inpaint(generator, image: np.ndarray, mask: np.ndarray, max_pixels: int = DE
 
     Example:
 
-    >>> generator = build_generator(nf=4, n_blocks=1)
-    >>> image = np.zeros((30, 45, 3), np.uint8)
-    >>> mask = np.zeros((30, 45, 1), np.float32); mask[10:20, 10:30] = 1
-    >>> inpaint(generator, image, mask).shape
-    (30, 45, 3)
+    ```python
+    generator = build_generator(nf=4, n_blocks=1)
+    image = np.zeros((30, 45, 3), np.uint8)
+    mask = np.zeros((30, 45, 1), np.float32); mask[10:20, 10:30] = 1
+    inpaint(generator, image, mask).shape
+    # -> (30, 45, 3)
+    ```
     """
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
@@ -175,7 +177,9 @@ def read_image(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 
     Example:
 
-    >>> rgb, alpha = read_image("photo.png")
+    ```python
+    rgb, alpha = read_image("photo.png")
+    ```
     """
     img = _decode(path, "image")
     if img.mode in _SIXTEEN_BIT_MODES:
@@ -205,7 +209,9 @@ def read_mask(path: str, invert: bool = False, from_alpha: bool = False) -> np.n
 
     Example:
 
-    >>> mask = read_mask("mask.png")  # white = hole
+    ```python
+    mask = read_mask("mask.png")  # white = hole
+    ```
     """
     from dmfn_tf.data.masks import load_mask_file
 

@@ -41,10 +41,12 @@ def reduced_precision_generator(generator: keras.Model, policy: str = "mixed_bfl
 
     Example:
 
-    >>> from dmfn_tf import build_generator
-    >>> fast = reduced_precision_generator(build_generator(nf=8, n_blocks=1))
-    >>> fast(keras.ops.zeros((1, 32, 32, 4))).dtype
-    'float32'
+    ```python
+    from dmfn_tf import build_generator
+    fast = reduced_precision_generator(build_generator(nf=8, n_blocks=1))
+    fast(keras.ops.zeros((1, 32, 32, 4))).dtype
+    # -> 'float32'
+    ```
     """
     if policy not in REDUCED_PRECISION_POLICIES:
         raise ConfigError(f"unknown reduced-precision policy {policy!r}; expected one of {REDUCED_PRECISION_POLICIES}")
@@ -76,8 +78,10 @@ def bfloat16_generator(generator: keras.Model) -> keras.Model:
 
     Example:
 
-    >>> from dmfn_tf import build_generator
-    >>> bfloat16_generator(build_generator(nf=8, n_blocks=1)).get_layer("block_0").c1.compute_dtype
-    'bfloat16'
+    ```python
+    from dmfn_tf import build_generator
+    bfloat16_generator(build_generator(nf=8, n_blocks=1)).get_layer("block_0").c1.compute_dtype
+    # -> 'bfloat16'
+    ```
     """
     return reduced_precision_generator(generator, "mixed_bfloat16")

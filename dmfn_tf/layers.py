@@ -1,10 +1,10 @@
 """Basic layers shared by the generator and the discriminator.
 
 - `InstanceNormalization`: per sample and channel over H, W, biased variance, no learned scale or
-  offset (SPEC §2). Equal to `keras.layers.GroupNormalization(groups=-1, center=False,
+  offset (docs/design.md §2). Equal to `keras.layers.GroupNormalization(groups=-1, center=False,
   scale=False, epsilon=1e-5)`, written out so that its epsilon cannot silently fall back to 1e-3.
 - `BatchNormalization`: Keras' layer whose moving variance can average the unbiased batch
-  variance, as PyTorch's `BatchNorm2d` does (the discriminator's, SPEC §6).
+  variance, as PyTorch's `BatchNorm2d` does (the discriminator's, docs/design.md §6).
 - `PaddedConv2D`: symmetric zero padding of `dilation * (k - 1) / 2` followed by a VALID
   convolution, as the reference code does. Keras `padding="same"` with stride 2 pads 0 before and 1
   after, which shifts every feature map by half a pixel and breaks weight compatibility.
@@ -58,9 +58,11 @@ class InstanceNormalization(keras.layers.Layer):
 
     Example:
 
-    >>> norm = InstanceNormalization()
-    >>> norm(keras.random.normal((2, 8, 8, 4))).shape
-    (2, 8, 8, 4)
+    ```python
+    norm = InstanceNormalization()
+    norm(keras.random.normal((2, 8, 8, 4))).shape
+    # -> (2, 8, 8, 4)
+    ```
 
     Reference:
         Ulyanov et al., "Instance Normalization: The Missing Ingredient for Fast Stylization", 2016.
@@ -119,10 +121,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     Example:
 
-    >>> norm = BatchNormalization(momentum=0.0, epsilon=1e-5)
-    >>> _ = norm(keras.ops.convert_to_tensor([[0.0], [2.0]]), training=True)
-    >>> float(norm.moving_variance.numpy()[0])  # the unbiased variance of (0, 2); Keras' would be 1
-    2.0
+    ```python
+    norm = BatchNormalization(momentum=0.0, epsilon=1e-5)
+    _ = norm(keras.ops.convert_to_tensor([[0.0], [2.0]]), training=True)
+    float(norm.moving_variance.numpy()[0])  # the unbiased variance of (0, 2); Keras' would be 1
+    # -> 2.0
+    ```
     """
 
     def __init__(self, unbiased_variance: bool = True, **kwargs):
@@ -185,9 +189,11 @@ class PaddedConv2D(keras.layers.Conv2D):
 
     Example:
 
-    >>> conv = PaddedConv2D(8, 3, strides=2)
-    >>> conv(keras.random.normal((1, 16, 16, 4))).shape
-    (1, 8, 8, 8)
+    ```python
+    conv = PaddedConv2D(8, 3, strides=2)
+    conv(keras.random.normal((1, 16, 16, 4))).shape
+    # -> (1, 8, 8, 8)
+    ```
     """
 
     def __init__(self, filters, kernel_size, strides=1, dilation_rate=1, **kwargs):

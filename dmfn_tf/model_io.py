@@ -3,13 +3,15 @@
 Loading (`load_generator`) accepts a `.keras` generator file, a directory holding `GENERATOR_FILE`
 (a training run or a conversion's output), or one of the authors' generator checkpoints
 (`.pth`/`.pt`, or `.npz` with the same tensor names), read by `dmfn_tf.convert.reference` without
-PyTorch and mapped onto a generator of the checkpoint's shape. Saving (`save_model_atomically`)
-replaces a `.keras` file only once the new one is complete.
+PyTorch and mapped onto a generator of the checkpoint's shape. No path, or the word `SHIPPED`
+("shipped"), names the model that ships with the package (`default_model_path`). Saving
+(`save_model_atomically`) replaces a `.keras` file only once the new one is complete.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from dmfn_tf.atomic_files import atomic_path
 from dmfn_tf.errors import UserError
@@ -17,18 +19,67 @@ from dmfn_tf.errors import UserError
 # The generator file of a training run or conversion directory.
 GENERATOR_FILE = "generator.keras"
 REFERENCE_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".npz")
+# The pretrained generator shipped in the source tree (`saved_models/README.md` is its model card),
+# the word that names it wherever a model path is expected, and the side of the crops it was
+# trained on (its recipe's `model.image_size`), which the high-resolution strategies need.
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "saved_models"
+SHIPPED_MODEL = "dmfn_photo_cpu.keras"
+SHIPPED = "shipped"
+SHIPPED_MODEL_TRAINED_SIZE = 128
 
 
 class ModelLoadError(UserError):
     """A model path is missing, unreadable, or does not hold a DMFN generator."""
 
 
-def resolve_generator_path(path: str) -> str:
+def default_model_path() -> str:
+    """The shipped generator file, the model commands use when none is named.
+
+    Raises:
+        ModelLoadError: the file is absent (an installed wheel does not carry `saved_models/`).
+
+    Example:
+
+    ```python
+    default_model_path()
+    # -> '/home/me/dmfn_tf/saved_models/dmfn_photo_cpu.keras'
+    ```
+    """
+    path = SHIPPED_MODEL_DIR / SHIPPED_MODEL
+    if not path.is_file():
+        raise ModelLoadError(
+            f"no shipped model at {path} (it is in the source tree, not in an installed package); "
+            "name a model with --model (a .keras generator, a run directory or a .pth checkpoint)"
+        )
+    return str(path)
+
+
+def is_shipped(path: str | None) -> bool:
+    """Whether `path` names the shipped model: None, the word `SHIPPED`, or the shipped file itself."""
+    if path is None or path == SHIPPED:
+        return True
+    shipped = SHIPPED_MODEL_DIR / SHIPPED_MODEL
+    return shipped.is_file() and os.path.isfile(path) and os.path.samefile(path, shipped)
+
+
+def trained_size(path: str | None) -> int | None:
+    """The side of the square crops the model at `path` was trained on, where known (the shipped model's).
+
+    Args:
+        path: a model path as `load_generator` takes it (None: the shipped model).
+    """
+    return SHIPPED_MODEL_TRAINED_SIZE if is_shipped(path) else None
+
+
+def resolve_generator_path(path: str | None = None) -> str:
     """The file `load_generator` reads for `path` (a run directory resolves to its generator file).
 
     Args:
-        path: a `.keras` file, a run directory, or a `.pth`/`.npz` reference checkpoint.
+        path: a `.keras` file, a run directory, a `.pth`/`.npz` reference checkpoint, or None or
+            "shipped" for the shipped model (`default_model_path`).
     """
+    if path is None or path == SHIPPED:
+        return default_model_path()
     if not os.path.exists(path):
         raise ModelLoadError(f"{path}: no such model file or run directory")
     if os.path.isdir(path):
@@ -57,22 +108,25 @@ def _check_is_generator(model, source: str):
     return model
 
 
-def load_generator(path: str):
+def load_generator(path: str | None = None):
     """Loads a DMFN generator as a `keras.Model`.
 
     `.keras` files are loaded with Keras' safe mode on (no arbitrary code from the file); this
     package's custom layers are registered by importing `dmfn_tf.models.generator`.
 
     Args:
-        path: a `.keras` generator file, a training run directory holding `generator.keras`, or a
-            reference checkpoint (`.pth`, `.pt`, `.npz`).
+        path: a `.keras` generator file, a training run directory holding `generator.keras`, a
+            reference checkpoint (`.pth`, `.pt`, `.npz`), or None or "shipped": the shipped model.
 
     Returns:
         The generator: input `[B, H, W, 4]`, output `[B, H, W, 3]`.
 
     Example:
 
-    >>> generator = load_generator("runs/celeba_hq")  # reads runs/celeba_hq/generator.keras
+    ```python
+    generator = load_generator("runs/celeba_hq")  # reads runs/celeba_hq/generator.keras
+    pretrained = load_generator()  # saved_models/dmfn_photo_cpu.keras
+    ```
     """
     source = resolve_generator_path(path)  # before importing Keras: bad paths fail fast
 
@@ -111,7 +165,3 @@ def save_model_atomically(model, path: str | os.PathLike) -> None:
     with atomic_path(path, suffix=".keras") as temporary:
         model.save(temporary)
 
-
-def default_model_path() -> str | None:
-    """The generator commands use when no model is named; None until a pretrained model ships with the package."""
-    return None

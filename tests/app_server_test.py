@@ -166,3 +166,29 @@ def test_dmfn_app_refuses_a_missing_model_before_serving(capsys):
 
     assert main(["app", "--model", "/no/such/model.keras", "--port", "0"]) == 2
     assert "/no/such/model.keras: no such model file" in capsys.readouterr().err
+
+
+def test_dmfn_app_defaults_to_the_shipped_model(shipped_model, monkeypatch, capsys):
+    from dmfn_tf.app import server as server_module
+    from dmfn_tf.cli import main
+
+    started = {}
+
+    class NotServing:
+        server_address = ("127.0.0.1", 7860)
+
+        def serve_forever(self):
+            pass
+
+        def server_close(self):
+            pass
+
+    def make_server(state, host, port):
+        started["state"] = state
+        return NotServing()
+
+    monkeypatch.setattr(server_module, "make_server", make_server)
+    assert main(["app"]) == 0
+    assert f"using the shipped model {shipped_model}" in capsys.readouterr().err
+    state = started["state"]
+    assert state.model == shipped_model and state.hd.trained_size == 128

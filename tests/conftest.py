@@ -152,3 +152,26 @@ def tiny_generator_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_model") / "generator.keras"
     build_generator(nf=4, n_blocks=1).save(path)
     return str(path)
+
+
+@pytest.fixture
+def shipped_model(tmp_path, monkeypatch, tiny_generator_file):
+    """A tiny generator placed where the package looks for its shipped model; returns that file's path."""
+    import shutil
+
+    from dmfn_tf import model_io
+
+    folder = tmp_path / "saved_models"
+    folder.mkdir()
+    path = folder / model_io.SHIPPED_MODEL
+    shutil.copyfile(tiny_generator_file, path)
+    monkeypatch.setattr(model_io, "SHIPPED_MODEL_DIR", folder)
+    return str(path)
+
+
+@pytest.fixture
+def no_shipped_model(tmp_path, monkeypatch):
+    """The package's shipped model absent (as in an installed wheel)."""
+    from dmfn_tf import model_io
+
+    monkeypatch.setattr(model_io, "SHIPPED_MODEL_DIR", tmp_path / "empty")

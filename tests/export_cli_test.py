@@ -56,3 +56,20 @@ def test_missing_model(tmp_path, capsys):
     assert _export(str(tmp_path / "none.keras"), tmp_path, "--format", "keras") == 2
     err = capsys.readouterr().err.strip()
     assert err == f"dmfn export: error: {tmp_path / 'none.keras'}: no such model file or run directory"
+
+
+def test_model_omitted_exports_the_shipped_model_and_says_so(shipped_model, tmp_path, capsys):
+    import keras
+    import numpy as np
+
+    assert main(["export", "--format", "keras", "--out", str(tmp_path)]) == 0
+    assert f"using the shipped model {shipped_model}" in capsys.readouterr().err
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 4)).astype(np.float32)
+    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "dmfn.keras")(x).numpy(),
+                                  keras.saving.load_model(shipped_model)(x).numpy())
+
+
+def test_model_omitted_without_a_shipped_model(no_shipped_model, tmp_path, capsys):
+    assert main(["export", "--format", "keras", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dmfn export: error: no shipped model at") and "\n" not in err and "--model" in err

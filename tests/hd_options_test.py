@@ -56,3 +56,14 @@ def test_bad_values_are_one_line_errors(tiny_generator_file, tmp_path, capsys, o
     _files(tmp_path)
     assert _run(tiny_generator_file, tmp_path, option, value) == 2
     assert message in capsys.readouterr().err
+
+
+def test_trained_size_defaults_to_the_shipped_models_and_to_256_for_others(shipped_model, tiny_generator_file, tmp_path,
+                                                                            capsys):
+    _files(tmp_path)
+    # The crop window's width is the trained size (the photo is 60 pixels high): the budget error shows it.
+    assert main(["inpaint", "--image", str(tmp_path / "photo.png"), "--mask", str(tmp_path / "mask.png"),
+                 "--out", str(tmp_path / "out"), "--max-pixels", "1000"]) == 2
+    assert "(crop strategy, the model's input): 128x60 = 7,680 pixels" in capsys.readouterr().err
+    assert _run(tiny_generator_file, tmp_path, "--max-pixels", "1000") == 2
+    assert "(crop strategy, the model's input): 256x60 = 15,360 pixels" in capsys.readouterr().err

@@ -268,3 +268,17 @@ def test_animated_mask_is_refused_before_decoding(tmp_path, capsys):
     frames[0].save(tmp_path / "m.gif", save_all=True, append_images=frames[1:])
     assert _inpaint(str(tmp_path / "never_loaded.keras"), image, tmp_path / "m.gif", tmp_path / "out") == 2
     _assert_one_line_error(capsys, "m.gif", "2 frames")
+
+
+def test_model_omitted_uses_the_shipped_model_and_says_so(shipped_model, tmp_path, capsys):
+    image, mask = _save(_image(), tmp_path / "photo.png"), _save(_box_mask(), tmp_path / "hole.png")
+    assert main(["inpaint", "--image", image, "--mask", mask, "--out", str(tmp_path / "default")]) == 0
+    assert f"using the shipped model {shipped_model}" in capsys.readouterr().err
+    assert _inpaint(shipped_model, image, mask, tmp_path / "named") == 0
+    np.testing.assert_array_equal(_read(tmp_path / "default" / "photo.png"), _read(tmp_path / "named" / "photo.png"))
+
+
+def test_model_omitted_without_a_shipped_model_is_a_one_line_error(no_shipped_model, tmp_path, capsys):
+    image, mask = _save(_image(), tmp_path / "photo.png"), _save(_box_mask(), tmp_path / "hole.png")
+    assert main(["inpaint", "--image", image, "--mask", mask, "--out", str(tmp_path / "out")]) == 2
+    _assert_one_line_error(capsys, "no shipped model at", "--model")

@@ -55,3 +55,23 @@ def test_a_keras_model_that_is_not_a_generator(tmp_path):
     keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs)).save(tmp_path / "other.keras")
     with pytest.raises(ModelLoadError, match="not a DMFN generator .input has 3 channels"):
         load_generator(str(tmp_path / "other.keras"))
+
+
+def test_default_model_is_the_shipped_file(shipped_model, tiny_generator_file):
+    from dmfn_tf.model_io import SHIPPED, default_model_path, is_shipped, trained_size
+
+    assert default_model_path() == shipped_model
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 16, 16, 4)).astype(np.float32)
+    expected = keras.saving.load_model(tiny_generator_file)(x).numpy()
+    for path in (None, SHIPPED, shipped_model):
+        np.testing.assert_array_equal(load_generator(path)(x).numpy(), expected)
+        assert is_shipped(path) and trained_size(path) == 128
+    assert not is_shipped(tiny_generator_file) and trained_size(tiny_generator_file) is None
+
+
+def test_absent_shipped_model_is_a_clear_error(no_shipped_model):
+    from dmfn_tf.model_io import default_model_path
+
+    for load in (default_model_path, load_generator, lambda: load_generator("shipped")):
+        with pytest.raises(ModelLoadError, match=r"no shipped model at .*dmfn_photo_cpu.keras .*name a model with --model"):
+            load()

@@ -5,6 +5,7 @@ uninterrupted run ends."""
 import io
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +19,9 @@ import yaml
 from PIL import Image
 from tensorflow.core.util import event_pb2
 
-from dmfn_tf.config import load_config
+from dmfn_tf.config import apply_overrides, load_config, save_config
 from dmfn_tf.data import build_dataset
+from dmfn_tf.errors import UserError
 from dmfn_tf.models.losses import GENERATOR_LOSS_TERMS, generator_total_loss
 from dmfn_tf.training import run as run_module
 from dmfn_tf.training.checkpoints import CHECKPOINT_PREFIX, TrainingCheckpointer, list_checkpoints, read_latest
@@ -270,3 +272,58 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, training_phot
             np.testing.assert_array_equal(actual[name], value, err_msg=name)
     print(f"killed after the checkpoint of step {killed_at}; max |difference| of all saved tensors: {worst:g}")
     assert worst <= 1e-6
+
+
+
+def _weights_at_first_fit(monkeypatch):
+    """Replaces `fit` by a recorder of the generator's weights when training would begin (no step runs)."""
+    seen = []
+
+    def record(trainer, *args, **kwargs):
+        seen.append(trainer.generator.get_weights())
+
+    monkeypatch.setattr(run_module, "fit", record)
+    return seen
+
+
+def _assert_same_weights(found, expected):
+    assert len(found) == len(expected)
+    for a, b in zip(found, expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_init_generator_sets_step_zero_weights(tmp_path, training_photos, monkeypatch):
+    from dmfn_tf.models.generator import build_generator
+
+    keras.utils.set_random_seed(123)  # weights unlike those the run's own seed draws
+    pretrained = build_generator(**load_config(TINY_CONFIG).model.generator_kwargs())
+    pretrained.save(tmp_path / "pretrained.keras")
+    seen = _weights_at_first_fit(monkeypatch)
+    cfg = tiny_run_config(training_photos)
+    train(apply_overrides(cfg, {"model.init_generator": str(tmp_path / "pretrained.keras")}), tmp_path / "run", verbose=0)
+    _assert_same_weights(seen[0], pretrained.get_weights())
+    train(cfg, tmp_path / "no_init", verbose=0)  # the same run without the init file: its own random weights
+    assert not np.array_equal(seen[1][0], pretrained.get_weights()[0])
+
+
+def test_init_generator_is_not_read_on_resume(run_dir, tmp_path, monkeypatch):
+    from dmfn_tf.model_io import load_generator
+
+    resumed = tmp_path / "run"
+    shutil.copytree(run_dir, resumed)
+    # The run as if it had been started with an init file; the file is now garbage, so reading it would fail.
+    (tmp_path / "pretrained.keras").write_bytes(b"not a model any more")
+    cfg = load_config(resumed / "config.yaml", {"model.init_generator": str(tmp_path / "pretrained.keras")})
+    save_config(cfg, resumed / "config.yaml")
+    seen = _weights_at_first_fit(monkeypatch)
+    train(apply_overrides(cfg, {"train.total_steps": STEPS + 1}), resumed, resume=True, verbose=0)
+    _assert_same_weights(seen[0], load_generator(str(run_dir)).get_weights())
+
+def test_init_generator_of_another_architecture_is_refused(tmp_path, training_photos, tiny_generator_file):
+    from dmfn_tf.errors import ConfigError
+
+    cfg = load_config(TINY_CONFIG, {"data.path": str(training_photos), "model.init_generator": tiny_generator_file})
+    with pytest.raises(ConfigError, match=r"model.init_generator: .*generator.keras has another architecture"):
+        train(cfg, tmp_path / "run", verbose=0)
+    with pytest.raises(UserError, match="nowhere.keras: no such model file"):
+        train(apply_overrides(cfg, {"model.init_generator": str(tmp_path / "nowhere.keras")}), tmp_path / "run2", verbose=0)

@@ -227,8 +227,10 @@ def make_server(state: AppState, host: str = DEFAULT_HOST, port: int = DEFAULT_P
 
     Example:
 
-    >>> server = make_server(AppState(model="runs/demo"), port=0)
-    >>> print(f"http://127.0.0.1:{server.server_address[1]}/"); server.serve_forever()
+    ```python
+    server = make_server(AppState(model="runs/demo"), port=0)
+    print(f"http://127.0.0.1:{server.server_address[1]}/"); server.serve_forever()
+    ```
     """
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True

@@ -3,7 +3,8 @@
 Example:
 
 ```
-dmfn app --model runs/demo            # then open http://127.0.0.1:7860/
+dmfn app                              # the shipped model; then open http://127.0.0.1:7860/
+dmfn app --model runs/demo --trained-size 128
 ```
 """
 
@@ -22,8 +23,8 @@ def register(subparsers) -> None:
         help="a local web page to paint holes and inpaint photos",
         description="Serve a page where you upload a photo, paint the hole, inpaint it and download the PNG.",
     )
-    parser.add_argument("--model", help="the model the page starts with (.keras generator, run directory or .pth); "
-                                        "the page can name another")
+    parser.add_argument("--model", help="the model the page starts with (.keras generator, run directory, .pth or "
+                                        "'shipped'; default: the shipped model); the page can name another")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
@@ -36,14 +37,15 @@ def run(args) -> int:
     import logging
 
     from dmfn_tf.app.server import AppState, make_server
-    from dmfn_tf.model_io import default_model_path, resolve_generator_path
+    from dmfn_tf.cli.model_option import model_or_shipped
+    from dmfn_tf.model_io import resolve_generator_path
 
     if args.max_pixels <= 0:
         raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
-    model = args.model or default_model_path()
-    if model:
-        resolve_generator_path(model)  # a wrong path fails now, not on the first click
-    state = AppState(model=model, hd=hd_options.options_from_args(args), max_pixels=args.max_pixels)
+    hd = hd_options.options_from_args(args, args.model)
+    model = model_or_shipped(args)
+    resolve_generator_path(model)  # a wrong path fails now, not on the first click
+    state = AppState(model=model, hd=hd, max_pixels=args.max_pixels)
     try:
         server = make_server(state, args.host, args.port)
     except OSError as err:

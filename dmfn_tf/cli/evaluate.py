@@ -2,7 +2,7 @@
 
 Images are centre-cropped to a square and resized (bicubic) to `--image-size` (256), the hole is a
 centred square of half the side unless `--mask` says otherwise, and every method is scored on the
-composite against the ground truth (LPIPS, PSNR, SSIM, L1; SPEC §7). The report goes to `--out`:
+composite against the ground truth (LPIPS, PSNR, SSIM, L1; docs/design.md §7). The report goes to `--out`:
 `per_image.csv`, `summary.json`, `table.md` and `cases.png`. The protocol itself is
 `dmfn_tf.evaluation.protocol.evaluate`; this command parses options and loads the model.
 
@@ -35,8 +35,9 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     parser.add_argument("--model",
-                        help="the generator: a .keras file, a training run folder, or one of the authors' "
-                             "checkpoints (.pth/.npz); omit to score only the baselines")
+                        help="the generator: a .keras file, a training run folder, one of the authors' "
+                             "checkpoints (.pth/.npz), or 'shipped' (the model that ships with the package); "
+                             "omit to score only the baselines")
     parser.add_argument("--name", default="dmfn", help="the model's row name in the report (default: dmfn)")
     parser.add_argument("--data", required=True,
                         help="folder of images (searched recursively, sorted) or a text file listing one image "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from dmfn_tf.cli import model_option
 from dmfn_tf.errors import UserError
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS
 
@@ -21,7 +22,7 @@ QUANTIZATIONS = ("float32", "float16", "int8")
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("export", help="export a generator for serving (SavedModel, TFLite, .keras)")
-    parser.add_argument("--model", required=True, help=".keras generator, run directory, or reference .pth/.npz")
+    model_option.add_argument(parser)
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", default="saved_models", help="output folder (default: saved_models/)")
     parser.add_argument("--name", default="dmfn", help="base name of the exported files (default: dmfn)")
@@ -76,7 +77,7 @@ def run(args) -> int:
     from dmfn_tf.model_io import load_generator
 
     paths = _validate(args)
-    generator = load_generator(args.model)
+    generator = load_generator(model_option.model_or_shipped(args))
     os.makedirs(args.out, exist_ok=True)
     if args.format == "saved_model":
         from dmfn_tf.serving.saved_model_export import export_saved_model

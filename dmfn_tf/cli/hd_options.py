@@ -10,6 +10,7 @@ from dmfn_tf.high_resolution import (
     STRATEGIES,
     HDOptions,
 )
+from dmfn_tf.model_io import SHIPPED_MODEL_TRAINED_SIZE, trained_size
 
 
 def add_arguments(parser) -> None:
@@ -21,8 +22,9 @@ def add_arguments(parser) -> None:
         "--trained-size; resize: the image scaled to --resize-limit, only the hole pasted back; "
         f"auto (default): original up to --crop-trigger pixels on the longer side, crop above",
     )
-    group.add_argument("--trained-size", type=int, default=DEFAULT_TRAINED_SIZE,
-                       help=f"side of the squares the model was trained on (default {DEFAULT_TRAINED_SIZE})")
+    group.add_argument("--trained-size", type=int,
+                       help=f"side of the squares the model was trained on (default: {SHIPPED_MODEL_TRAINED_SIZE} "
+                       f"for the shipped model, {DEFAULT_TRAINED_SIZE} for others)")
     group.add_argument("--crop-trigger", type=int, default=DEFAULT_CROP_TRIGGER,
                        help=f"auto uses crop for images whose longer side exceeds this (default {DEFAULT_CROP_TRIGGER})")
     group.add_argument("--crop-margin", type=int, default=DEFAULT_CROP_MARGIN,
@@ -31,11 +33,11 @@ def add_arguments(parser) -> None:
                        help=f"longer side of the image the model sees with resize (default {DEFAULT_RESIZE_LIMIT})")
 
 
-def options_from_args(args) -> HDOptions:
-    """The `HDOptions` the arguments describe; bad values are UserErrors."""
+def options_from_args(args, model: str | None) -> HDOptions:
+    """The `HDOptions` the arguments describe for `model` (its path; None: the shipped one); bad values are UserErrors."""
     return HDOptions(
         strategy=args.hd_strategy,
-        trained_size=args.trained_size,
+        trained_size=args.trained_size if args.trained_size is not None else trained_size(model) or DEFAULT_TRAINED_SIZE,
         crop_trigger=args.crop_trigger,
         crop_margin=args.crop_margin,
         resize_limit=args.resize_limit,

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 
 from dmfn_tf.data.image_files import PILLOW_IMAGE_EXTENSIONS
-from dmfn_tf.cli import hd_options
+from dmfn_tf.cli import hd_options, model_option
 from dmfn_tf.errors import UserError
 from dmfn_tf.high_resolution import HDOptions
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS
@@ -51,7 +51,7 @@ def register(subparsers) -> None:
         help="inpaint images with a trained generator",
         description="Fill the holes (mask 1/white = hole) of an image or a folder of images.",
     )
-    parser.add_argument("--model", required=True, help=".keras generator, run directory, or reference .pth/.npz")
+    model_option.add_argument(parser)
     parser.add_argument("--image", required=True, help="an image file or a folder of images")
     parser.add_argument("--mask", help="a mask file (used for every image) or a folder of masks paired by file stem")
     parser.add_argument("--out", required=True, help="output folder (PNG files named after the images)")
@@ -203,11 +203,11 @@ def run(args) -> int:
 
     if args.max_pixels <= 0:
         raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
-    hd = hd_options.options_from_args(args)
+    hd = hd_options.options_from_args(args, args.model)
     jobs = plan_jobs(args.image, args.mask, args.out, mask_from_alpha=args.mask_from_alpha)
     check_jobs(jobs, args.max_pixels, mask_from_alpha=args.mask_from_alpha, hd=hd)
     prepare_output_folder(args.out)
-    generator = load_generator(args.model)
+    generator = load_generator(model_option.model_or_shipped(args))
     for job in tqdm(jobs, desc="inpainting", unit="image", disable=len(jobs) == 1):
         image, mask = read_job(job, invert_mask=args.invert_mask, mask_from_alpha=args.mask_from_alpha)
         result = Image.fromarray(inpaint_hd(generator, image, mask, hd, max_pixels=args.max_pixels, source=job.image))

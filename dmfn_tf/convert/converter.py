@@ -94,9 +94,11 @@ def convert_checkpoint(
 
     Example:
 
-    >>> record = convert_checkpoint("latest_G.pth", "latest_D.pth", out_dir="converted/celeba")
-    >>> record["generator"]["config"]
-    {'nf': 64, 'n_blocks': 8, 'block': 'official'}
+    ```python
+    record = convert_checkpoint("latest_G.pth", "latest_D.pth", out_dir="converted/celeba")
+    record["generator"]["config"]
+    # -> {'nf': 64, 'n_blocks': 8, 'block': 'official'}
+    ```
     """
     out_dir = os.fspath(out_dir)
     generator_path = os.fspath(generator_path)

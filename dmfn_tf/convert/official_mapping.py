@@ -16,7 +16,7 @@ Linear after the head's LeakyReLU (`classifier.0`, which has no tensors). A Line
 (out, in) and a Dense kernel (in, out); on top of that PyTorch flattens NCHW maps in (C, H, W)
 order and Keras' `Flatten` NHWC maps in (H, W, C) order, so the input axis of the two classifiers
 is permuted as well. The head's input is `cat([local, global])` in the authors' `forward`, the
-order of SPEC §3 and of `build_discriminator`'s `Concatenate`: `classifier.1` maps with a plain
+order of docs/design.md §3 and of `build_discriminator`'s `Concatenate`: `classifier.1` maps with a plain
 transpose.
 
 Loading checks every tensor before assigning any: missing, unexpected and mis-shaped names (shapes
@@ -338,9 +338,11 @@ def load_reference_discriminator_weights(model, state_dict: Mapping[str, np.ndar
 
     Example:
 
-    >>> state = load_state_dict("latest_D.pth")
-    >>> discriminator = build_discriminator(**infer_discriminator_config(state))
-    >>> load_reference_discriminator_weights(discriminator, state, source="latest_D.pth")
+    ```python
+    state = load_state_dict("latest_D.pth")
+    discriminator = build_discriminator(**infer_discriminator_config(state))
+    load_reference_discriminator_weights(discriminator, state, source="latest_D.pth")
+    ```
     """
     _check_and_assign(_discriminator_mappings(model), state_dict, source, "discriminator", ignored=_batchnorm_counters())
 

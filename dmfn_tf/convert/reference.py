@@ -97,9 +97,11 @@ def load_generator_from_reference(path: str | os.PathLike):
 
     Example:
 
-    >>> generator = load_generator_from_reference("latest_G.pth")
-    >>> generator.count_params()
-    9037443
+    ```python
+    generator = load_generator_from_reference("latest_G.pth")
+    generator.count_params()
+    # -> 9037443
+    ```
     """
     source = os.fspath(path)
     return generator_from_state(read_reference_state_dict(source), source)[0]
@@ -119,7 +121,9 @@ def load_discriminator_from_reference(path: str | os.PathLike):
 
     Example:
 
-    >>> discriminator = load_discriminator_from_reference("latest_D.pth")
+    ```python
+    discriminator = load_discriminator_from_reference("latest_D.pth")
+    ```
     """
     source = os.fspath(path)
     return discriminator_from_state(read_reference_state_dict(source), source)[0]

@@ -1,4 +1,4 @@
-"""Training and evaluation data: image sources, hole masks and `tf.data` pipelines (SPEC §6).
+"""Training and evaluation data: image sources, hole masks and `tf.data` pipelines (docs/design.md §6).
 
 - `build_dataset`, `build_eval_dataset` (the evaluation protocol's input): dict batches
   `{"image", "mask", "bbox"}` (+ `"path"`).

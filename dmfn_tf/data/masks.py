@@ -1,4 +1,4 @@
-"""Hole masks for training and evaluation (SPEC §1, §6).
+"""Hole masks for training and evaluation (docs/design.md §1, §6).
 
 Every generator returns `(mask, bbox)`:
 
@@ -111,9 +111,11 @@ def center_box(size: int) -> tuple[tf.Tensor, tf.Tensor]:
 
     Example:
 
-    >>> mask, bbox = center_box(64)
-    >>> bbox.numpy().tolist(), float(mask.numpy().mean())
-    ([16, 16, 32, 32], 0.25)
+    ```python
+    mask, bbox = center_box(64)
+    bbox.numpy().tolist(), float(mask.numpy().mean())
+    # -> ([16, 16, 32, 32], 0.25)
+    ```
     """
     check_mask_size(size)
     quarter, half = size // 4, size // 2
@@ -158,9 +160,11 @@ def random_box(size: int, delta: int, seed, shrink: str = "independent") -> tupl
 
     Example:
 
-    >>> mask, bbox = random_box(64, delta=8, seed=tf.constant([1, 2]))
-    >>> bbox.numpy()[2:].tolist()
-    [32, 32]
+    ```python
+    mask, bbox = random_box(64, delta=8, seed=tf.constant([1, 2]))
+    bbox.numpy()[2:].tolist()
+    # -> [32, 32]
+    ```
     """
     if shrink not in ("independent", "reference"):
         raise UserError(f"unknown mask shrink {shrink!r}; expected 'independent' or 'reference'")
@@ -266,9 +270,11 @@ def free_form(size: int, seed, min_ratio: float = 0.1, max_ratio: float = 0.6) -
 
     Example:
 
-    >>> mask, _ = free_form(64, seed=tf.constant([0, 7]))
-    >>> 0.1 <= float(mask.numpy().mean()) < 0.6
-    True
+    ```python
+    mask, _ = free_form(64, seed=tf.constant([0, 7]))
+    0.1 <= float(mask.numpy().mean()) < 0.6
+    # -> True
+    ```
     """
     check_mask_size(size)
     one_stroke = max_stroke_fraction(size)
@@ -477,8 +483,10 @@ def mask_maker(kind: str, size: int, settings: MaskSettings = MaskSettings()) ->
 
     Example:
 
-    >>> make = mask_maker("random_box", 64, MaskSettings(delta=8))
-    >>> mask, bbox = make(0, tf.constant([1, 2], tf.int64))
+    ```python
+    make = mask_maker("random_box", 64, MaskSettings(delta=8))
+    mask, bbox = make(0, tf.constant([1, 2], tf.int64))
+    ```
     """
     if kind not in MASK_MAKERS:
         raise UserError(f"unknown mask kind {kind!r}; expected one of {', '.join(MASK_MAKERS)}")

@@ -1,4 +1,4 @@
-"""`tf.data` input pipelines for training and evaluation (SPEC §6).
+"""`tf.data` input pipelines for training and evaluation (docs/design.md §6).
 
 Each element is a dict (under `MirroredStrategy` a tuple would be taken as `(x, y)`):
 
@@ -43,7 +43,7 @@ def decode_image(contents) -> tf.Tensor:
 
 
 def crop_and_resize(image, image_size: int, crop: str = "center", seed=None) -> tf.Tensor:
-    """Square crop, bicubic resize to `image_size`, scale to [-1, 1] (SPEC §6).
+    """Square crop, bicubic resize to `image_size`, scale to [-1, 1] (docs/design.md §6).
 
     Args:
         image: uint8 `[H, W, 3]` tensor.
@@ -56,9 +56,11 @@ def crop_and_resize(image, image_size: int, crop: str = "center", seed=None) -> 
 
     Example:
 
-    >>> photo = tf.zeros([48, 64, 3], tf.uint8)
-    >>> crop_and_resize(photo, 32).shape
-    TensorShape([32, 32, 3])
+    ```python
+    photo = tf.zeros([48, 64, 3], tf.uint8)
+    crop_and_resize(photo, 32).shape
+    # -> TensorShape([32, 32, 3])
+    ```
     """
     shape = tf.shape(image)
     height, width = shape[0], shape[1]

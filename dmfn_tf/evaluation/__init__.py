@@ -1,4 +1,4 @@
-"""Evaluation of inpainting models on the paper's protocol (SPEC §7): `protocol.evaluate` (the one
+"""Evaluation of inpainting models on the paper's protocol (docs/design.md §7): `protocol.evaluate` (the one
 front door, used by `dmfn evaluate` and `dmfn demo`), LPIPS, PSNR/SSIM/L1, classic baselines, and
 the report files.
 

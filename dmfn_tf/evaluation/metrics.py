@@ -1,4 +1,4 @@
-"""PSNR, SSIM and L1 for the evaluation protocol (SPEC §7), in NumPy.
+"""PSNR, SSIM and L1 for the evaluation protocol (docs/design.md §7), in NumPy.
 
 PSNR and SSIM are computed on 8-bit RGB, as in the paper's Table 1. Composites in [-1, 1] are
 quantised with the inpainting contract's `to_uint8` (`dmfn_tf.inpainting`), as every output of the

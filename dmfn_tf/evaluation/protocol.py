@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -101,7 +101,8 @@ def evaluate(
 
     Args:
         data: a folder of images (searched recursively, sorted) or a file listing one per line.
-        generator: the DMFN generator, or None to score only the baselines.
+        generator: the DMFN generator, a mapping of row names to generators (several models side
+            by side; `name` is then unused), or None to score only the baselines.
         name: the generator's row name.
         baselines: names among `baselines.BASELINES`.
         image_size: square side the images are cropped and resized to (a multiple of 4, >= 32).
@@ -144,7 +145,8 @@ def evaluate(
         raise EvaluationInputError("nothing to evaluate: give a model, or baselines")
     data = os.fspath(data)
     data_cfg = _data_config(data, mask, mask_files, invert_mask, mask_from_alpha)
-    methods = {} if generator is None else {name: report.generator_inpaint_fn(generator)}
+    generators = generator if isinstance(generator, Mapping) else {} if generator is None else {name: generator}
+    methods = {row: report.generator_inpaint_fn(model) for row, model in generators.items()}
     methods.update({baseline: report.baseline_inpaint_fn(BASELINES[baseline]) for baseline in baselines})
     lpips_metric = None
     if lpips != "none":

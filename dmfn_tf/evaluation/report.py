@@ -1,4 +1,4 @@
-"""The evaluation protocol of the paper's Table 1 (SPEC §7) and the report `dmfn evaluate` writes.
+"""The evaluation protocol of the paper's Table 1 (docs/design.md §7) and the report `dmfn evaluate` writes.
 
 Every method is scored on the composite (`dmfn_tf.inpainting.composite`) against the ground truth:
 LPIPS (lower is better), PSNR and SSIM on 8-bit RGB (higher is better), and L1 in [-1, 1] units.

@@ -1,4 +1,4 @@
-"""The global + local discriminator (SPEC §3)."""
+"""The global + local discriminator (docs/design.md §3)."""
 
 from __future__ import annotations
 
@@ -82,10 +82,12 @@ def build_discriminator(
 
     Example:
 
-    >>> d = build_discriminator(nf=8, image_size=64)
-    >>> logit, features = d([keras.ops.zeros((2, 32, 32, 3)), keras.ops.zeros((2, 64, 64, 3))])
-    >>> logit.shape, len(features)
-    ((2, 1), 5)
+    ```python
+    d = build_discriminator(nf=8, image_size=64)
+    logit, features = d([keras.ops.zeros((2, 32, 32, 3)), keras.ops.zeros((2, 64, 64, 3))])
+    logit.shape, len(features)
+    # -> ((2, 1), 5)
+    ```
 
     Reference:
         Hui et al., "Image Fine-grained Inpainting", arXiv:2002.02609, Section 3.3. Conv kernels

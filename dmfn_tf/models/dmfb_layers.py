@@ -17,11 +17,11 @@ class DMFB(keras.layers.Layer):
 
     With `C` input channels and inner width `c = C // 4`:
 
-    `variant="paper"` (SPEC §2a, the paper's Fig. 2):
+    `variant="paper"` (docs/design.md §2a, the paper's Fig. 2):
         h = ReLU(IN(conv3x3(x)));  x_i = ReLU(IN(conv3x3_dil(h, d_i))) for d = 1, 2, 4, 8;
         y1 = x1, y_i = K_i(y_{i-1} + x_i) with K_i a plain 3x3 conv;
         out = x + IN(conv1x1(ReLU(IN(concat[y1..y4])))).
-    `variant="official"` (SPEC §2b, the authors' code and published checkpoints):
+    `variant="official"` (docs/design.md §2b, the authors' code and published checkpoints):
         h = ReLU(IN(conv3x3(x)));  d_i = conv3x3_dil(h, d_i) (no norm, no activation);
         cumulative sums d1, d1+d2, d1+d2+d3, d1+..+d4 (no K_i);
         out = x + IN(conv3x3(ReLU(IN(concat[...])))).
@@ -38,9 +38,11 @@ class DMFB(keras.layers.Layer):
 
     Example:
 
-    >>> block = DMFB(64, variant="paper")
-    >>> block(keras.random.normal((1, 16, 16, 64))).shape
-    (1, 16, 16, 64)
+    ```python
+    block = DMFB(64, variant="paper")
+    block(keras.random.normal((1, 16, 16, 64))).shape
+    # -> (1, 16, 16, 64)
+    ```
 
     Reference:
         Hui et al., "Image Fine-grained Inpainting", arXiv:2002.02609, Section 3.1 and Fig. 2.

@@ -1,4 +1,4 @@
-"""The DMFN generator (SPEC §2): encoder, a stack of DMFBs, decoder."""
+"""The DMFN generator (docs/design.md §2): encoder, a stack of DMFBs, decoder."""
 
 from __future__ import annotations
 
@@ -38,14 +38,16 @@ def build_generator(nf: int = 64, n_blocks: int = 8, block: str = "paper", name:
     Args:
         nf: base width; the blocks work at 4 * nf channels.
         n_blocks: number of DMFBs.
-        block: "paper" (SPEC §2a, default) or "official" (SPEC §2b, the published checkpoints).
+        block: "paper" (docs/design.md §2a, default) or "official" (docs/design.md §2b, the published checkpoints).
         name: the model's name.
 
     Example:
 
-    >>> generator = build_generator(nf=8, n_blocks=2)
-    >>> generator(keras.ops.zeros((1, 64, 96, 4))).shape
-    (1, 64, 96, 3)
+    ```python
+    generator = build_generator(nf=8, n_blocks=2)
+    generator(keras.ops.zeros((1, 64, 96, 4))).shape
+    # -> (1, 64, 96, 3)
+    ```
 
     Reference:
         Hui et al., "Image Fine-grained Inpainting", arXiv:2002.02609, Fig. 1.

@@ -1,4 +1,4 @@
-"""The initialisation of the authors' code (`model.init: reference`, SPEC §6).
+"""The initialisation of the authors' code (`model.init: reference`, docs/design.md §6).
 
 The authors apply one function to every module of the generator and the discriminator: Conv2d
 weights N(0, 0.02) with zero bias, BatchNorm weight (gamma) N(1, 0.02) with zero bias (beta). Every
@@ -41,10 +41,12 @@ def apply_reference_initialization(model, seed: int = 0) -> None:
 
     Example:
 
-    >>> discriminator = build_discriminator(nf=8, image_size=64)
-    >>> apply_reference_initialization(discriminator, seed=0)
-    >>> float(abs(discriminator.get_layer("logit").kernel.numpy()).max()) <= 1 / 1024**0.5
-    True
+    ```python
+    discriminator = build_discriminator(nf=8, image_size=64)
+    apply_reference_initialization(discriminator, seed=0)
+    float(abs(discriminator.get_layer("logit").kernel.numpy()).max()) <= 1 / 1024**0.5
+    # -> True
+    ```
     """
     rng = np.random.default_rng(seed)
 

@@ -1,4 +1,4 @@
-"""The DMFN objectives (SPEC §5; paper Eq. 2–9), as plain TensorFlow functions.
+"""The DMFN objectives (docs/design.md §5; paper Eq. 2–9), as plain TensorFlow functions.
 
 Every image loss is computed on the composite `I_out = mask * G(x) + (1 - mask) * I_gt` against
 `I_gt`; the caller builds the composite. Inputs are NHWC; everything is computed in float32.
@@ -368,10 +368,12 @@ def generator_total_loss(terms: Mapping[str, tf.Tensor], loss_cfg) -> tf.Tensor:
 
     Example:
 
-    >>> from dmfn_tf.config import LossConfig
-    >>> terms = {name: tf.constant(1.0) for name in GENERATOR_LOSS_TERMS}
-    >>> round(float(generator_total_loss(terms, LossConfig())), 3)  # 1 + 25*2 + 5 + 0.003 + 1
-    57.003
+    ```python
+    from dmfn_tf.config import LossConfig
+    terms = {name: tf.constant(1.0) for name in GENERATOR_LOSS_TERMS}
+    round(float(generator_total_loss(terms, LossConfig())), 3)  # 1 + 25*2 + 5 + 0.003 + 1
+    # -> 57.003
+    ```
 
     Reference: the total objective of the paper (after Eq. 9).
     """

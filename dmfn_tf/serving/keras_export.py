@@ -22,8 +22,10 @@ def export_keras(generator, path: str) -> str:
 
     Example:
 
-    >>> export_keras(generator, "saved_models/dmfn.keras")
-    >>> generator = load_generator("saved_models/dmfn.keras")
+    ```python
+    export_keras(generator, "saved_models/dmfn.keras")
+    generator = load_generator("saved_models/dmfn.keras")
+    ```
     """
     if not path.endswith(".keras"):
         raise ValueError(f"{path}: a Keras model file must end in .keras")

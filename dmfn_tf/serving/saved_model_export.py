@@ -142,9 +142,11 @@ def export_saved_model(generator, directory: str, max_pixels: int = DEFAULT_MAX_
 
     Example:
 
-    >>> export_saved_model(load_generator("runs/celeba_hq"), "saved_models/dmfn/1")
-    >>> served = tf.saved_model.load("saved_models/dmfn/1")
-    >>> served.signatures["serving_default"](image=image_uint8, mask=mask)["inpainted"]
+    ```python
+    export_saved_model(load_generator("runs/celeba_hq"), "saved_models/dmfn/1")
+    served = tf.saved_model.load("saved_models/dmfn/1")
+    served.signatures["serving_default"](image=image_uint8, mask=mask)["inpainted"]
+    ```
     """
     module = InpaintingModule(generator, max_pixels=max_pixels)
     os.makedirs(directory, exist_ok=True)

@@ -68,7 +68,9 @@ def convert_to_tflite(generator, size: int | None = 256, quantization: str = "fl
 
     Example:
 
-    >>> open("dmfn_256_float16.tflite", "wb").write(convert_to_tflite(generator, 256, "float16"))
+    ```python
+    open("dmfn_256_float16.tflite", "wb").write(convert_to_tflite(generator, 256, "float16"))
+    ```
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}; expected one of {QUANTIZATIONS}")
@@ -126,8 +128,10 @@ def run_tflite(interpreter, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
     Example:
 
-    >>> interpreter = Interpreter(model_path="saved_models/dmfn_dynamic_float32.tflite")
-    >>> run_tflite(interpreter, image, mask).shape
+    ```python
+    interpreter = Interpreter(model_path="saved_models/dmfn_dynamic_float32.tflite")
+    run_tflite(interpreter, image, mask).shape
+    ```
     """
     image, mask = np.ascontiguousarray(image, np.float32), np.ascontiguousarray(mask, np.float32)
     runner = interpreter.get_signature_runner()

@@ -118,8 +118,10 @@ def make_strategy(name: str = "default", devices: list[str] | None = None) -> tf
 
     Example:
 
-    >>> make_strategy("default").num_replicas_in_sync
-    1
+    ```python
+    make_strategy("default").num_replicas_in_sync
+    # -> 1
+    ```
     """
     if name not in STRATEGIES:
         raise ConfigError(f"train.strategy: unknown strategy {name!r}; expected one of {STRATEGIES}")

@@ -1,4 +1,4 @@
-"""Adam with PyTorch's placement of epsilon (SPEC §6).
+"""Adam with PyTorch's placement of epsilon (docs/design.md §6).
 
 Keras' Adam divides by `sqrt(v) + eps` with the bias correction folded into the step size, which
 puts epsilon on the scale of the uncorrected `sqrt(v)`; PyTorch divides by `sqrt(v_hat) + eps`
@@ -39,11 +39,13 @@ class TorchAdam(keras.optimizers.Adam):
 
     Example:
 
-    >>> optimizer = TorchAdam(learning_rate=2e-4, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
-    >>> variable = keras.Variable([1.0, -1.0])
-    >>> _ = optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.5, -1e-9]), variable)])
-    >>> [round(float(v), 6) for v in variable.numpy()]  # 1 - lr, and -1 + lr * 1e-9 / (1e-9 + 1e-8)
-    [0.9998, -0.999982]
+    ```python
+    optimizer = TorchAdam(learning_rate=2e-4, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
+    variable = keras.Variable([1.0, -1.0])
+    _ = optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.5, -1e-9]), variable)])
+    [round(float(v), 6) for v in variable.numpy()]  # 1 - lr, and -1 + lr * 1e-9 / (1e-9 + 1e-8)
+    # -> [0.9998, -0.999982]
+    ```
     """
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8, **kwargs):
@@ -82,8 +84,10 @@ def make_adam(learning_rate, beta_1: float, beta_2: float, epsilon: float, conve
 
     Example:
 
-    >>> type(make_adam(2e-4, 0.5, 0.999, 1e-8)).__name__
-    'TorchAdam'
+    ```python
+    type(make_adam(2e-4, 0.5, 0.999, 1e-8)).__name__
+    # -> 'TorchAdam'
+    ```
     """
     if convention not in ADAM_EPSILON_CONVENTIONS:
         raise ValueError(f"unknown Adam epsilon convention {convention!r}; expected one of {ADAM_EPSILON_CONVENTIONS}")

@@ -20,6 +20,7 @@ from dmfn_tf.config import ExperimentConfig
 from dmfn_tf.data import build_dataset
 from dmfn_tf.errors import ConfigError, UserError
 from dmfn_tf.atomic_files import remove_stale_temporaries
+from dmfn_tf.model_io import load_generator, resolve_generator_path
 from dmfn_tf.training.callbacks import CheckpointCallback, NonFiniteLossGuard, StopAtStep, TensorBoardLogger
 from dmfn_tf.training.checkpoints import TrainingCheckpointer, is_chief
 from dmfn_tf.training.distribute import fit, make_strategy
@@ -70,8 +71,10 @@ def epoch_segments(start_step: int, total_steps: int, steps_per_epoch: int) -> l
 
     Example:
 
-    >>> epoch_segments(7, 23, 5)
-    [(1, 2, 3, 7), (2, 5, 5, 10)]
+    ```python
+    epoch_segments(7, 23, 5)
+    # -> [(1, 2, 3, 7), (2, 5, 5, 10)]
+    ```
     """
     segments = []
     step, epoch = start_step, start_step // steps_per_epoch
@@ -98,6 +101,26 @@ def _sample_batch(cfg: ExperimentConfig):
     for batch in dataset.take(1):
         return {"image": batch["image"], "mask": batch["mask"]}
     return None
+
+
+def initialise_generator(generator: keras.Model, source: str) -> None:
+    """Copies the weights of a generator file into `generator` (a fine-tuning run's step 0).
+
+    Args:
+        generator: the run's generator.
+        source: `model.init_generator`: "shipped", a `.keras` file, a run directory or a `.pth`.
+
+    Raises:
+        ConfigError: the file's generator has another architecture (nf, blocks, block variant).
+    """
+    path = resolve_generator_path(source)
+    pretrained = load_generator(path)
+    found, expected = [tuple(w.shape) for w in pretrained.weights], [tuple(w.shape) for w in generator.weights]
+    if found != expected:
+        raise ConfigError(f"model.init_generator: {path} has another architecture than model.nf, model.n_blocks "
+                          "and model.block describe (its weights do not match)")
+    generator.set_weights(pretrained.get_weights())
+    print(f"Generator initialised from {path}", flush=True)
 
 
 def train(
@@ -166,6 +189,8 @@ def train(
     # The data first: a missing folder fails here, before the networks are built. A run resumed
     # mid-epoch needs a second pipeline, positioned at the next epoch (see `epoch_segments`).
     first_dataset = dataset_from(start_step)
+    if not start_step and cfg.model.init_generator:
+        resolve_generator_path(cfg.model.init_generator)  # a wrong path fails before the networks are built
     if chief:
         remove_stale_temporaries(out_dir)  # e.g. `.generator.keras.tmp-<pid>-*` of a killed run
         run.save_config(cfg)
@@ -181,6 +206,8 @@ def train(
         chief=chief,
     )
     initial_step = checkpointer.restore() if start_step else 0
+    if not initial_step and cfg.model.init_generator:
+        initialise_generator(trainer.generator, cfg.model.init_generator)
     total_steps = train_cfg.total_steps
     if initial_step >= total_steps:
         print(f"{run.path}: already trained to step {initial_step} (train.total_steps = {total_steps}); nothing to do")

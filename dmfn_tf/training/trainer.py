@@ -2,7 +2,7 @@
 
 `DMFNTrainer` is a `keras.Model` that owns the generator, the discriminator and the frozen VGG19,
 and overrides `train_step` / `test_step`, so that plain `trainer.fit(dataset)` trains DMFN with the
-recipe of SPEC §5–6. `build_trainer(cfg, strategy)` builds and compiles one from an
+recipe of docs/design.md §5–6. `build_trainer(cfg, strategy)` builds and compiles one from an
 `ExperimentConfig`.
 
 Public API (stable; `dmfn_tf.training.run` and the `dmfn train` command build on it):
@@ -92,10 +92,12 @@ def crop_local(images, bbox, size: int):
 
     Example:
 
-    >>> images = tf.reshape(tf.range(2 * 4 * 4, dtype=tf.float32), (2, 4, 4, 1))
-    >>> crop_local(images, tf.constant([[0, 0, 2, 2], [2, 1, 2, 2]]), 2)[1, ..., 0].numpy()
-    array([[25., 26.],
-           [29., 30.]], dtype=float32)
+    ```python
+    images = tf.reshape(tf.range(2 * 4 * 4, dtype=tf.float32), (2, 4, 4, 1))
+    crop_local(images, tf.constant([[0, 0, 2, 2], [2, 1, 2, 2]]), 2)[1, ..., 0].numpy()
+    # -> array([[25., 26.],
+    # -> [29., 30.]], dtype=float32)
+    ```
     """
     bbox = tf.cast(bbox, tf.int32)
     offsets = tf.range(size, dtype=tf.int32)
@@ -142,7 +144,7 @@ def _all_reduce_sum(values):
 
 
 class DMFNTrainer(keras.Model):
-    """Trains the DMFN generator against the global + local discriminator (SPEC §5–6).
+    """Trains the DMFN generator against the global + local discriminator (docs/design.md §5–6).
 
     Each `train_step` makes one generator update, then one discriminator update on the same batch,
     and logs one running mean per loss term (`TRAIN_METRICS`). `call` returns the composite, so
