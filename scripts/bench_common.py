@@ -34,7 +34,7 @@ def _conv_macs(height, width, kernel_size, cin, cout):
 
 
 def dmfb_macs(channels: int, height: int, width: int, block: str) -> int:
-    """Multiply-accumulates of one DMFB (SPEC §2a/§2b) on a `height x width` map, biases left out.
+    """Multiply-accumulates of one DMFB (docs/design.md §2a/§2b) on a `height x width` map, biases left out.
 
     Args:
         channels: the block's channels C (its branches work at C / 4).
@@ -50,7 +50,7 @@ def dmfb_macs(channels: int, height: int, width: int, block: str) -> int:
 
 
 def generator_macs(nf: int, n_blocks: int, block: str, height: int, width: int) -> int:
-    """Multiply-accumulates of one generator forward pass (SPEC §2 table), per image.
+    """Multiply-accumulates of one generator forward pass (docs/design.md §2 table), per image.
 
     Counted from the architecture, not from a TensorFlow graph, so that the way an operator is
     lowered (space-to-batch for dilations, padding copies) does not change the count.
@@ -81,14 +81,14 @@ def generator_macs(nf: int, n_blocks: int, block: str, height: int, width: int) 
 
 
 def vgg19_macs(height: int, width: int) -> int:
-    """Multiply-accumulates of VGG19 up to relu5_1 (SPEC §4) on one `height x width` RGB image."""
+    """Multiply-accumulates of VGG19 up to relu5_1 (docs/design.md §4) on one `height x width` RGB image."""
     plan = [(1, 3, 64), (1, 64, 64), (2, 64, 128), (2, 128, 128), (4, 128, 256)] + [(4, 256, 256)] * 3
     plan += [(8, 256, 512)] + [(8, 512, 512)] * 3 + [(16, 512, 512)]
     return sum(_conv_macs(height // scale, width // scale, 3, cin, cout) for scale, cin, cout in plan)
 
 
 def discriminator_macs(nf: int, size: int) -> int:
-    """Multiply-accumulates of the global + local discriminator (SPEC §3) on one image."""
+    """Multiply-accumulates of the global + local discriminator (docs/design.md §3) on one image."""
     widths = [3, nf, 2 * nf, 4 * nf, 8 * nf, 8 * nf, 8 * nf]
     macs = sum(_conv_macs(size >> (i + 1), size >> (i + 1), 5, widths[i], widths[i + 1]) for i in range(6))
     macs += sum(_conv_macs(size >> (i + 2), size >> (i + 2), 5, widths[i], widths[i + 1]) for i in range(5))
@@ -96,7 +96,7 @@ def discriminator_macs(nf: int, size: int) -> int:
 
 
 def train_step_macs(nf: int, n_blocks: int, block: str, size: int) -> int:
-    """Estimated multiply-accumulates of one training step (SPEC §5-6) per image.
+    """Estimated multiply-accumulates of one training step (docs/design.md §5-6) per image.
 
     Counts a backward pass as twice its forward (input and weight gradients) where weights are
     trained, once where only input gradients flow (the frozen VGG19; D in the G step):
@@ -281,7 +281,7 @@ def find_torch_python(explicit: str | None) -> str | None:
 
 
 class TorchWorker:
-    """A `torch_reference_model.py` worker process: builds the SPEC generator and times forwards.
+    """A `torch_reference_model.py` worker process: builds the generator of docs/design.md and times forwards.
 
     It runs under its own interpreter (one with PyTorch installed), so the project's environment
     never needs PyTorch; each `time()` returns the seconds the worker measured around the forward

@@ -49,7 +49,7 @@ def _parse_args(argv=None):
     parser.add_argument("--xla", action="store_true", help="also time the float32 model with jit_compile=True")
     parser.add_argument("--tflite", action="store_true", help="also time the float32 TFLite model (compositing included) and size the int8 one")
     parser.add_argument("--profile", action="store_true", help="also print where the float32 model's time goes (TensorFlow profiler)")
-    parser.add_argument("--compare-torch", action="store_true", help="also time the SPEC architecture in PyTorch")
+    parser.add_argument("--compare-torch", action="store_true", help="also time the same architecture rebuilt in PyTorch")
     parser.add_argument("--torch-python", help="an interpreter with torch installed (default: $DMFN_TORCH_PYTHON or this one)")
     parser.add_argument("--inter-op", type=int, help="TensorFlow inter-op threads (default: TensorFlow's choice)")
     parser.add_argument("--intra-op", type=int, help="TensorFlow intra-op threads (default: TensorFlow's choice)")

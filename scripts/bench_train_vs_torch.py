@@ -2,7 +2,7 @@
 
 Times `DMFNTrainer.train_step` (G update with every loss term, then D update; the setup of
 `scripts/bench_train.py`) interleaved round by round with the same step rebuilt in PyTorch from the
-SPEC (`scripts/torch_reference_model.py`, run by an interpreter that has torch; `--compare-torch`)
+design notes (`scripts/torch_reference_model.py`, run by an interpreter that has torch; `--compare-torch`)
 and with the machine's attainable FLOP rate, so that the ratios hold on a machine whose load
 changes. Without an interpreter that can import torch the PyTorch side is skipped with a message.
 
@@ -35,7 +35,7 @@ def _parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5); medians are reported")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--inter-op", type=int, help="TensorFlow inter-op threads (default: TensorFlow's choice)")
-    parser.add_argument("--compare-torch", action="store_true", help="also time the SPEC training step in PyTorch")
+    parser.add_argument("--compare-torch", action="store_true", help="also time the same training step rebuilt in PyTorch")
     parser.add_argument("--torch-python", help="an interpreter with torch installed (default: $DMFN_TORCH_PYTHON or this one)")
     return parser.parse_args(argv)
 

@@ -1,4 +1,4 @@
-"""The DMFN generator, discriminator and training step rebuilt in PyTorch from SPEC.md, for timing only.
+"""The DMFN generator, discriminator and training step rebuilt in PyTorch from docs/design.md, for timing only.
 
 Imports nothing but torch and NumPy, so it runs under any interpreter that has PyTorch, separate
 from the project's environment (the project itself never depends on PyTorch). Weights are random:
@@ -12,7 +12,7 @@ repeats with PyTorch's within one run (fair ratios on a machine whose load chang
     {"op": "time"}        -> {"seconds": 0.59}
     {"op": "info"}        -> {"torch": "2.13.0+cpu", "threads": 2}
     {"op": "build_train", "block": "official", "nf": 64, "n_blocks": 8, "size": 256, "batch": 4}
-    {"op": "time_train"}  -> {"seconds": 12.7}   (one G update and one D update, SPEC §5-6)
+    {"op": "time_train"}  -> {"seconds": 12.7}   (one G update and one D update, docs/design.md §5-6)
 
 Usage (by hand):
 
@@ -33,7 +33,7 @@ DILATIONS = (1, 2, 4, 8)
 
 
 def _conv(cin, cout, kernel_size, stride=1, dilation=1):
-    # Symmetric zero padding of dilation * (k - 1) / 2, as SPEC §2 prescribes.
+    # Symmetric zero padding of dilation * (k - 1) / 2, as docs/design.md §2 prescribes.
     return nn.Conv2d(cin, cout, kernel_size, stride=stride, padding=dilation * (kernel_size - 1) // 2, dilation=dilation)
 
 
@@ -49,7 +49,7 @@ def _norm():
 
 
 class DMFB(nn.Module):
-    """One dense multi-scale fusion block, SPEC §2a ("paper") or §2b ("official").
+    """One dense multi-scale fusion block, docs/design.md §2a ("paper") or §2b ("official").
 
     Args:
         channels: input and output channels C; the branches work at C / 4.
@@ -92,12 +92,12 @@ def _conv_norm_relu(cin, cout, kernel_size, stride=1):
 
 
 def _upsample(cin, cout):
-    # ConvTranspose2d(4, stride 2, padding 1) doubles the size (SPEC §2, "crop 1 each side").
+    # ConvTranspose2d(4, stride 2, padding 1) doubles the size (docs/design.md §2, "crop 1 each side").
     return [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), _norm(), nn.ReLU(), *_conv_norm_relu(cout, cout, 3)]
 
 
 def build_generator(nf: int = 64, n_blocks: int = 8, block: str = "paper") -> nn.Module:
-    """The DMFN generator of SPEC §2 as an NCHW `nn.Sequential`: [B, 4, H, W] -> [B, 3, H, W].
+    """The DMFN generator of docs/design.md §2 as an NCHW `nn.Sequential`: [B, 4, H, W] -> [B, 3, H, W].
 
     Args:
         nf: base width.
@@ -126,7 +126,7 @@ def _stage(cin, cout):
 
 
 class Discriminator(nn.Module):
-    """The global + local discriminator of SPEC §3; returns (logits [B, 1], five local features).
+    """The global + local discriminator of docs/design.md §3; returns (logits [B, 1], five local features).
 
     Args:
         nf: base width.
@@ -185,7 +185,7 @@ def _crop(x, boxes, half):
 
 
 def _centres(responses):
-    # SPEC §5: per image and channel, the probability-weighted mean of normalised coordinates.
+    # docs/design.md §5: per image and channel, the probability-weighted mean of normalised coordinates.
     b, c, h, w = responses.shape
     p = responses + 1e-7
     p = p / p.sum(dim=(2, 3), keepdim=True)
@@ -199,7 +199,7 @@ def _ragan(bce, real, fake, real_label):
 
 
 class TrainStep:
-    """One reference training step (SPEC §5, §6): a G update with every loss term, then a D update.
+    """One reference training step (docs/design.md §5, §6): a G update with every loss term, then a D update.
 
     Args:
         block: "paper" or "official".
