@@ -79,3 +79,26 @@ def test_usable_in_functional_model():
     inputs = keras.Input((None, None, 8))
     model = keras.Model(inputs, DMFB(8)(inputs))
     assert model(np.zeros((1, 8, 12, 8), "float32")).shape == (1, 8, 12, 8)
+
+
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_generator_saved_under_mixed_precision_loads_and_runs_under_float32(tmp_path, variant):
+    # A run trained with train.precision: mixed_bfloat16 saves its generator with bfloat16 blocks;
+    # loaded later (global policy float32), every layer inside a block must keep the block's policy.
+    from dmfn_tf.model_io import load_generator
+    from dmfn_tf.models.generator import build_generator
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        generator = build_generator(nf=4, n_blocks=1, block=variant)
+        path = tmp_path / "generator.keras"
+        generator.save(path)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    loaded = load_generator(str(path))
+    block = next(layer for layer in loaded.layers if isinstance(layer, DMFB))
+    assert {sub.dtype_policy.name for sub in [block.c1, block.c2, block.norm, *block.dilated]} == {"mixed_bfloat16"}
+    inputs = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 4)).astype(np.float32)
+    out = np.asarray(loaded(inputs), np.float32)
+    assert out.shape == (1, 32, 32, 3) and np.isfinite(out).all()
+    np.testing.assert_allclose(out, np.asarray(generator(inputs), np.float32), atol=1e-6)

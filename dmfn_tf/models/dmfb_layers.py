@@ -58,17 +58,20 @@ class DMFB(keras.layers.Layer):
         self.variant = variant
         self.use_combination = use_combination
         inner = channels // 4
-        self.c1 = PaddedConv2D(inner, 3, name="c1")
-        self.dilated = [PaddedConv2D(inner, 3, dilation_rate=d, name=f"d{i + 1}") for i, d in enumerate(DILATIONS)]
+        # The inner layers take the block's dtype policy: a block loaded from a file saved under
+        # mixed precision would otherwise mix its own bfloat16 with float32 inner layers.
+        policy = self.dtype_policy
+        self.c1 = PaddedConv2D(inner, 3, name="c1", dtype=policy)
+        self.dilated = [PaddedConv2D(inner, 3, dilation_rate=d, name=f"d{i + 1}", dtype=policy) for i, d in enumerate(DILATIONS)]
         if variant == "paper":
             self.combination = (
-                [PaddedConv2D(inner, 3, name=f"k{i}") for i in (2, 3, 4)] if use_combination else []
+                [PaddedConv2D(inner, 3, name=f"k{i}", dtype=policy) for i in (2, 3, 4)] if use_combination else []
             )
-            self.c2 = PaddedConv2D(channels, 1, name="c2")
+            self.c2 = PaddedConv2D(channels, 1, name="c2", dtype=policy)
         else:
             self.combination = []
-            self.c2 = PaddedConv2D(channels, 3, name="c2")
-        self.norm = InstanceNormalization(name="norm")
+            self.c2 = PaddedConv2D(channels, 3, name="c2", dtype=policy)
+        self.norm = InstanceNormalization(name="norm", dtype=policy)
 
     def build(self, input_shape):
         inner_shape = tuple(input_shape[:-1]) + (self.channels // 4,)
