@@ -252,9 +252,10 @@ def test_cli_errors_are_one_line(photo_folder, tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
-def test_cli_model_shipped_names_the_shipped_model(photo_folder, shipped_model, tiny_generator_file, tmp_path):
+def test_cli_model_shipped_names_the_shipped_model(photo_folder, shipped_model, tiny_generator_file, tmp_path, capsys):
     common = ["--data", photo_folder, "--image-size", 64, "--limit", 2, "--lpips", "none", "--baselines", "none"]
     assert _run_cli(["--model", "shipped", *common, "--out", tmp_path / "shipped"]) == 0
+    assert f"using the shipped model {shipped_model}" in capsys.readouterr().err
     assert _run_cli(["--model", tiny_generator_file, *common, "--out", tmp_path / "named"]) == 0
     shipped, named = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("shipped", "named"))
     assert shipped["settings"]["model"] == "shipped"

@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dmfn_tf.cli import model_option
 from dmfn_tf.errors import UserError
 from dmfn_tf.evaluation.paper import PAPER_DMFN_RESULTS
 
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and not baselines:
         raise EvaluateInputError("nothing to evaluate: give --model, or --baselines other than none")
     mask, mask_files = _mask_kind(args.mask)
-    generator = None if args.model is None else load_generator(args.model)
+    generator = None if args.model is None else load_generator(model_option.model_or_shipped(args))
 
     def progress(done):
         print(f"\r{done} images scored", end="", file=sys.stderr, flush=True)
