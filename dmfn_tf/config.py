@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import reprlib
 import typing
 from collections.abc import Iterable, Mapping
@@ -440,6 +441,15 @@ class _NoAliasLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+
+
+# YAML 1.1 (PyYAML) reads an exponent without a dot, `1e-7`, as a string; YAML 1.2, and anyone
+# writing a learning rate or an epsilon, means a number.
+_NoAliasLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 def _parse_yaml(text: str, source: str) -> Any:
     """`text` parsed as YAML with `_NoAliasLoader`; any failure is a one-line `ConfigError` naming `source`."""

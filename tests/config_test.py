@@ -251,3 +251,12 @@ def test_fidelity_options_defaults_and_checks(tmp_path):
             load_config(_write(tmp_path, text))
     cfg = load_config(_write(tmp_path, "model: {init: reference}\nperceptual: {preprocessing: torch_authors_bug}\n"))
     assert (cfg.model.init, cfg.perceptual.preprocessing) == ("reference", "torch_authors_bug")
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    # PyYAML alone reads `1e-7` as the string '1e-7'; the configuration reads the number.
+    cfg = load_config(_write(tmp_path, "train:\n  learning_rate: 3e-4\n  adam_epsilon: 1E-7\n"))
+    assert (cfg.train.learning_rate, cfg.train.adam_epsilon) == (3e-4, 1e-7)
+    assert parse_overrides(["train.learning_rate=5e-5", "name=1e3x"]) == {"train.learning_rate": 5e-5, "name": "1e3x"}
+    with pytest.raises(ConfigError, match="adam_epsilon"):  # read as the number -1e-8, then range-checked
+        load_config(CONFIGS / "tiny.yaml", parse_overrides(["train.adam_epsilon=-1e-8"]))
