@@ -376,6 +376,20 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
             the file and the command line.
     """
     path = os.fspath(path)
+    cfg = config_from_dict(_read_yaml_file(path), source=path)  # an empty file is all defaults
+    if overrides:
+        cfg = apply_overrides(cfg, overrides, source=f"{path} + command line")
+    return cfg
+
+
+def keys_in_file(path: str | os.PathLike) -> set[str]:
+    """The dotted keys a configuration file sets itself (the others take their defaults when loaded)."""
+    data = _read_yaml_file(os.fspath(path))
+    return set(_flatten(data)) if isinstance(data, dict) else set()
+
+
+def _read_yaml_file(path: str) -> Any:
+    """A configuration file parsed with the bounded loader; every failure is a one-line `ConfigError`."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -389,10 +403,7 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
-    cfg = config_from_dict(_parse_yaml(text, path), source=path)  # an empty file is all defaults
-    if overrides:
-        cfg = apply_overrides(cfg, overrides, source=f"{path} + command line")
-    return cfg
+    return _parse_yaml(text, path)
 
 
 class _NoAliasLoader(yaml.SafeLoader):

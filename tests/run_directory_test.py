@@ -72,3 +72,19 @@ def test_a_run_is_refused_without_resume_and_with_a_changed_computation(tmp_path
     resumable = {"train.total_steps": 99, "train.strategy": "mirrored", "data.path": "elsewhere", "name": "renamed"}
     assert set(resumable) <= set(RESUMABLE_CHANGES)
     run.check_can_start(apply_overrides(cfg, resumable), resume=True)
+
+
+def test_resuming_a_run_that_predates_a_setting_names_the_value_it_continues_with(tmp_path, caplog):
+    run = RunDirectory(tmp_path)
+    cfg = load_config(TINY_CONFIG)
+    run.save_config(cfg)
+    _with_checkpoint(run, 5)
+    with caplog.at_level("WARNING", logger="dmfn_tf"):
+        run.check_can_start(cfg, resume=True)
+    assert not caplog.records  # a run saved by this version records every setting
+    text = pathlib.Path(run.config_path).read_text()
+    pathlib.Path(run.config_path).write_text(text.replace("  adam_epsilon: 1.0e-08\n", ""))
+    assert "adam_epsilon" not in pathlib.Path(run.config_path).read_text().replace("adam_epsilon_convention", "")
+    with caplog.at_level("WARNING", logger="dmfn_tf"):
+        run.check_can_start(cfg, resume=True)
+    assert "does not record train.adam_epsilon=1e-08" in caplog.text

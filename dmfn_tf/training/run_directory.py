@@ -21,12 +21,15 @@ run.save_config(cfg)
 
 from __future__ import annotations
 
+import logging
 import os
 
-from dmfn_tf.config import ExperimentConfig, load_config, save_config
+from dmfn_tf.config import ExperimentConfig, keys_in_file, load_config, save_config
 from dmfn_tf.errors import ConfigError, UserError
 from dmfn_tf.model_io import GENERATOR_FILE
 from dmfn_tf.training.checkpoints import read_latest
+
+logger = logging.getLogger("dmfn_tf")
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
@@ -99,6 +102,15 @@ class RunDirectory:
             raise ConfigError(
                 f"cannot resume: the configuration differs from {self.config_path} in {', '.join(changed)}; "
                 "resume with the same settings or train into another --out directory"
+            )
+        # A run started by an older version has no record of settings added since; comparing their
+        # defaults would pass silently, so say which values the run now continues with.
+        unrecorded = [f"{key}={current[key]!r}" for key in sorted(set(current) - keys_in_file(self.config_path))
+                      if key not in RESUMABLE_CHANGES]
+        if unrecorded:
+            logger.warning(
+                "%s does not record %s (settings added after the run started); the run continues with these values",
+                self.config_path, ", ".join(unrecorded),
             )
 
     def save_config(self, cfg: ExperimentConfig) -> None:
