@@ -1,0 +1,62 @@
+"""The budgets of dmfn_tf.input_limits: sized from the header, refused before decoding."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dmfn_tf.input_limits import InputTooLarge, UnreadableImage, check_file_bytes, image_header
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares width x height, with one tiny compressed row (never decodable)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_a_real_image_reports_its_size():
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((5, 7, 3), np.uint8)).save(buffer, format="PNG")
+    header = image_header(buffer.getvalue())
+    assert (header.width, header.height, header.frames, header.format) == (7, 5, 1, "PNG")
+
+
+@pytest.mark.parametrize("side", [9000, 16000, 100000])
+def test_a_huge_declared_size_is_refused_from_the_header(side):
+    with pytest.raises(InputTooLarge, match=f"{side}x{side}|too many pixels"):
+        image_header(_png_declaring(side, side), name="mask.png")
+
+
+def test_the_budget_is_a_parameter():
+    image_header(_png_declaring(100, 100), max_pixels=100 * 100)
+    with pytest.raises(InputTooLarge, match="mask.png"):
+        image_header(_png_declaring(101, 100), name="mask.png", max_pixels=100 * 100)
+
+
+def test_an_animation_is_refused():
+    frames = [Image.fromarray(np.full((4, 4, 3), i, np.uint8)) for i in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    with pytest.raises(InputTooLarge, match="3 frames"):
+        image_header(buffer.getvalue())
+
+
+def test_not_an_image_is_one_clear_error(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_bytes(b"hello")
+    with pytest.raises(UnreadableImage, match="notes.png: not a readable image"):
+        image_header(path)
+
+
+def test_file_bytes_budget(tmp_path):
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"x" * 100)
+    assert check_file_bytes(path, max_bytes=100) == 100
+    with pytest.raises(InputTooLarge, match="model.keras: 101 bytes"):
+        path.write_bytes(b"x" * 101)
+        check_file_bytes(path, max_bytes=100)
