@@ -39,6 +39,9 @@ PERCEPTUAL_NETWORKS = ("vgg19", "lpips_vgg16")
 PERCEPTUAL_PREPROCESSING = ("auto", "caffe", "torch", "torch_authors_bug")
 # `model.init`: the builders' Keras initialisers, or the authors' (dmfn_tf.models.initializers).
 MODEL_INITS = ("keras", "reference")
+PERCEPTUAL_REGIONS = ("image", "local")
+# How the generator carries each image's absolute colour (dmfn_tf.models.colour_conventions).
+COLOUR_CONVENTIONS = ("plain", "standardise", "prefill")
 # `model.batchnorm_variance`: the batch variance the discriminator's moving variance averages.
 BATCHNORM_VARIANCES = ("unbiased", "biased")
 # `train.adam_epsilon_convention`: epsilon added to sqrt(v_hat) (PyTorch) or to sqrt(v) (Keras).
@@ -91,9 +94,15 @@ class ModelConfig:
     init: str = "keras"
     # "unbiased" (PyTorch's n/(n-1), the authors') or "biased" (Keras') batch variance in D's moving average.
     batchnorm_variance: str = "unbiased"
+    # "plain" (the paper's generator), "standardise" or "prefill" (docs/design.md §2c).
+    colour_convention: str = "plain"
 
     def validate(self, where: str = "model") -> None:
         _check_finite(self, where)
+        if self.colour_convention not in COLOUR_CONVENTIONS:
+            raise ConfigError(
+                f"{where}.colour_convention: unknown value {self.colour_convention!r}; expected one of {COLOUR_CONVENTIONS}"
+            )
         if self.init not in MODEL_INITS:
             raise ConfigError(f"{where}.init: unknown initialisation {self.init!r}; expected one of {MODEL_INITS}")
         if self.batchnorm_variance not in BATCHNORM_VARIANCES:
@@ -114,7 +123,7 @@ class ModelConfig:
             )
 
     def generator_kwargs(self) -> dict:
-        return {"nf": self.nf, "n_blocks": self.n_blocks, "block": self.block}
+        return {"nf": self.nf, "n_blocks": self.n_blocks, "block": self.block, "colour_convention": self.colour_convention}
 
     def discriminator_kwargs(self) -> dict:
         return {
@@ -159,11 +168,18 @@ class LossConfig:
     mu_adv: float = 0.003
     gamma_align: float = 1.0
     guidance: str = "minmax"
+    # Where the perceptual terms (self_guided, vgg_fm, align) look: "image" (the whole image, the
+    # paper's) or "local" (the local discriminator's S/2 box around the hole: 4x less VGG work).
+    perceptual_region: str = "image"
 
     def validate(self, where: str = "loss") -> None:
         _check_finite(self, where)
         if self.guidance not in GUIDANCE_MODES:
             raise ConfigError(f"{where}.guidance: unknown mode {self.guidance!r}; expected one of {GUIDANCE_MODES}")
+        if self.perceptual_region not in PERCEPTUAL_REGIONS:
+            raise ConfigError(
+                f"{where}.perceptual_region: unknown value {self.perceptual_region!r}; expected one of {PERCEPTUAL_REGIONS}"
+            )
         for name in ("lambda_vgg", "eta_dis_fm", "mu_adv", "gamma_align"):
             _require(getattr(self, name) >= 0, where, name, ">= 0", getattr(self, name))
 
@@ -196,6 +212,12 @@ class TrainConfig:
     # Reconstruction warm-up: the first `warmup_steps` generator updates give the discriminator
     # terms (dis_fm, adv_g) zero weight; D still trains on the same batches.
     warmup_steps: int = 0
+    # Exponential moving average of the generator's weights (0 = off): the momentum of
+    # `average = m * average + (1 - m) * weights` after each update. With it on, `generator.keras`
+    # and the snapshots hold the averaged weights; checkpoints hold both.
+    ema_momentum: float = 0.0
+    # Keep `snapshots/generator-<step>.keras` (+ `.json`: step, CPU and wall seconds) every N steps (0 = never).
+    snapshot_every: int = 0
 
     def validate(self, where: str = "train") -> None:
         _check_finite(self, where)
@@ -209,6 +231,8 @@ class TrainConfig:
         steps = list(self.lr_decay_steps)
         _require(all(step >= 1 for step in steps), where, "lr_decay_steps", "steps >= 1", steps)
         _require(self.warmup_steps >= 0, where, "warmup_steps", ">= 0", self.warmup_steps)
+        _require(0 <= self.ema_momentum < 1, where, "ema_momentum", "in [0, 1)", self.ema_momentum)
+        _require(self.snapshot_every >= 0, where, "snapshot_every", ">= 0", self.snapshot_every)
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"{where}.strategy: unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
         if self.precision not in PRECISIONS:

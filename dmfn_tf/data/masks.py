@@ -190,7 +190,7 @@ def _render_step(size: int) -> int:
     return step
 
 
-def max_stroke_fraction(size: int) -> float:
+def max_stroke_fraction(size: int, width_scale: float = 1.0) -> float:
     """An upper bound on the fraction of an S² image that one free-form stroke can cover.
 
     A stroke is a chain of at most `_MAX_VERTICES - 1` segments of length `L` drawn with radius
@@ -201,15 +201,16 @@ def max_stroke_fraction(size: int) -> float:
 
     Args:
         size: image side `S`.
+        width_scale: the strokes' widths are multiplied by this (see `free_form`).
     """
     step = _render_step(size)
     interpolation = step * math.sqrt(2) if step > 1 else 0.0
-    radius = _MAX_WIDTH * size / 2 + interpolation + math.sqrt(2) / 2
+    radius = width_scale * _MAX_WIDTH * size / 2 + interpolation + math.sqrt(2) / 2
     capsule = 2 * _MAX_SEGMENT * size * radius + math.pi * radius**2
     return (_MAX_VERTICES - 1) * capsule / size**2
 
 
-def _stroke(size: int, seed) -> tf.Tensor:
+def _stroke(size: int, seed, width_scale: float = 1.0) -> tf.Tensor:
     """One brush stroke: a random walk of 4–8 vertices drawn with a random width, as bool [S, S].
 
     Distances to the stroke are computed on a grid of about 64² cells and interpolated to S², so a
@@ -222,7 +223,7 @@ def _stroke(size: int, seed) -> tf.Tensor:
     heading = tf.random.stateless_uniform([], keys[2], 0.0, 2 * math.pi)
     turns = tf.random.stateless_uniform([max_segments], keys[3], -_MAX_TURN, _MAX_TURN)
     lengths = tf.random.stateless_uniform([max_segments], keys[4], _MIN_SEGMENT * size, _MAX_SEGMENT * size)
-    radius = tf.random.stateless_uniform([], keys[5], _MIN_WIDTH * size, _MAX_WIDTH * size) / 2
+    radius = tf.random.stateless_uniform([], keys[5], _MIN_WIDTH * size, _MAX_WIDTH * size) / 2 * width_scale
 
     angles = heading + tf.cumsum(turns)
     steps = tf.stack([tf.sin(angles), tf.cos(angles)], axis=-1) * lengths[:, None]
@@ -247,7 +248,9 @@ def _stroke(size: int, seed) -> tf.Tensor:
     return distance[..., 0] <= radius
 
 
-def free_form(size: int, seed, min_ratio: float = 0.1, max_ratio: float = 0.6) -> tuple[tf.Tensor, tf.Tensor]:
+def free_form(
+    size: int, seed, min_ratio: float = 0.1, max_ratio: float = 0.6, width_scale: float = 1.0
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Irregular hole made of random brush strokes, covering between `min_ratio` and `max_ratio`.
 
     A target ratio is drawn uniformly from `[min_ratio, max_ratio)` and strokes are added until the
@@ -264,6 +267,7 @@ def free_form(size: int, seed, min_ratio: float = 0.1, max_ratio: float = 0.6) -
         seed: shape-[2] integer tensor, a stateless random seed.
         min_ratio: smallest fraction of the image covered by the hole.
         max_ratio: bound on the fraction covered by the hole (exclusive).
+        width_scale: multiplies every stroke's width (1: the evaluation's strokes; 2: twice as wide).
 
     Returns:
         `(mask [S, S, 1] float32, bbox [4] int32)`; the bbox is a random S/2 square.
@@ -277,7 +281,7 @@ def free_form(size: int, seed, min_ratio: float = 0.1, max_ratio: float = 0.6) -
     ```
     """
     check_mask_size(size)
-    one_stroke = max_stroke_fraction(size)
+    one_stroke = max_stroke_fraction(size, width_scale)
     if not (0 < min_ratio and min_ratio + one_stroke < max_ratio <= 1):
         raise UserError(
             f"free-form hole ratio range [{min_ratio}, {max_ratio}) is too narrow for {size}² images: one stroke "
@@ -293,7 +297,7 @@ def free_form(size: int, seed, min_ratio: float = 0.1, max_ratio: float = 0.6) -
         return (index < _MAX_STROKES) & (ratio(hole) < target)
 
     def add_stroke(index, hole):
-        candidate = hole | _stroke(size, tf.random.experimental.stateless_fold_in(stroke_seed, index))
+        candidate = hole | _stroke(size, tf.random.experimental.stateless_fold_in(stroke_seed, index), width_scale)
         return index + 1, tf.where(ratio(candidate) < max_ratio, candidate, hole)
 
     _, hole = tf.while_loop(not_done, add_stroke, (tf.constant(0), tf.zeros([size, size], tf.bool)))
@@ -395,6 +399,54 @@ def load_mask_file(path, size=None, invert: bool = False, from_alpha: bool = Fal
 
 
 
+# The training mixture of holes like the ones users make (`mixture`): (share, component).
+MIXTURE_SHARES = (
+    (0.40, "box"),  # a box of sides S/4..S/2 anywhere in the image
+    (0.10, "center_box"),  # the evaluation's centred S/2 box
+    (0.30, "strokes"),  # free-form strokes as `dmfn evaluate --mask free_form` draws them
+    (0.20, "wide_strokes"),  # the same with strokes 1.5 times as wide
+)
+WIDE_STROKE_SCALE = 1.5
+
+
+def any_box(size: int, seed) -> tuple[tf.Tensor, tf.Tensor]:
+    """A box of height and width uniform in [S/4, S/2] at a uniformly random position.
+
+    Returns:
+        `(mask [S, S, 1] float32, bbox [4] int32)`; the bbox is the S/2 square centred on the box
+        as far as the image allows, so it covers the whole box.
+    """
+    check_mask_size(size)
+    half, quarter = size // 2, size // 4
+    side_seed, corner_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    sides = tf.random.stateless_uniform([2], side_seed, quarter, half + 1, dtype=tf.int32)
+    corner = tf.cast(tf.random.stateless_uniform([2], corner_seed, 0.0, 1.0) * tf.cast(size - sides + 1, tf.float32), tf.int32)
+    corner = tf.minimum(corner, size - sides)
+    square = tf.clip_by_value(corner + sides // 2 - quarter, 0, size - half)
+    mask = _box_mask(size, corner[0], corner[1], corner[0] + sides[0], corner[1] + sides[1])
+    return mask, tf.concat([square, tf.constant([half, half], tf.int32)], axis=0)
+
+
+def mixture(size: int, seed) -> tuple[tf.Tensor, tf.Tensor]:
+    """One hole of the training mixture `MIXTURE_SHARES`: boxes of several sizes and positions, and strokes.
+
+    Args:
+        size: image side `S`, a multiple of 4.
+        seed: shape-[2] integer tensor, a stateless random seed.
+    """
+    check_mask_size(size)
+    pick_seed, hole_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    bounds = tf.constant([sum(share for share, _ in MIXTURE_SHARES[: i + 1]) for i in range(len(MIXTURE_SHARES))])
+    draw = tf.random.stateless_uniform([], pick_seed, 0.0, 1.0)
+    index = tf.minimum(tf.reduce_sum(tf.cast(draw >= bounds, tf.int32)), len(MIXTURE_SHARES) - 1)
+    components = {
+        "box": lambda: any_box(size, hole_seed),
+        "center_box": lambda: center_box(size),
+        "strokes": lambda: free_form(size, hole_seed),
+        "wide_strokes": lambda: free_form(size, hole_seed, width_scale=WIDE_STROKE_SCALE),
+    }
+    return tf.switch_case(index, [components[name] for _, name in MIXTURE_SHARES])
+
 @dataclass(frozen=True)
 class MaskSettings:
     """What the mask kinds need besides the image side.
@@ -446,6 +498,12 @@ def _random_box_kind(size: int, settings: MaskSettings) -> MaskMake:
 def _free_form_kind(size: int, settings: MaskSettings) -> MaskMake:
     check_mask_size(size)
     return lambda index, seed: free_form(size, seed)
+
+
+@mask_kind("mixture")
+def _mixture_kind(size: int, settings: MaskSettings) -> MaskMake:
+    check_mask_size(size)
+    return lambda index, seed: mixture(size, seed)
 
 
 @mask_kind("file")

@@ -8,6 +8,7 @@ is how `dmfn_tf.training.run` splits a resumed partial epoch from the full ones.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -16,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+from dmfn_tf.atomic_files import write_text_atomically
 from dmfn_tf.inpainting import composite, inpaint_float
 from dmfn_tf.model_io import save_model_atomically
 from dmfn_tf.training.checkpoints import TrainingCheckpointer
@@ -161,8 +163,38 @@ class CheckpointCallback(_StepCallback):
         if step % self.every == 0 or step == self.final_step:
             self.checkpointer.save(step)
             if self.generator_path and self.checkpointer.chief:
-                save_model_atomically(self.model.generator, self.generator_path)
+                with self.model.averaged_generator() as generator:
+                    save_model_atomically(generator, self.generator_path)
             self.last_saved_step = step
+
+
+class SnapshotCallback(_StepCallback):
+    """Keeps `<directory>/generator-<step>.keras` and its `.json` (step, CPU and wall seconds) every `every` steps.
+
+    The generator saved is the moving average when `train.ema_momentum` is on. The snapshots are
+    what learning curves are scored from (`scripts/validate_run.py`).
+
+    Args:
+        directory: where the snapshots go (created when the first is written).
+        clock: the run's `TrainingClock` (the checkpointer's).
+        every: steps between snapshots.
+        initial_step: the global step the run starts at.
+    """
+
+    def __init__(self, directory: str, clock, every: int, initial_step: int = 0):
+        super().__init__(initial_step)
+        self.directory, self.clock, self.every = directory, clock, every
+
+    def on_step_end(self, step, logs):
+        if non_finite_terms(logs) or step % self.every:
+            return
+        cpu_seconds, wall_seconds = self.clock.now()
+        os.makedirs(self.directory, exist_ok=True)
+        stem = os.path.join(self.directory, f"generator-{step:08d}")
+        with self.model.averaged_generator() as generator:
+            save_model_atomically(generator, stem + ".keras")
+        record = {"step": int(step), "cpu_seconds": round(cpu_seconds, 1), "wall_seconds": round(wall_seconds, 1)}
+        write_text_atomically(stem + ".json", json.dumps(record) + "\n")
 
 
 def inpainting_grid(image, mask, output):

@@ -50,6 +50,7 @@ import tensorflow as tf
 
 from dmfn_tf.atomic_files import atomic_path, fsync_path, remove_stale_temporaries, write_text_atomically
 from dmfn_tf.errors import UserError
+from dmfn_tf.training.clock import TrainingClock
 
 LATEST_FILE = "latest.json"
 CHECKPOINT_PREFIX = "ckpt"
@@ -152,12 +153,14 @@ class TrainingCheckpointer:
         self.keep = keep
         self.chief = chief
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.clock = TrainingClock()
         self._checkpoint = tf.train.Checkpoint(
             generator=generator,
             discriminator=discriminator,
             g_optimizer=g_optimizer,
             d_optimizer=d_optimizer,
             step=self._step,
+            clock=self.clock.variable,
         )
         os.makedirs(self.directory, exist_ok=True)
         if self.chief:
@@ -184,6 +187,7 @@ class TrainingCheckpointer:
         """
         step = int(step)
         self._step.assign(step)
+        self.clock.stamp()
         temporary = tempfile.mkdtemp(prefix=_TEMPORARY_PREFIX, dir=self.directory)
         try:
             self._checkpoint.write(os.path.join(temporary, CHECKPOINT_PREFIX))
@@ -234,6 +238,7 @@ class TrainingCheckpointer:
             raise CheckpointError(
                 f"checkpoint {path} does not match the configured model or is damaged: {first_line}"
             ) from None
+        self.clock.start()
         return int(self._step.numpy())
 
     def _prune(self) -> None:

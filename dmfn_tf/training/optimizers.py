@@ -71,7 +71,15 @@ class TorchAdam(keras.optimizers.Adam):
         self.assign_sub(variable, ops.divide(ops.multiply(m, lr / first_correction), denominator))
 
 
-def make_adam(learning_rate, beta_1: float, beta_2: float, epsilon: float, convention: str = "pytorch", name=None):
+def make_adam(
+    learning_rate,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+    convention: str = "pytorch",
+    name=None,
+    ema_momentum: float = 0.0,
+):
     """Adam with `epsilon` placed by `convention`: "pytorch" (`TorchAdam`) or "keras" (`keras.optimizers.Adam`).
 
     Args:
@@ -81,6 +89,8 @@ def make_adam(learning_rate, beta_1: float, beta_2: float, epsilon: float, conve
         epsilon: the stability constant, on the scale that `convention` names.
         convention: one of `dmfn_tf.config.ADAM_EPSILON_CONVENTIONS`.
         name: the optimizer's name (names its variables in checkpoints).
+        ema_momentum: with a value above 0, Keras' `use_ema`: the optimizer keeps a moving average
+            of every variable it updates (`ema_weights` reads it).
 
     Example:
 
@@ -92,4 +102,15 @@ def make_adam(learning_rate, beta_1: float, beta_2: float, epsilon: float, conve
     if convention not in ADAM_EPSILON_CONVENTIONS:
         raise ValueError(f"unknown Adam epsilon convention {convention!r}; expected one of {ADAM_EPSILON_CONVENTIONS}")
     adam = TorchAdam if convention == "pytorch" else keras.optimizers.Adam
-    return adam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, name=name)
+    ema = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum > 0 else {}
+    return adam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, name=name, **ema)
+
+
+def ema_weights(optimizer, variables) -> list | None:
+    """The moving averages an EMA optimizer keeps of `variables` (in their order), or None without EMA."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    if not getattr(optimizer, "use_ema", False):
+        return None
+    averages = optimizer._model_variables_moving_average  # Keras keeps them in the built variables' order
+    index = {optimizer._var_key(variable): i for i, variable in enumerate(optimizer._trainable_variables)}
+    return [averages[index[optimizer._var_key(variable)]] for variable in variables]

@@ -21,7 +21,13 @@ from dmfn_tf.data import build_dataset
 from dmfn_tf.errors import ConfigError, UserError
 from dmfn_tf.atomic_files import remove_stale_temporaries
 from dmfn_tf.model_io import load_generator, resolve_generator_path
-from dmfn_tf.training.callbacks import CheckpointCallback, NonFiniteLossGuard, StopAtStep, TensorBoardLogger
+from dmfn_tf.training.callbacks import (
+    CheckpointCallback,
+    NonFiniteLossGuard,
+    SnapshotCallback,
+    StopAtStep,
+    TensorBoardLogger,
+)
 from dmfn_tf.training.checkpoints import TrainingCheckpointer, is_chief
 from dmfn_tf.training.distribute import fit, make_strategy
 from dmfn_tf.training.run_directory import RunDirectory
@@ -226,6 +232,8 @@ def train(
         initial_step=initial_step,
     )
     callbacks = [guard, saver, StopAtStep(total_steps, initial_step)]
+    if chief and train_cfg.snapshot_every:
+        callbacks.append(SnapshotCallback(run.snapshot_dir, checkpointer.clock, train_cfg.snapshot_every, initial_step))
     logger = None
     if chief:
         logger = TensorBoardLogger(

@@ -8,6 +8,8 @@ run/
     latest.json        names the latest complete checkpoint
     ckpt-<step>/       generator, discriminator, both optimizers, the global step (last K kept)
   logs/                TensorBoard event files: train/*, learning_rate/*, samples
+  snapshots/           generator-<step>.keras + .json (step, CPU and wall seconds), every
+                       `train.snapshot_every` steps: what learning curves are scored from
 ```
 
 Example:
@@ -34,6 +36,7 @@ logger = logging.getLogger("dmfn_tf")
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
+SNAPSHOT_DIR = "snapshots"
 # Settings a resumed run may change: the run's length, bookkeeping, and where the same data lives.
 # (A different strategy may change BatchNorm statistics unless train.sync_batchnorm is on.)
 RESUMABLE_CHANGES = (
@@ -42,6 +45,9 @@ RESUMABLE_CHANGES = (
     "train.steps_per_epoch",
     "train.checkpoint_every",
     "train.image_log_every",
+    "train.snapshot_every",
+    # A campaign continued over days sets its decay steps as it goes (docs/training_on_cpu.md).
+    "train.lr_decay_steps",
     "train.strategy",
     "train.deterministic",
     "data.path",
@@ -57,7 +63,7 @@ class RunDirectory:
         path: the run directory.
 
     Attributes:
-        path, config_path, checkpoint_dir, generator_path, log_dir: `str` paths.
+        path, config_path, checkpoint_dir, generator_path, log_dir, snapshot_dir: `str` paths.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -66,6 +72,7 @@ class RunDirectory:
         self.checkpoint_dir = os.path.join(self.path, CHECKPOINT_DIR)
         self.generator_path = os.path.join(self.path, GENERATOR_FILE)
         self.log_dir = os.path.join(self.path, LOG_DIR)
+        self.snapshot_dir = os.path.join(self.path, SNAPSHOT_DIR)
 
     def latest_step(self) -> int:
         """The step of the latest complete checkpoint (`checkpoints/latest.json`), 0 when there is none."""

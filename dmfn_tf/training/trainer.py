@@ -55,6 +55,8 @@ Decisions, for readers comparing with the reference PyTorch code:
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -65,7 +67,7 @@ from dmfn_tf.inpainting import composite, generator_input
 from dmfn_tf.models.generator import build_generator
 from dmfn_tf.models.initializers import initialize
 from dmfn_tf.models.perceptual import build_perceptual_network
-from dmfn_tf.training.optimizers import make_adam
+from dmfn_tf.training.optimizers import ema_weights, make_adam
 
 # Metric names logged by `fit`: one Mean per loss term (named as in `losses.GENERATOR_LOSS_TERMS`), the
 # weighted generator total, the discriminator loss, and "psnr" of the composite in dB.
@@ -230,6 +232,26 @@ class DMFNTrainer(keras.Model):
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
 
+    @contextlib.contextmanager
+    def averaged_generator(self):
+        """The generator with its moving-average weights while the context lasts (`train.ema_momentum`).
+
+        Without EMA it is the generator as it is. The training weights come back on exit.
+        """
+        averages = ema_weights(self.g_optimizer, self.generator.trainable_variables)
+        if averages is None:
+            yield self.generator
+            return
+        variables = self.generator.trainable_variables
+        trained = [variable.numpy() for variable in variables]
+        for variable, average in zip(variables, averages):
+            variable.assign(average)
+        try:
+            yield self.generator
+        finally:
+            for variable, value in zip(variables, trained):
+                variable.assign(value)
+
     def call(self, inputs, training=False):
         """Inpaints: `inputs` is a dict with "image" ([-1, 1]) and "mask" (1 = hole); returns the composite."""
         image = tf.cast(inputs["image"], tf.float32)
@@ -262,18 +284,20 @@ class DMFNTrainer(keras.Model):
         """
         cfg = self.loss_config
         # Targets: constants of the generator objective.
-        vgg_real = self.perceptual(image, training=False)
+        seen_real = self._perceptual_region(image, bbox)
+        vgg_real = self.perceptual(seen_real, training=False)
         with tf.GradientTape() as tape:
             raw = self.generator(generator_input(image, mask), training=True)
             output = composite(tf.cast(raw, tf.float32), image, mask)
-            vgg_fake = self.perceptual(output, training=False)
+            seen_fake = self._perceptual_region(output, bbox)
+            vgg_fake = self.perceptual(seen_fake, training=False)
             fake_logits, dis_fake = self._discriminate(output, bbox)
             real_logits, dis_real = self._discriminate(image, bbox)
             real_mean, fake_mean = self._global_logit_means(real_logits, fake_logits, global_batch_size)
             terms = {
                 "l1": losses.l1_loss_per_example(output, image),
                 "self_guided": losses.self_guided_regression_loss_per_example(
-                    output, image, vgg_real, vgg_fake, mode=cfg.guidance
+                    seen_fake, seen_real, vgg_real, vgg_fake, mode=cfg.guidance
                 ),
                 "vgg_fm": losses.vgg_feature_matching_loss_per_example(vgg_real, vgg_fake),
                 "dis_fm": losses.discriminator_feature_matching_loss_per_example(dis_real, dis_fake),
@@ -287,6 +311,12 @@ class DMFNTrainer(keras.Model):
         gradients = tape.gradient(scaled_loss, variables)
         self.g_optimizer.apply_gradients(zip(gradients, variables))
         return output, terms
+
+    def _perceptual_region(self, images, bbox):
+        """What the perceptual terms see: the whole image, or the local box (`loss.perceptual_region`)."""
+        if self.loss_config.perceptual_region == "local":
+            return crop_local(images, bbox, self.local_size)
+        return images
 
     def _warmup_weighted(self, terms):
         """`terms` with the discriminator terms multiplied by 0 during the warm-up, by 1 after it."""
@@ -384,7 +414,7 @@ def learning_rate_schedule(train_cfg: TrainConfig):
     return keras.optimizers.schedules.PiecewiseConstantDecay([step - 1 for step in steps], values)
 
 
-def make_optimizer(train_cfg: TrainConfig, name: str):
+def make_optimizer(train_cfg: TrainConfig, name: str, ema_momentum: float = 0.0):
     """Adam(schedule, beta_1, beta_2, epsilon) of the configuration; loss-scaled under `mixed_float16`.
 
     Epsilon is placed by `train.adam_epsilon_convention` (`dmfn_tf.training.optimizers.make_adam`).
@@ -392,6 +422,7 @@ def make_optimizer(train_cfg: TrainConfig, name: str):
     Args:
         train_cfg: the `train` section of the configuration.
         name: the optimizer's name (e.g. "generator_adam"); names its variables in checkpoints.
+        ema_momentum: keep an exponential moving average of the weights it updates (0 = none).
 
     Returns:
         A `keras.optimizers.Adam` (or its `TorchAdam` subclass), or a
@@ -404,6 +435,7 @@ def make_optimizer(train_cfg: TrainConfig, name: str):
         train_cfg.adam_epsilon,
         train_cfg.adam_epsilon_convention,
         name=name,
+        ema_momentum=ema_momentum,
     )
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
@@ -444,7 +476,7 @@ def build_trainer(cfg: ExperimentConfig, strategy: tf.distribute.Strategy | None
             generator, discriminator, perceptual, cfg.loss, name=f"{cfg.name}_trainer", warmup_steps=cfg.train.warmup_steps
         )
         trainer.compile(
-            g_optimizer=make_optimizer(cfg.train, "generator_adam"),
+            g_optimizer=make_optimizer(cfg.train, "generator_adam", cfg.train.ema_momentum),
             d_optimizer=make_optimizer(cfg.train, "discriminator_adam"),
         )
         trainer.build_optimizers()
