@@ -234,7 +234,7 @@ def test_missing_mask_file_is_a_user_error(tmp_path):
 
 
 def test_registry_makers_are_the_generators():
-    assert masks.MASK_KINDS == ("center_box", "random_box", "free_form", "file")
+    assert masks.MASK_KINDS == ("center_box", "random_box", "free_form", "mixture", "file")
     seed = _seed(3)
     centre = masks.mask_maker("center_box", SIZE)(0, seed)
     np.testing.assert_array_equal(centre[0], masks.center_box(SIZE)[0])
@@ -263,3 +263,56 @@ def test_a_registered_kind_reaches_the_training_pipeline(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(tmp_path / "a.png")
     batch = next(iter(build_dataset(DataConfig(path=str(tmp_path), mask="top_half"), SIZE, 1)))
     assert batch["mask"].numpy()[0, : SIZE // 2].min() == 1 and batch["mask"].numpy()[0, SIZE // 2 :].max() == 0
+
+
+def test_any_box_spans_a_quarter_to_a_half_and_lies_in_its_bbox():
+    sides = []
+    for n in range(150):
+        mask, bbox = masks.any_box(SIZE, _seed(n))
+        mask, bbox = mask.numpy()[..., 0], bbox.numpy()
+        _assert_bbox_inside(bbox)
+        r0, r1, c0, c1 = _hole_extent(mask)
+        assert bbox[0] <= r0 and r1 <= bbox[0] + HALF and bbox[1] <= c0 and c1 <= bbox[1] + HALF
+        sides += [r1 - r0, c1 - c0]
+    assert min(sides) == SIZE // 4 and max(sides) == HALF
+
+
+def test_wider_strokes_are_wider():
+    def mean_width(scale):
+        # Painted area over painted skeleton length, estimated by the ratio of area to boundary pixels.
+        areas, borders = 0, 0
+        for n in range(12):
+            hole = masks.free_form(128, _seed(n), width_scale=scale)[0].numpy()[..., 0] > 0
+            inner = hole[1:-1, 1:-1] & hole[:-2, 1:-1] & hole[2:, 1:-1] & hole[1:-1, :-2] & hole[1:-1, 2:]
+            areas, borders = areas + hole.sum(), borders + hole.sum() - inner.sum()
+        return areas / borders
+
+    assert mean_width(masks.WIDE_STROKE_SCALE) > 1.25 * mean_width(1.0)
+
+
+def test_mixture_draws_each_component_at_its_share():
+    counts = {"center": 0, "box": 0, "strokes": 0}
+    n = 400
+    for i in range(n):
+        mask, bbox = masks.mask_maker("mixture", SIZE)(i, _seed(i))
+        mask = mask.numpy()
+        _assert_binary_mask(mask)
+        _assert_bbox_inside(bbox.numpy())
+        if np.array_equal(mask, masks.center_box(SIZE)[0].numpy()):
+            counts["center"] += 1
+        elif _is_rectangle(mask[..., 0]):
+            counts["box"] += 1
+        else:
+            counts["strokes"] += 1
+    shares = {name: share for share, name in masks.MIXTURE_SHARES}
+    # Binomial standard deviation at n = 400 is at most 0.025; allow four of them.
+    assert abs(counts["center"] / n - shares["center_box"]) < 0.1
+    assert abs(counts["box"] / n - shares["box"]) < 0.1
+    assert abs(counts["strokes"] / n - shares["strokes"] - shares["wide_strokes"]) < 0.1
+    again = masks.mask_maker("mixture", SIZE)(7, _seed(7))[0].numpy()
+    np.testing.assert_array_equal(again, masks.mask_maker("mixture", SIZE)(7, _seed(7))[0].numpy())
+
+
+def _is_rectangle(mask):
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].all() and mask.sum() == len(rows) * len(cols)

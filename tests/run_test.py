@@ -3,6 +3,7 @@ losses, and a run killed with SIGKILL mid-epoch then resumed, which ends exactly
 uninterrupted run ends."""
 
 import io
+import json
 import os
 import pathlib
 import shutil
@@ -327,3 +328,24 @@ def test_init_generator_of_another_architecture_is_refused(tmp_path, training_ph
         train(cfg, tmp_path / "run", verbose=0)
     with pytest.raises(UserError, match="nowhere.keras: no such model file"):
         train(apply_overrides(cfg, {"model.init_generator": str(tmp_path / "nowhere.keras")}), tmp_path / "run2", verbose=0)
+
+
+def test_snapshots_record_step_and_a_clock_that_continues_over_resume(tmp_path, training_photos):
+    out = tmp_path / "snap"
+    cfg = tiny_run_config(training_photos, total_steps=4, checkpoint_every=2, snapshot_every=2, ema_momentum=0.5)
+    train(cfg, out, verbose=0)
+    first = json.loads((out / "snapshots" / "generator-00000004.json").read_text())
+    train(tiny_run_config(training_photos, total_steps=6, checkpoint_every=2, snapshot_every=2, ema_momentum=0.5),
+          out, resume=True, verbose=0)
+    names = sorted(path.name for path in (out / "snapshots").iterdir())
+    assert names == [f"generator-{step:08d}.{ext}" for step in (2, 4, 6) for ext in ("json", "keras")]
+    records = [json.loads((out / "snapshots" / f"generator-{step:08d}.json").read_text()) for step in (2, 4, 6)]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    # The resumed process starts from the checkpoint's clock (step 4), not from zero.
+    assert 0 < records[0]["cpu_seconds"] <= first["cpu_seconds"] < records[2]["cpu_seconds"]
+    assert records[2]["wall_seconds"] > first["wall_seconds"]
+    # generator.keras is the averaged generator of the last checkpoint, as the last snapshot is.
+    snapshot_model = keras.saving.load_model(out / "snapshots" / "generator-00000006.keras")
+    latest = keras.saving.load_model(out / "generator.keras")
+    for a, b in zip(snapshot_model.get_weights(), latest.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -283,3 +283,50 @@ def test_optimizers_place_epsilon_as_configured_and_reference_init_is_applied(ti
     # N(0, 0.02) generator convs with zero bias, not Glorot.
     kernel = trainer.generator.get_layer("dec1_conv").kernel.numpy()
     assert abs(kernel.std() - 0.02) < 0.003 and np.all(trainer.generator.get_layer("dec1_conv").bias.numpy() == 0)
+
+
+def test_local_perceptual_region_feeds_the_box_crops_to_the_perceptual_terms(tiny_trainer):
+    loss = LossConfig(lambda_vgg=2.0, eta_dis_fm=0.5, mu_adv=0.1, gamma_align=3.0, perceptual_region="local")
+    trainer = tiny_trainer(loss=loss)
+    batch = fixed_batch()
+    image, mask = tf.constant(batch["image"]), tf.constant(batch["mask"])
+    output = composite(trainer.generator(generator_input(image, mask)), image, mask)
+    real_crop, fake_crop = numpy_crops(image, batch["bbox"]), numpy_crops(output, batch["bbox"])
+    vgg_real, vgg_fake = trainer.perceptual(real_crop), trainer.perceptual(fake_crop)
+    expected = {
+        "self_guided": losses.self_guided_regression_loss_per_example(fake_crop, real_crop, vgg_real, vgg_fake, mode=loss.guidance),
+        "vgg_fm": losses.vgg_feature_matching_loss_per_example(vgg_real, vgg_fake),
+        "align": losses.geometrical_alignment_loss_per_example(vgg_real[3], vgg_fake[3]),
+        "l1": losses.l1_loss_per_example(output, image),
+    }
+    _, terms = trainer.generator_step(image, mask, tf.constant(batch["bbox"]), tf.constant(2.0))
+    for name, value in expected.items():
+        assert float(tf.reduce_mean(terms[name])) == pytest.approx(float(tf.reduce_mean(value)), rel=1e-4, abs=1e-6), name
+
+
+def test_averaged_generator_holds_the_moving_average_and_gives_the_weights_back(tiny_trainer):
+    momentum = 0.9
+    trainer = tiny_trainer(loss=LOSS, ema_momentum=momentum)
+    batch = fixed_batch()
+    variables = trainer.generator.trainable_variables
+    average = None
+    for _ in range(3):
+        trainer.generator_step(
+            tf.constant(batch["image"]), tf.constant(batch["mask"]), tf.constant(batch["bbox"]), tf.constant(2.0)
+        )
+        weights = snapshot(variables)
+        # The first update starts the average at the weights (Keras' momentum is 0 on the first step).
+        average = weights if average is None else [momentum * a + (1 - momentum) * w for a, w in zip(average, weights)]
+    trained = snapshot(variables)
+    with trainer.averaged_generator() as generator:
+        for value, expected in zip(snapshot(generator.trainable_variables), average):
+            np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-7)
+        assert any(not np.allclose(a, w) for a, w in zip(average, trained))
+    for value, expected in zip(snapshot(variables), trained):
+        np.testing.assert_array_equal(value, expected)
+
+
+def test_without_ema_the_averaged_generator_is_the_generator(tiny_trainer):
+    trainer = tiny_trainer(loss=LOSS)
+    with trainer.averaged_generator() as generator:
+        assert generator is trainer.generator
