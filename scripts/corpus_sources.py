@@ -229,7 +229,7 @@ _GCOMPRIS_MONUMENTS = {
     "wonders": "chichenItza christTheRedeemer colosseum greatWallofChina machuPicchu petra tajMahal",
 }
 _GCOMPRIS_CATEGORIZATION = {
-    "fishes": " ".join(f"fish{i}" for i in range(1, 29)),
+    "fishes": " ".join(f"fish{i}" for i in range(1, 29) if i != 8),
     "monuments": "IndiaGate arcDeTriomphe bayterek burj cathedral christTheRedeemer eiffelTower empireState greatWall "
                  "jucheTower kutubMinar leMusee leaningTowerOfPisa monument1 monument2 monument3 mountRushmore "
                  "operaHouse parthenon statueOfLiberty tajMahal usCapitol victoriaMemorial zimniPalace",
@@ -315,10 +315,10 @@ PHOTOS = tuple(
     + _listed("debian:kalzium-data", "usr/share/kalzium/data/toolpics", "abzug.jpg becherglas.jpg "
               "brechungsmesser.jpg brenner.jpg destillierbruecke.jpg dsc.jpg erlenmeyerkolben.jpg exikator.jpg "
               "halter.jpg heizplatte.jpg hplc.jpg korkring.jpg messzylinder.jpg moerser.jpg phpapier.jpg "
-              "pileusball.jpg pipette.jpg rg-halter.jpg rg-staender.jpg rg.jpg rotationsverdampfer.jpg "
-              "rueckflusskuehler.jpg ruehrfisch.jpg rundkolben.jpg scheidetrichter.jpg schutzbrille.jpg "
-              "spatel.jpg spritzflasche.jpg thermometer.jpg thermometer2.jpg tonschale.jpg trichter.jpg "
-              "trockenrohr.jpg tropftrichter.jpg uhrglas.jpg verteiler.jpg vollpipette.jpg waage.jpg "
+              "pileusball.jpg rg-halter.jpg rg-staender.jpg rg.jpg rotationsverdampfer.jpg "
+              "ruehrfisch.jpg rundkolben.jpg schutzbrille.jpg "
+              "spatel.jpg spritzflasche.jpg thermometer2.jpg tonschale.jpg trichter.jpg "
+              "trockenrohr.jpg uhrglas.jpg verteiler.jpg waage.jpg "
               "wasserstrahlpumpe.jpg")
     + _listed("debian:plasma-workspace-data", "usr/share/plasma/avatars/photos", _PLASMA_AVATARS)
     + _listed("debian:gnome-control-center-data", "usr/share/pixmaps/faces", "bicycle.jpg book.jpg "
@@ -358,6 +358,8 @@ REJECTED = {
     "kphotoalbum:demo/CategoryImages/*": "small thumbnails of the demo photos",
     "tuxtype-data:images/{cities,keyboard,menu,tux,...}/*": "drawings and icons",
     "kalzium-data:toolpics/kolbenprober.png": "drawing of a syringe",
+    **{f"kalzium-data:toolpics/{name}.jpg": "too small: short side under 128 pixels"
+       for name in "pipette rueckflusskuehler scheidetrichter thermometer tropftrichter vollpipette".split()},
     "gnome-control-center-data:faces/*.png and the 96x96 faces": "96x96 (too small), several cut-outs on magenta",
     "gnome-control-center-data:faces/legacy/*": "96x96 copies of the old avatars, too small",
     "libdlib19.1:faces/bald_guys.jpg": "collage of 30 face photos",
@@ -372,6 +374,7 @@ REJECTED = {
        for name in ("cuttingTool hammer2 hammer5 hammer8 hammer9 measuringTape1 measuringTape2 measuringTape3 "
                     "measuringTape4 plier1 plier2 plier3 scissors1 scissors4 screwDriver3 spray tweezer1 wrench").split()},
     "gcompris-qt-data:categorization/tools/screwDriver.webp": "its folder's README states no licence for it",
+    "gcompris-qt-data:categorization/fishes/fish8.webp": "too small: short side under 128 pixels",
     **{f"gcompris-qt-data:categorization/monuments/{name}.webp": f"a copy of explore_monuments' {name}"
        for name in ("brandenburgGate", "colosseum", "greatPyramid")},
     "gcompris-qt-data:categorization/{alphabets,numbers}/*": "drawings",
