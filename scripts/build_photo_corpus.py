@@ -16,8 +16,13 @@ val256/    val128/     square validation images, several per photo: the centred 
                        protocol's size and crops of the photo downscaled to larger short sides
                        (256² with a centred 128² hole; 128² with a centred 64² hole)
 manifest.json          every photo (source package, version, path, licence, split, category) and output file
-manifest.csv           one row per output file: file, photo, split, category, source, version, path, licence
+manifest.csv           one row per output file: file, photo, split, category, source, version, path, licence,
+                       stamps (the cut-out objects pasted on a composite, see below)
 ```
+
+With `--composites-per-photo N`, each training photo also gets N crops per size with one or two
+photographed objects cut out on transparent backgrounds (tuxpaint-stamps-default, reviewed:
+`REJECTED_STAMPS`) pasted on; their names end in `_stampK`. Validation never has composites.
 
 Photos are downscaled (area filter) before cropping, so that a crop shows scene context rather
 than a few pixels of texture of a 4k original; they are never enlarged. Each photo's crops come
@@ -54,8 +59,8 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corpus_sources import (  # noqa: E402  (a sibling script, not a package)
-    DEBIAN_ALLOWLIST, LICENCE_RULES, PHOTOS, PYPI_WHEELS, README_ALIASES, REJECTED, REJECTED_PACKAGES, CorpusError, Photo,
-    check_package_name)
+    DEBIAN_ALLOWLIST, LICENCE_RULES, PHOTOS, PYPI_WHEELS, README_ALIASES, REJECTED, REJECTED_PACKAGES, REJECTED_STAMPS,
+    STAMP_FOLDERS_LEFT_OUT, STAMP_PACKAGE, STAMP_ROOT, CorpusError, Photo, check_package_name)
 import qt_rcc  # noqa: E402
 
 __all__ = ["CorpusError", "Photo", "DEBIAN_ALLOWLIST", "PHOTOS", "check_package_name"]
@@ -67,6 +72,8 @@ TRAIN_SCALES = {128: (192, 288, 432), 256: (320, 448, 640)}
 # `VAL_CROPS_PER_SCALE` random crops each of the photo downscaled to that short side.
 VAL_SCALES = {128: (128, 192, 256, 384), 256: (256, 384, 512)}
 VAL_CROPS_PER_SCALE = 2
+# A composited cut-out's longer side, as a fraction of the crop's side (never enlarged past its own size).
+STAMP_FRACTION = (0.2, 0.6)
 # Below this standard deviation (8-bit units) a crop is nearly flat (black border, clear sky) and redrawn.
 MIN_CROP_STD = 6.0
 
@@ -236,6 +243,39 @@ def validation_images(photo: np.ndarray, size: int, rng: np.random.Generator):
     return images
 
 
+def paste_stamp(background: np.ndarray, stamp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`background` (RGB) with the RGBA `stamp` alpha-composited at a random place, scale and flip;
+    the stamp's longer side becomes a `STAMP_FRACTION` of the background's side, and is never enlarged."""
+    size = background.shape[0]
+    longer = max(stamp.shape[:2])
+    target = min(longer, max(8, round(size * rng.uniform(*STAMP_FRACTION))))
+    height, width = (max(1, round(side * target / longer)) for side in stamp.shape[:2])
+    image = Image.fromarray(stamp).resize((width, height), Image.LANCZOS)
+    if rng.random() < 0.5:
+        image = image.transpose(Image.FLIP_LEFT_RIGHT)
+    top, left = int(rng.integers(0, size - height + 1)), int(rng.integers(0, size - width + 1))
+    canvas = Image.fromarray(background).convert("RGBA")
+    canvas.alpha_composite(image, (left, top))
+    return np.asarray(canvas.convert("RGB"))
+
+
+def composite_images(crops, stamps, count: int, rng: np.random.Generator):
+    """`count` copies of random `crops` (`[(suffix, image)]`), each with one or two random `stamps`
+    (`[(name, RGBA)]`) pasted on: `[(suffix, image, stamp names)]`."""
+    if not crops or not stamps:
+        return []
+    made = []
+    for index in range(count):
+        suffix, image = crops[int(rng.integers(len(crops)))]
+        names = []
+        for _ in range(int(rng.integers(1, 3))):
+            name, stamp = stamps[int(rng.integers(len(stamps)))]
+            image = paste_stamp(image, stamp, rng)
+            names.append(name)
+        made.append((f"{suffix}_stamp{index}", image, names))
+    return made
+
+
 def _module_root(dist: str) -> Path:
     import importlib.util
 
@@ -327,6 +367,19 @@ class Sources:
             self.debian[name] = fetch_debian_package(self.cache, name)
         return self.debian[name]
 
+    def stamps(self) -> list[tuple[str, np.ndarray]]:
+        """The reviewed cut-out objects (name under STAMP_ROOT, RGBA pixels), sorted by name."""
+        root = self.package(STAMP_PACKAGE)["root"] / STAMP_ROOT
+        names = sorted(str(path.relative_to(root)) for path in root.rglob("*.png"))
+        kept = [name for name in names if not re.search(STAMP_FOLDERS_LEFT_OUT, name) and name not in REJECTED_STAMPS]
+        if not kept:
+            raise CorpusError(f"{root}: no cut-out objects found")
+        loaded = []
+        for name in kept:
+            with Image.open(root / name) as image:
+                loaded.append((name, np.asarray(image.convert("RGBA"))))
+        return loaded
+
     def read(self, photo: Photo):
         """`(data, version, licence)`: data is a path, or bytes for a file inside a Qt resource file."""
         kind, name = photo.source.split(":", 1)
@@ -351,8 +404,10 @@ def _save_png(path: Path, image: np.ndarray) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def photo_files(photo: Photo, pixels: np.ndarray, seed: int, train_crops_per_photo: int):
-    """Every output image of one photo: `[(relative path, pixels)]`."""
+def photo_files(photo: Photo, pixels: np.ndarray, seed: int, train_crops_per_photo: int, stamps=(),
+                composites_per_photo: int = 0):
+    """Every output image of one photo: `[(relative path, pixels, stamp names)]`. Composites (cut-out
+    objects pasted on training crops) come from their own random stream, so they leave the crops unchanged."""
     stem = photo.photo.replace(":", "__")
     images = []
     for size in TRAIN_SIZES if photo.split == "train" else VAL_SCALES:
@@ -360,36 +415,46 @@ def photo_files(photo: Photo, pixels: np.ndarray, seed: int, train_crops_per_pho
         rng = photo_rng(seed, photo.photo, folder)
         if photo.split == "train":
             made = training_crops(pixels, size, train_crops_per_photo, rng)
+            composites = composite_images(made, stamps, composites_per_photo,
+                                          photo_rng(seed, photo.photo, f"composite{size}"))
         else:
-            made = validation_images(pixels, size, rng)
-        images.extend((f"{folder}/{stem}_{suffix}.png", image) for suffix, image in made)
+            made, composites = validation_images(pixels, size, rng), []
+        images.extend((f"{folder}/{stem}_{suffix}.png", image, []) for suffix, image in made)
+        images.extend((f"{folder}/{stem}_{suffix}.png", image, names) for suffix, image, names in composites)
     return images
 
 
 def manifest_row(file: str, photo: Photo, record: dict) -> dict:
     """One manifest.csv row: the output file and where its pixels come from."""
     return {"file": file, "photo": photo.photo, "split": photo.split, "category": photo.category or "",
-            "source": photo.source, "version": record["version"], "path": photo.path, "licence": record["licence"]}
+            "source": photo.source, "version": record["version"], "path": photo.path, "licence": record["licence"],
+            "stamps": " ".join(record.get("stamps", {}).get(file, []))}
 
 
-def build(out: Path, sources: Sources, photos, train_crops_per_photo: int, seed: int) -> dict:
+def build(out: Path, sources: Sources, photos, train_crops_per_photo: int, seed: int,
+          composites_per_photo: int = 0) -> dict:
     """Writes the corpus (layout in the module docstring) into `out`; returns the manifest."""
     split_groups(photos)
     for folder in ("train128", "train256", "val128", "val256"):
         (out / folder).mkdir(parents=True, exist_ok=True)
+    stamps = sources.stamps() if composites_per_photo else []
     records, rows = [], []
     for photo in photos:
         data, version, licence = sources.read(photo)
         pixels = load_photo(data, photo.rotate)
         record = {**dataclasses.asdict(photo), "licence": licence, "version": version,
-                  "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "files": []}
-        for relative, image in photo_files(photo, pixels, seed, train_crops_per_photo):
+                  "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "files": [], "stamps": {}}
+        for relative, image, names in photo_files(photo, pixels, seed, train_crops_per_photo, stamps,
+                                                  composites_per_photo):
             _save_png(out / relative, image)
             record["files"].append(relative)
+            record["stamps"].update({relative: names} if names else {})
         records.append(record)
         rows.extend(manifest_row(relative, photo, record) for relative in record["files"])
-    manifest = {"seed": seed, "debian_packages": {name: {"version": record["version"]}
-                                                  for name, record in sources.debian.items()},
+    stamp_licence = package_licence(STAMP_PACKAGE, sources.package(STAMP_PACKAGE)) if stamps else None
+    manifest = {"seed": seed, "composites_per_photo": composites_per_photo,
+                "stamps": {"package": STAMP_PACKAGE, "count": len(stamps), "licence": stamp_licence} if stamps else None,
+                "debian_packages": {name: {"version": record["version"]} for name, record in sources.debian.items()},
                 "pypi_wheels": PYPI_WHEELS, "rejected_packages": REJECTED_PACKAGES, "rejected_files": REJECTED,
                 "photos": records, "summary": summarise(records)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -405,12 +470,15 @@ def summarise(records) -> dict:
     photos that gave no file (too small), rejected entries."""
     per_source: dict[str, dict[str, int]] = {}
     folders: collections.Counter = collections.Counter()
+    composites = 0
     for record in records:
         per_source.setdefault(record["source"], {"train": 0, "val": 0})[record["split"]] += 1
         folders.update(file.split("/")[0] for file in record["files"])
+        composites += len(record.get("stamps", {}))
     categories = collections.Counter(r["category"] for r in records if r["split"] == "val" and r["files"])
     return {"photos": {side: sum(r["split"] == side for r in records) for side in ("train", "val")},
-            "per_source": per_source, "files": dict(sorted(folders.items())), "val_categories": dict(categories),
+            "per_source": per_source, "files": dict(sorted(folders.items())), "composites": composites,
+            "val_categories": dict(categories),
             "no_files": [r["photo"] for r in records if not r["files"]], "rejected_entries": len(REJECTED)}
 
 
@@ -421,6 +489,8 @@ def main(argv=None) -> int:
                         help="downloaded and unpacked .deb files and wheels")
     parser.add_argument("--train-crops-per-photo", type=int, default=60, help="per crop size")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--composites-per-photo", type=int, default=0,
+                        help="per training photo and crop size: extra crops with cut-out objects pasted on")
     parser.add_argument("--without", action="append", default=[], metavar="PACKAGE",
                         help="leave out the photos of a package (e.g. a quick build without gcompris-qt-data)")
     args = parser.parse_args(argv)
@@ -432,7 +502,8 @@ def main(argv=None) -> int:
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        manifest = build(partial, Sources(Path(args.cache)), photos, args.train_crops_per_photo, args.seed)
+        manifest = build(partial, Sources(Path(args.cache)), photos, args.train_crops_per_photo, args.seed,
+                         args.composites_per_photo)
     except (CorpusError, OSError) as error:
         print(f"{out}: {error}", file=sys.stderr)
         return 2

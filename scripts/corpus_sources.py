@@ -61,6 +61,7 @@ DEBIAN_ALLOWLIST = {
     "gnome-control-center-data": "GNOME user avatar photos",
     "libdlib19.1": "dlib example photos (people, street scenes)",
     "gcompris-qt-data": "GCompris activity photos from Wikimedia Commons (inside Qt resource files, WebP)",
+    "tuxpaint-stamps-default": "photographed objects cut out on transparent backgrounds (composited onto crops)",
     "lxqt-themes": "LXQt wallpaper photos",
 }
 # Where each package states the licence of the photos used:
@@ -78,7 +79,8 @@ LICENCE_RULES = {
     "plasma-workspace-data": ("sidecar",),
     "gnome-control-center-data": ("dep5", "*"),
     "libdlib19.1": ("dep5", "examples/*"),
-    "gcompris-qt-data": ("readme",),  # per file, from the README of the photo's folder inside the .rcc
+    "gcompris-qt-data": ("readme",),
+    "tuxpaint-stamps-default": ("dep5", "*"),  # per file, from the README of the photo's folder inside the .rcc
     "lxqt-themes": ("text", "CC-BY-SA-3.0 (2022 LXQt Project Team; photos by stefonarch and Kenneth Wimer; "
                             "usr/share/lxqt/wallpapers/License)"),
 }
@@ -338,6 +340,31 @@ PHOTOS = tuple(
     + _gcompris()
 )
 
+# Cut-out objects for `--composites-per-photo`: every PNG under STAMP_ROOT of tuxpaint-stamps-default
+# except the folders of drawings (STAMP_FOLDERS_LEFT_OUT) and the drawings and renders of REJECTED_STAMPS.
+STAMP_PACKAGE = "tuxpaint-stamps-default"
+STAMP_ROOT = "usr/share/tuxpaint/stamps"
+STAMP_FOLDERS_LEFT_OUT = r"(^|/)cartoon(/|$)|^symbols/|^town/(roadsigns|flags|houses)/|^seasonal/(easter|hanukkah|newyears)/"
+REJECTED_STAMPS = {
+    **{name: "drawing" for name in (
+        "animals/insects/bee.png animals/mammals/echidna.png animals/mammals/hedgehog.png clothes/button.png "
+        "clothes/hats/blue_fedora.png clothes/hats/feathered_hat.png clothes/hats/green_fedora.png "
+        "clothes/hats/propeller_hat.png clothes/hats/sombrero.png clothes/hats/tophat.png clothes/t_baseballcap.png "
+        "clothes/t_glove.png clothes/t_jacket.png clothes/t_pants.png clothes/t_poloshirt.png clothes/t_scarf.png "
+        "clothes/t_shirt.png clothes/t_sock.png clothes/t_tshirt.png food/pizza.png medical/tooth.png "
+        "people/body_parts/eye.png seasonal/christmas/Santa.png seasonal/christmas/bow.png "
+        "seasonal/christmas/candy_cane.png seasonal/christmas/hard_candy.png seasonal/christmas/lamp.png "
+        "seasonal/christmas/santahat.png seasonal/christmas/star.png seasonal/christmas/stocking.png "
+        "seasonal/christmas/tree.png seasonal/christmas/xmas_tp_bulb.png seasonal/halloween/bat_left.png "
+        "seasonal/halloween/blackcat.png seasonal/halloween/ghost.png seasonal/halloween/jackolantern_mean.png "
+        "seasonal/halloween/skull.png seasonal/halloween/spider.png sports/rugby_goal_posts.png "
+        "town/monuments/inukshuk-outline.png vehicles/emergency/sedan_police.png "
+        "vehicles/emergency/sedan_police_mirror.png vehicles/ship/chineseJunk.png").split()},
+    **{name: "render" for name in (
+        "military/ammunition/old_naval_shell.png naturalforces/explosion.png naturalforces/lightningbolt.png "
+        "space/planets/0_sun.png space/planets/6_saturn.png space/voyager2.png vehicles/7spoke256.png").split()},
+}
+
 # Reviewed files of used packages left out, with the reason.
 REJECTED = {
     "scikit-image:cell.png": "microscopy blob on flat background, mostly empty",
@@ -379,4 +406,6 @@ REJECTED = {
        for name in ("brandenburgGate", "colosseum", "greatPyramid")},
     "gcompris-qt-data:categorization/{alphabets,numbers}/*": "drawings",
     "gcompris-qt-data:*.svg": "drawings",
+    "qabcs-data:abcs/all/pics/*": "cut-outs, half of them clip art; not reviewed file by file, unused",
+    **{f"tuxpaint-stamps-default:{name}": reason for name, reason in REJECTED_STAMPS.items()},
 }

@@ -190,6 +190,23 @@ def test_crops_are_square_inside_the_photo_and_skip_flat_areas():
     assert corpus.random_crops(photo, 400, 1, rng) == []
 
 
+def test_composites_paste_cut_outs_inside_the_crop_without_enlarging_them():
+    rng = np.random.default_rng(0)
+    background = np.zeros((128, 128, 3), np.uint8)  # 128 * STAMP_FRACTION[0] > 20: never shrunk here
+    stamp = np.zeros((10, 20, 4), np.uint8)
+    stamp[..., 0] = 255
+    stamp[2:8, 4:16, 3] = 255  # an opaque red 6x12 object in a transparent margin
+    pasted = corpus.paste_stamp(background, stamp, rng)
+    red = pasted[..., 0] > 128
+    assert pasted.shape == (128, 128, 3) and red.sum() == 6 * 12  # pasted at its own size, not enlarged
+    assert (pasted[..., 1:] == 0).all()
+    crops = [("s192_0_0", background)]
+    made = corpus.composite_images(crops, [("a.png", stamp), ("b.png", stamp)], 3, np.random.default_rng(1))
+    assert [suffix for suffix, _, _ in made] == ["s192_0_0_stamp0", "s192_0_0_stamp1", "s192_0_0_stamp2"]
+    assert all(1 <= len(names) <= 2 and (image[..., 0] > 128).any() for _, image, names in made)
+    assert corpus.composite_images(crops, [], 3, rng) == []
+
+
 def test_downscale_keeps_the_aspect_and_never_enlarges():
     photo = np.zeros((400, 1000, 3), np.uint8)
     assert corpus.downscale(photo, 200).shape == (200, 500, 3)
@@ -235,7 +252,9 @@ def test_manifest_rows_name_the_file_its_photo_source_and_licence():
     row = corpus.manifest_row("train128/x.png", photo, {"version": "1.0", "licence": "CC0"})
     assert row == {"file": "train128/x.png", "photo": photo.photo, "split": photo.split,
                    "category": photo.category or "", "source": photo.source, "version": "1.0", "path": photo.path,
-                   "licence": "CC0"}
+                   "licence": "CC0", "stamps": ""}
+    stamped = {"version": "1.0", "licence": "CC0", "stamps": {"train128/y.png": ["a/b.png", "c.png"]}}
+    assert corpus.manifest_row("train128/y.png", photo, stamped)["stamps"] == "a/b.png c.png"
 
 
 def test_a_reserved_name_is_refused_by_its_hash(monkeypatch):
