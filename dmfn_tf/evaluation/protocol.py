@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,7 +269,7 @@ def evaluate(
                 "baseline_routes": _method_routes(to_score)}
     result = EvaluationResult(files, scores, summary, comparisons, table, recorded)
     if out is not None:
-        cases, case_files = _cases(data_cfg, settings, methods, scores, files)
+        cases, case_files = _cases(data, settings, methods, scores, files)
         result.paths = report.write_report(out, files, scores, label, recorded, paper_row, cases, case_files,
                                            comparisons=comparisons)
     return result
@@ -279,19 +280,32 @@ def _second_table(comparisons: dict) -> str:
     return "\n" + text if text else ""
 
 
-def _cases(data_cfg, settings: EvaluationSettings, methods: dict, scores: dict, files: list[str]):
+def evaluation_inputs(data: str | os.PathLike, settings: EvaluationSettings, indices) -> tuple[np.ndarray, np.ndarray]:
+    """The images and masks `evaluate` scores as images `indices` of `data` (e.g. to picture cases).
+
+    Returns:
+        (uint8 images (K, S, S, 3), float masks (K, S, S, 1)), in the order of `indices`.
+    """
+    wanted, picked = list(indices), {}
+    batches = _batches(_data_config(os.fspath(data), settings), settings)
+    for start, (images, masks, _) in zip(itertools.count(0, settings.batch_size), batches):
+        for offset in range(len(images)):
+            if start + offset in wanted:
+                picked[start + offset] = (images[offset], masks[offset])
+        if len(picked) == len(set(wanted)):
+            break
+    missing = [index for index in wanted if index not in picked]
+    if missing:
+        raise EvaluationInputError(f"{data}: no images at positions {missing}")
+    return np.stack([picked[index][0] for index in wanted]), np.stack([picked[index][1] for index in wanted])
+
+
+def _cases(data: str, settings: EvaluationSettings, methods: dict, scores: dict, files: list[str]):
     """The case grid of the first method scored now, and its rows' files (None, None without one)."""
     if settings.grid_cases <= 0 or not methods:
         return None, None
     first = next(iter(methods))
     worst, best = report.select_cases(scores[first], settings.grid_cases)
-    wanted = worst + best
-    picked = {}
-    for start, (images, masks, _) in zip(range(0, len(files), settings.batch_size), _batches(data_cfg, settings)):
-        for offset in range(len(images)):
-            if start + offset in wanted:
-                picked[start + offset] = (images[offset], masks[offset])
-    case_images = np.stack([picked[index][0] for index in wanted])
-    case_masks = np.stack([picked[index][1] for index in wanted])
-    cases = report.case_grid(*report.render_cases(methods[first], case_images, case_masks, range(len(wanted))))
+    case_images, case_masks = evaluation_inputs(data, settings, worst + best)
+    cases = report.case_grid(*report.render_cases(methods[first], case_images, case_masks, range(len(worst + best))))
     return cases, {"method": first, "worst": [files[i] for i in worst], "best": [files[i] for i in best]}
