@@ -193,6 +193,27 @@ def _score_all(data: str, data_cfg, settings: EvaluationSettings, methods: dict,
     return paths, scores
 
 
+def _check_request(settings: EvaluationSettings, paper_row: str | None, has_models: bool) -> None:
+    settings.check()
+    if paper_row is not None and paper_row not in PAPER_DMFN_RESULTS:
+        raise EvaluationInputError(f"unknown paper row {paper_row!r}; expected one of {sorted(PAPER_DMFN_RESULTS)}")
+    if not has_models and not settings.baselines:
+        raise EvaluationInputError("nothing to evaluate: give a model, or baselines")
+
+
+def _methods(generators: Mapping, settings: EvaluationSettings, scored: Mapping) -> tuple[dict, list[str]]:
+    """(row -> inpainting function of every method to score now, the baselines among them).
+
+    Baselines in `scored` are not scored again; the others have their route counts reset.
+    """
+    methods = {row: report.generator_inpaint_fn(model) for row, model in generators.items()}
+    to_score = [baseline for baseline in settings.baselines if baseline not in scored]
+    methods.update({baseline: report.baseline_inpaint_fn(BASELINES[baseline]) for baseline in to_score})
+    for baseline in to_score:
+        getattr(BASELINES[baseline], "reset", lambda: None)()
+    return methods, to_score
+
+
 def _check_scored(scored: Mapping[str, Mapping[str, np.ndarray]], count: int) -> None:
     for method, values in scored.items():
         lengths = {len(values[name]) for name in report.METRICS}
@@ -228,10 +249,9 @@ def evaluate(
         generator: the DMFN generator, a mapping of row names to generators (several models side
             by side; `name` is then unused), or None to score only the baselines.
         name: the generator's row name.
-        scored: baselines already scored on the same data and settings (e.g. cached): method ->
-            metric -> per-image scores; they join the report as if scored now.
-        dataset_name: the table's dataset name (default: the paper's with `paper_row`, else the
-            data's file or folder name).
+        scored: method -> metric -> per-image scores of baselines already scored on the same data
+            and settings (e.g. cached); they join the report as if scored now.
+        dataset_name: the table's dataset name (default: the paper's, else the data's name).
         paper_row: a key of `report.PAPER_DMFN_RESULTS`, to add the paper's figures to the table.
         out: folder to write the report to, or None.
         record: extra settings recorded in `summary.json` (e.g. the model's path).
@@ -240,31 +260,23 @@ def evaluate(
     Returns:
         An `EvaluationResult`.
     """
-    settings.check()
     scored = dict(scored or {})
-    if paper_row is not None and paper_row not in PAPER_DMFN_RESULTS:
-        raise EvaluationInputError(f"unknown paper row {paper_row!r}; expected one of {sorted(PAPER_DMFN_RESULTS)}")
-    if generator is None and not settings.baselines and not scored:
-        raise EvaluationInputError("nothing to evaluate: give a model, or baselines")
+    _check_request(settings, paper_row, generator is not None or bool(scored))
     data = os.fspath(data)
     data_cfg = _data_config(data, settings)
     generators = generator if isinstance(generator, Mapping) else {} if generator is None else {name: generator}
-    methods = {row: report.generator_inpaint_fn(model) for row, model in generators.items()}
-    to_score = [baseline for baseline in settings.baselines if baseline not in scored]
-    methods.update({baseline: report.baseline_inpaint_fn(BASELINES[baseline]) for baseline in to_score})
-    for baseline in to_score:
-        getattr(BASELINES[baseline], "reset", lambda: None)()
+    methods, to_score = _methods(generators, settings, scored)
     paths, scores = _score_all(data, data_cfg, settings, methods, progress)
     _check_scored(scored, len(paths))
     scores.update({method: {metric: np.asarray(values[metric], np.float64) for metric in report.METRICS}
                    for method, values in scored.items()})
-
     files = [os.path.relpath(path, data) if os.path.isdir(data) else path for path in paths]
     label = dataset_name or (PAPER_DMFN_RESULTS[paper_row][0] if paper_row else Path(data).stem or Path(data).name)
     summary = report.summarize(scores)
     comparisons = statistics.compare_methods(scores, list(generators), [m for m in scores if m not in generators],
                                              resamples=settings.bootstrap_resamples)
-    table = report.markdown_table(summary, label, paper_row) + _second_table(comparisons)
+    table = "\n".join(filter(None, [report.markdown_table(summary, label, paper_row),
+                                     statistics.comparison_table(comparisons)]))
     recorded = {"data": data, **(record or {}), **settings.record(), "n_images": len(files),
                 "baseline_routes": _method_routes(to_score)}
     result = EvaluationResult(files, scores, summary, comparisons, table, recorded)
@@ -273,11 +285,6 @@ def evaluate(
         result.paths = report.write_report(out, files, scores, label, recorded, paper_row, cases, case_files,
                                            comparisons=comparisons)
     return result
-
-
-def _second_table(comparisons: dict) -> str:
-    text = statistics.comparison_table(comparisons)
-    return "\n" + text if text else ""
 
 
 def evaluation_inputs(data: str | os.PathLike, settings: EvaluationSettings, indices) -> tuple[np.ndarray, np.ndarray]:
