@@ -206,7 +206,7 @@ def test_cli_end_to_end(photo_folder, generator_file, tmp_path):
         assert difference["mean"] == pytest.approx(np.mean(per_image), rel=1e-12)
         assert min(per_image) <= difference["low"] <= difference["mean"] <= difference["high"] <= max(per_image)
         assert difference["n"] == 3 and difference["resamples"] == 2000
-    assert summary["settings"]["baseline_routes"]["patchmatch"] == {"pyramid": 3}
+    assert summary["settings"]["baseline_routes"]["patchmatch"] == {"routes": {"pyramid": 3}, "fallbacks": 0}
 
     table = (out / "table.md").read_text()
     assert "\n| dmfn − patchmatch | " in table
@@ -304,3 +304,18 @@ def test_cli_progress_reaches_a_log_line_by_line(photo_folder, tmp_path, capsys)
                      "--batch-size", 2, "--grid-cases", 0, "--out", tmp_path / "report"]) == 0
     err_lines = capsys.readouterr().err.splitlines()
     assert "2/4 images scored" in err_lines and "4/4 images scored" in err_lines
+
+
+def test_cli_counts_and_reports_patchmatch_fallbacks(photo_folder, tmp_path, capsys):
+    # Lines every 4 pixels touch every block of PatchMatch's coarse pyramid levels.
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    grid = np.zeros((64, 64), np.uint8)
+    grid[::4], grid[:, ::4] = 255, 255
+    Image.fromarray(grid).save(masks / "grid.png")
+    out = tmp_path / "report"
+    assert _run_cli(["--data", photo_folder, "--image-size", 64, "--lpips", "none", "--baselines", "patchmatch,ns",
+                     "--mask", masks, "--limit", 2, "--grid-cases", 0, "--out", out]) == 0
+    assert "fallbacks — patchmatch: 2 of 2 image(s) off its first route (single_scale 2)" in capsys.readouterr().out
+    routes = json.loads((out / "summary.json").read_text())["settings"]["baseline_routes"]
+    assert routes == {"patchmatch": {"routes": {"single_scale": 2}, "fallbacks": 2}}

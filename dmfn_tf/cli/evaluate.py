@@ -133,12 +133,9 @@ def _settings(args: argparse.Namespace, baselines: list[str]):
 
 def _routes_note(settings: dict) -> str | None:
     """One line naming the baselines that left their first route on some images, or None."""
-    notes = []
-    for baseline, routes in settings.get("baseline_routes", {}).items():
-        first = next(iter(routes), None)
-        others = {route: count for route, count in routes.items() if route != first}
-        if others:
-            notes.append(f"{baseline}: " + ", ".join(f"{count} image(s) by {route}" for route, count in others.items()))
+    notes = [f"{baseline}: {report['fallbacks']} of {sum(report['routes'].values())} image(s) off its first route "
+             f"({', '.join(f'{route} {count}' for route, count in report['routes'].items())})"
+             for baseline, report in settings.get("baseline_routes", {}).items() if report["fallbacks"]]
     return "fallbacks — " + "; ".join(notes) if notes else None
 
 

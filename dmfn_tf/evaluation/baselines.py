@@ -180,6 +180,10 @@ BASELINES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
-def baseline_routes(name: str) -> Counter | None:
-    """The routes a baseline took per image since its last reset (None for single-route baselines)."""
-    return getattr(BASELINES[name], "routes", None)
+def baseline_routes(name: str) -> dict | None:
+    """`{"routes": route -> images, "fallbacks": images off the first route}` of a baseline with several
+    routes (e.g. `PatchMatch`) since its last reset; None for the others."""
+    baseline = BASELINES[name]
+    if not hasattr(baseline, "routes"):
+        return None
+    return {"routes": dict(baseline.routes), "fallbacks": baseline.fallbacks()}

@@ -222,10 +222,10 @@ def _check_scored(scored: Mapping[str, Mapping[str, np.ndarray]], count: int) ->
                                        f"the data has {count}")
 
 
-def _method_routes(baselines) -> dict[str, dict[str, int]]:
-    """Baseline -> route -> images, for the baselines that have several routes (e.g. PatchMatch)."""
+def _method_routes(baselines) -> dict[str, dict]:
+    """Baseline -> `baselines.baseline_routes(...)`, for the baselines that have several routes (e.g. PatchMatch)."""
     routes = {name: baseline_routes(name) for name in baselines}
-    return {name: dict(counter) for name, counter in routes.items() if counter is not None}
+    return {name: report for name, report in routes.items() if report is not None}
 
 
 def evaluate(
