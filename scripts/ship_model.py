@@ -8,7 +8,8 @@
 2. Measures what float16 weights would change: every weight rounded to float16 and back, scored on
    both protocols next to the float32 weights.
 3. Scores the generator on the corpus's validation photos at both protocols (256² with a centred
-   128² hole; 128² with a centred 64² hole) next to Telea, Navier–Stokes and biharmonic.
+   128² hole; 128² with a centred 64² hole) next to Telea, Navier–Stokes, biharmonic and PatchMatch
+   (`dmfn_tf.evaluation.validation`, through `evaluation.protocol.evaluate`).
 4. Writes pictures of good and failure cases at each protocol (`docs/images/<name>_<protocol>_{best,worst}.png`:
    input, DMFN, Telea, Navier–Stokes, target) and the model card `saved_models/README.md`.
 
@@ -31,9 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from recipe_sweep import BASELINES, METRICS, PROTOCOLS, Validator  # noqa: E402
+from dmfn_tf.evaluation.baselines import BASELINES as BASELINE_FUNCTIONS  # noqa: E402
 
+# The validation protocols of the card (`dmfn_tf.evaluation.validation.PROTOCOLS`) and the baselines.
+SHIP_PROTOCOLS = ("p256", "p128")
+BASELINES = tuple(BASELINE_FUNCTIONS)
 ROOT = Path(__file__).resolve().parents[1]
 # Rows per case picture; tiles are downscaled to this side.
 CASES = 3
@@ -102,10 +105,18 @@ def load_run_generator(run: Path):
 
 
 def curve_summary(run: Path, step: int) -> dict:
-    """The curve row of `step` (or the last one before it: its evaluation may still be running)."""
-    with open(run / "curve.csv") as handle:
+    """The curve row of `step` (or the last one before it: its evaluation may still be running), from
+    `validation.csv` (or an older run's `curve.csv`), with the clocks as `wall_s` and `cpu_s`."""
+    path = run / "validation.csv" if (run / "validation.csv").is_file() else run / "curve.csv"
+    if not path.is_file():
+        return {}
+    with open(path) as handle:
         rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= step]
-    return rows[-1] if rows else {}
+    row = dict(rows[-1]) if rows else {}
+    for old, new in (("wall_s", "wall_seconds"), ("cpu_s", "cpu_seconds")):
+        if new in row:
+            row[old] = row[new]
+    return row
 
 
 def corpus_summary(corpus: Path) -> dict:
@@ -121,12 +132,13 @@ def corpus_summary(corpus: Path) -> dict:
 
 
 def table(results: dict, protocol: str) -> str:
-    folder, size, hole = PROTOCOLS[protocol]
+    size = results["image_size"][protocol]
+    hole = size // 2
     n_images = results["n_images"][protocol]
     lines = [f"| {size}² image, centred {hole}² hole ({n_images} images) | LPIPS ↓ | PSNR ↑ | SSIM ↑ | L1 ↓ |",
              "|---|---|---|---|---|"]
     names = {"dmfn": "**DMFN (this model)**", "telea": "Telea (OpenCV)", "ns": "Navier–Stokes (OpenCV)",
-             "biharmonic": "biharmonic (scikit-image)"}
+             "biharmonic": "biharmonic (scikit-image)", "patchmatch": "PatchMatch (patchmatch-cython)"}
     for method in ("dmfn",) + BASELINES:
         m = results[protocol][method]
         lines.append(f"| {names[method]} | {m['lpips']:.4f} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['l1']:.4f} |")
@@ -142,7 +154,8 @@ def model_card(name, run, cfg_text, results, corpus, step, curve, float16, size_
     for protocol in ("p256", "p128"):
         best = min(BASELINES, key=lambda b: results[protocol][b]["lpips"])
         ours, theirs = results[protocol]["dmfn"]["lpips"], results[protocol][best]["lpips"]
-        folder, size, hole = PROTOCOLS[protocol]
+        size = results["image_size"][protocol]
+        hole = size // 2
         verdict.append(f"- {size}²/{hole}²: DMFN LPIPS {ours:.4f} vs best baseline ({best}) {theirs:.4f}: "
                        + ("**beats it**." if ours < theirs else f"**does not beat it yet** (+{ours - theirs:.4f})."))
     beaten = [p for p in ("p256", "p128")
@@ -263,37 +276,43 @@ def main(argv=None) -> int:
     if difference > 1e-6:
         raise SystemExit(f"{path}: the reloaded generator differs by {difference}")
 
-    validator = Validator(corpus_dir, ["p256", "p128"])
-    baselines = validator.baselines()
-    scores = validator.score(generator_inpaint_fn(shipped))
-    half = validator.score_generator(with_float16_weights(shipped, cfg))
-    results = {"batch_size": cfg.train.batch_size, "n_images": {}}
-    for protocol in ("p256", "p128"):
-        results[protocol] = {"dmfn": {m: float(np.mean(scores[protocol][m])) for m in METRICS}, **baselines[protocol]}
-        results["n_images"][protocol] = len(scores[protocol]["lpips"])
-    float16 = {p: half[p]["lpips"] - results[p]["dmfn"]["lpips"] for p in ("p256", "p128")}
+    from dmfn_tf.evaluation import validation
+    from dmfn_tf.evaluation.protocol import evaluation_inputs
+
+    protocols = {name: validation.PROTOCOLS[name] for name in SHIP_PROTOCOLS}
+    evaluated = {name: validation.evaluate_protocol(shipped, corpus_dir, protocol) for name, protocol in protocols.items()}
+    half = {name: validation.evaluate_protocol(with_float16_weights(shipped, cfg), corpus_dir, protocol)
+            for name, protocol in protocols.items()}
+    results = {"batch_size": cfg.train.batch_size, "n_images": {}, "image_size": {}}
+    for name, result in evaluated.items():
+        results[name] = {"dmfn": result.summary[validation.MODEL], **{b: result.summary[b] for b in BASELINES}}
+        results["n_images"][name] = len(result.files)
+        results["image_size"][name] = protocols[name].settings.image_size
+    float16 = {p: half[p].summary[validation.MODEL]["lpips"] - results[p]["dmfn"]["lpips"] for p in SHIP_PROTOCOLS}
 
     # Pictures at both protocols: DMFN next to the two OpenCV baselines.
     images_dir = Path(args.images)
     images_dir.mkdir(parents=True, exist_ok=True)
     pictures, cases = {}, {}
-    for protocol in ("p256", "p128"):
-        files, images, mask = validator.sets[protocol]
-        worst, best = select_cases(scores[protocol], CASES)
+    for protocol in SHIP_PROTOCOLS:
+        result, folder = evaluated[protocol], corpus_dir / protocols[protocol].folder
+        worst, best = select_cases(result.scores[validation.MODEL], CASES)
         for label, indices in (("best", best), ("worst", worst)):
-            case_images, case_masks, ours = render_cases(generator_inpaint_fn(shipped), images, mask, indices)
-            theirs = [render_cases(baseline_inpaint_fn(FUNCTIONS[b]), images, mask, indices)[2] for b in ("telea", "ns")]
+            images, masks = evaluation_inputs(folder, protocols[protocol].settings, indices)
+            shown = range(len(indices))
+            case_images, case_masks, ours = render_cases(generator_inpaint_fn(shipped), images, list(masks), shown)
+            theirs = [render_cases(baseline_inpaint_fn(FUNCTIONS[b]), images, list(masks), shown)[2] for b in ("telea", "ns")]
             picture = images_dir / f"{args.name}_{protocol}_{label}.png"
             Image.fromarray(case_picture(_tiles(case_images, case_masks, [ours] + theirs))).save(picture, optimize=True)
             pictures[f"{protocol}_{label}"] = os.path.relpath(picture, out)
-            cases[f"{protocol}_{label}"] = [files[i] for i in indices]
+            cases[f"{protocol}_{label}"] = [result.files[i] for i in indices]
 
     curve = curve_summary(run, step)
     card = model_card(args.name, run, (run / "config.yaml").read_text(), results, corpus_summary(corpus_dir), step, curve,
                       float16, path.stat().st_size, pictures)
     (out / "README.md").write_text(card)
     summary = {"model": str(path), "step": step, "curve_step": curve.get("step"), "wall_s": curve.get("wall_s"), "cpu_s": curve.get("cpu_s"),
-               "float16_lpips_change": float16, **{p: results[p] for p in ("p256", "p128")},
+               "float16_lpips_change": float16, **{p: results[p] for p in SHIP_PROTOCOLS},
                "cases": cases}
     print(json.dumps(summary, indent=1))
     return 0

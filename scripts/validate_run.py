@@ -1,0 +1,118 @@
+"""Validates every generator snapshot of a training run not yet validated, and draws its curves.
+
+A run keeps snapshots as `RUN/snapshots/generator-<step>.keras` beside
+`RUN/snapshots/generator-<step>.json` = `{"step": int, "cpu_seconds": float, "wall_seconds": float}`.
+Each snapshot whose step is not yet in `RUN/validation.csv` is scored at the validation protocols
+(`dmfn_tf.evaluation.validation`: `p256`, `p128`, `p256_free`, `p128_free` on `<corpus>/val256` and
+`<corpus>/val128`, through `evaluation.protocol.evaluate`), and one row per snapshot is appended:
+the step, the training's CPU and wall seconds, and per protocol the model's LPIPS / PSNR / SSIM, the
+best classic method (lowest LPIPS; scored once and cached beside the set) and the paired LPIPS
+difference from it with its 95 % bootstrap interval. Then the curves are drawn
+(`scripts/plot_curves.py`, the baselines as horizontal lines) to `RUN/validation.png`.
+
+Snapshots load through `dmfn_tf.model_io.load_generator` (so a model carrying its own input
+convention is run as saved); the LPIPS network is built once per process.
+
+Usage:
+
+```bash
+python scripts/validate_run.py --run ~/runs/campaign --corpus ~/data/photo_corpus [--protocols p256 p128_free]
+```
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+SNAPSHOT_NAME = re.compile(r"^generator-(\d+)\.keras$")
+
+
+class SnapshotError(Exception):
+    """A snapshot or its description is unusable; the message names the file."""
+
+
+def snapshots(run: Path) -> list[tuple[int, Path, dict]]:
+    """(step, model file, its description) of every snapshot of `run`, by step."""
+    folder = run / "snapshots"
+    if not folder.is_dir():
+        raise SnapshotError(f"{folder}: no snapshots folder (is {run} a training run with snapshots?)")
+    found = []
+    for model in folder.iterdir():
+        match = SNAPSHOT_NAME.match(model.name)
+        if not match:
+            continue
+        description = model.with_suffix(".json")
+        try:
+            info = json.loads(description.read_text())
+            step, cpu, wall = int(info["step"]), float(info["cpu_seconds"]), float(info["wall_seconds"])
+        except FileNotFoundError:
+            continue  # a snapshot being written: its description comes last
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            raise SnapshotError(f"{description}: not a snapshot description ({type(err).__name__}: {err})") from None
+        if step != int(match.group(1)):
+            raise SnapshotError(f"{description}: step {step} differs from the file name's {match.group(1)}")
+        found.append((step, model, {"step": step, "cpu_seconds": cpu, "wall_seconds": wall}))
+    return sorted(found, key=lambda item: item[0])
+
+
+def validate_new_snapshots(run: Path, corpus: Path, protocols: list[str], log=print) -> list[dict]:
+    """Scores the snapshots not yet in `run/validation.csv` and appends their rows; returns the new rows."""
+    from dmfn_tf.evaluation import validation
+    from dmfn_tf.model_io import load_generator
+
+    protocols = [protocol.name for protocol in validation.protocols_named(protocols)]
+    csv_path = run / "validation.csv"
+    existing = validation.read_curve(csv_path)
+    if existing and list(existing[0]) != validation.curve_columns(protocols):
+        raise SnapshotError(f"{csv_path}: its columns are for other protocols; pass the same --protocols "
+                            "or validate into another run folder")
+    done = {int(row["step"]) for row in existing}
+    pending = [item for item in snapshots(run) if item[0] not in done]
+    log(f"{run}: {len(done)} snapshot(s) already validated, {len(pending)} to validate")
+    rows = []
+    for step, model, info in pending:
+        started = time.perf_counter()
+        scores = validation.validate(load_generator(str(model)), corpus, protocols)
+        row = validation.curve_row(step, info["cpu_seconds"], info["wall_seconds"], scores)
+        validation.append_curve_row(csv_path, row)
+        rows.append(row)
+        log(f"step {step} ({time.perf_counter() - started:.0f} s): " + ", ".join(
+            f"{name} LPIPS {score.lpips:.4f} vs {score.best_classic} {score.lpips_difference['mean']:+.4f} "
+            f"[{score.lpips_difference['low']:+.4f}, {score.lpips_difference['high']:+.4f}]"
+            for name, score in scores.items()))
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="the training run folder (holding snapshots/)")
+    parser.add_argument("--corpus", required=True, help="the corpus root (val256/, val128/)")
+    parser.add_argument("--protocols", nargs="+", default=["p256", "p128", "p256_free", "p128_free"])
+    parser.add_argument("--plot", help="the curves' PNG (default RUN/validation.png); 'none' to skip")
+    args = parser.parse_args(argv)
+
+    from dmfn_tf.errors import UserError
+
+    run, corpus = Path(args.run).expanduser(), Path(args.corpus).expanduser()
+    try:
+        validate_new_snapshots(run, corpus, args.protocols)
+        if args.plot != "none":
+            import plot_curves
+
+            plot = Path(args.plot) if args.plot else run / "validation.png"
+            plot_curves.plot({run.name: run}, corpus, args.protocols, plot)
+            print(f"curves: {plot}")
+    except (SnapshotError, UserError) as err:
+        print(f"validate_run: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())
