@@ -29,6 +29,8 @@ from dmfn_tf.errors import UserError
 MAX_IMAGE_PIXELS = 8192 * 8192
 # Largest file or body read whole, and largest size an archive member may inflate to.
 MAX_INPUT_BYTES = 256 * 1024 * 1024
+# Largest architecture description read whole (a model file's `config.json`; the default generator's is about 30 KB).
+MAX_MODEL_CONFIG_BYTES = 1024 * 1024
 
 
 class InputTooLarge(UserError, ValueError):
