@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import stat
 import struct
 import zipfile
 
 from dmfn_tf.errors import UserError
-from dmfn_tf.input_limits import MAX_INPUT_BYTES, MAX_MODEL_CONFIG_BYTES
+from dmfn_tf.input_limits import MAX_INPUT_BYTES, MAX_MODEL_CONFIG_BYTES, InputTooLarge, NotRegularFile, check_file_bytes
 
 # A Keras file has three members; a few more leave room for future Keras versions.
 MAX_ZIP_MEMBERS = 64
@@ -59,21 +57,11 @@ def check_regular_file(path: str, max_bytes: int = MAX_INPUT_BYTES) -> int:
         ModelLoadError: not a regular file (a FIFO, a device, a socket, a folder), or too large.
     """
     try:
-        status = os.stat(path)
+        return check_file_bytes(path, max_bytes)
+    except (NotRegularFile, InputTooLarge) as err:
+        raise ModelLoadError(str(err)) from None
     except OSError as err:
         raise ModelLoadError(f"{path}: cannot be read ({err.strerror or err})") from None
-    if not stat.S_ISREG(status.st_mode):
-        raise ModelLoadError(f"{path}: not a regular file ({file_kind(status.st_mode)}); give a model file")
-    if status.st_size > max_bytes:
-        raise ModelLoadError(f"{path}: {status.st_size} bytes, above the limit of {max_bytes} bytes for a model file")
-    return status.st_size
-
-
-def file_kind(mode: int) -> str:
-    """What a file of this `st_mode` is, in words ("a FIFO", "a folder", ...)."""
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-    return next((word for test, word in kinds if test(mode)), "not a regular file")
 
 
 def check_keras_file(path: str) -> None:

@@ -22,7 +22,10 @@ import tensorflow as tf
 
 from dmfn_tf.config import DataConfig
 from dmfn_tf.data import masks
-from dmfn_tf.data.image_files import check_files, error_summary, find_image_files, list_source_files, read_file_list
+from dmfn_tf.data.guarded_reader import GuardedReader
+from dmfn_tf.data.image_files import (
+    check_files, check_image_bytes, error_summary, find_image_files, list_source_files, read_file_list,
+)
 from dmfn_tf.errors import UserError
 from dmfn_tf.inpainting import to_model_range
 
@@ -214,8 +217,10 @@ def _build(
     base_seed = tf.constant([seed, 0], tf.int64)
     if data_cfg.source == "tfds":
         records, num_records, fetch = _tfds_records(data_cfg, limit)
+        source_name = f"TFDS {data_cfg.tfds_name}"
     else:
         records, num_records, fetch = _file_records(data_cfg, limit)
+        source_name = data_cfg.path
     epoch_records = records(tf.random.experimental.stateless_fold_in(base_seed, _SHUFFLE_STREAM), shuffle)
 
     start = start_step * batch_size
@@ -236,18 +241,22 @@ def _build(
         crop_key, mask_key = tf.unstack(
             tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(example_seed, index), 2)
         )
-        image = crop_and_resize(decode_image(contents), image_size, crop, crop_key)
+        # Every read is checked again (files may change during a run, or were not checked up front):
+        # an unusable file drops this example with a warning; see `GuardedReader`.
+        decoded, ok = reader.read(path, contents, from_file)
+        image = crop_and_resize(decoded, image_size, crop, crop_key)
         mask, bbox = make_mask(index, mask_key)
-        element = {"image": image, "mask": mask, "bbox": bbox}
+        element = {"image": image, "mask": mask, "bbox": bbox, "ok": ok}
         if with_path:
             element["path"] = path
         return element
 
+    reader = GuardedReader(source_name, num_records, decode_image)
+    from_file = data_cfg.source != "tfds"
     dataset = indexed.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if shuffle:
-        # Files were checked up front; this only guards against files that change during a run
-        # (or all files when checking is off): they are dropped with TensorFlow's warning.
-        dataset = dataset.ignore_errors(log_warning=True)
+    dataset = dataset.filter(lambda element: element["ok"]).map(
+        lambda element: {key: value for key, value in element.items() if key != "ok"}
+    )
     dataset = dataset.batch(
         batch_size // num_shards, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE
     )
@@ -279,7 +288,8 @@ def _file_records(data_cfg: DataConfig, limit: int | None = None):
 
         return epoch_records
 
-    return records, count, lambda path: (path, tf.io.read_file(path))
+    # The reader opens the file itself, after checking what it is (`GuardedReader`).
+    return records, count, lambda path: (path, tf.constant(b""))
 
 
 def _tfds_records(data_cfg: DataConfig, limit: int | None = None):
@@ -350,6 +360,7 @@ def _usable_mask_files(data_cfg: DataConfig) -> list[str]:
     from_alpha = data_cfg.mask_from_alpha
 
     def decode_mask(contents):
+        check_image_bytes(contents)
         masks.decode_mask_bytes(tf.constant(contents), from_alpha=from_alpha)
 
     paths = check_files(
@@ -362,5 +373,6 @@ def _usable_mask_files(data_cfg: DataConfig) -> list[str]:
 
 
 def _decode_check(contents: bytes) -> None:
+    check_image_bytes(contents)
     decode_image(tf.constant(contents))
 
