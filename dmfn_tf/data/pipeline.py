@@ -217,10 +217,8 @@ def _build(
     base_seed = tf.constant([seed, 0], tf.int64)
     if data_cfg.source == "tfds":
         records, num_records, fetch = _tfds_records(data_cfg, limit)
-        source_name = f"TFDS {data_cfg.tfds_name}"
     else:
         records, num_records, fetch = _file_records(data_cfg, limit)
-        source_name = data_cfg.path
     epoch_records = records(tf.random.experimental.stateless_fold_in(base_seed, _SHUFFLE_STREAM), shuffle)
 
     start = start_step * batch_size
@@ -237,13 +235,10 @@ def _build(
     example_seed = tf.random.experimental.stateless_fold_in(base_seed, _EXAMPLE_STREAM)
 
     def example(index, record):
-        path, contents = fetch(record)
+        path, decoded, ok = fetch(record)
         crop_key, mask_key = tf.unstack(
             tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(example_seed, index), 2)
         )
-        # Every read is checked again (files may change during a run, or were not checked up front):
-        # an unusable file drops this example with a warning; see `GuardedReader`.
-        decoded, ok = reader.read(path, contents, from_file)
         image = crop_and_resize(decoded, image_size, crop, crop_key)
         mask, bbox = make_mask(index, mask_key)
         element = {"image": image, "mask": mask, "bbox": bbox, "ok": ok}
@@ -251,12 +246,7 @@ def _build(
             element["path"] = path
         return element
 
-    reader = GuardedReader(source_name, num_records, decode_image)
-    from_file = data_cfg.source != "tfds"
-    dataset = indexed.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.filter(lambda element: element["ok"]).map(
-        lambda element: {key: value for key, value in element.items() if key != "ok"}
-    )
+    dataset = _without_skipped(indexed.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
     dataset = dataset.batch(
         batch_size // num_shards, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE
     )
@@ -288,8 +278,9 @@ def _file_records(data_cfg: DataConfig, limit: int | None = None):
 
         return epoch_records
 
-    # The reader opens the file itself, after checking what it is (`GuardedReader`).
-    return records, count, lambda path: (path, tf.constant(b""))
+    # Every read is checked again (files may change during a run, or were not checked up front).
+    reader = GuardedReader(data_cfg.path, count, decode_image)
+    return records, count, lambda path: (path, *reader.read(path, tf.constant(b""), from_file=True))
 
 
 def _tfds_records(data_cfg: DataConfig, limit: int | None = None):
@@ -338,7 +329,18 @@ def _tfds_records(data_cfg: DataConfig, limit: int | None = None):
 
         return epoch_records
 
-    return records, count, lambda record: record
+    reader = GuardedReader(f"TFDS {name}/{split}", count, decode_image)
+    return records, count, lambda record: (record[0], *reader.read(record[0], record[1], from_file=False))
+
+
+def _without_skipped(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Drops the examples whose file `GuardedReader` skipped (their `ok` is False), then the `ok` key.
+
+    The examples keep their indices, so the crops and masks of the others are those of a run
+    without the skipped files' failures (resuming stays exact)."""
+    return dataset.filter(lambda element: element["ok"]).map(
+        lambda element: {key: value for key, value in element.items() if key != "ok"}
+    )
 
 
 def _mask_maker(data_cfg: DataConfig, kind: str, image_size: int, ordered: bool):
