@@ -256,7 +256,8 @@ class DataConfig:
     `shuffle_buffer` only applies to TFDS sources, which can only be read as a stream.
     `check_files` decodes every file once up front to skip bad ones (cached in memory, and across
     runs in `file_check_cache` if set); with it off, undecodable images are dropped as the pipeline
-    meets them. `mask_from_alpha` reads mask files' alpha channel; `invert_mask` is for 0 = hole files.
+    meets them. Either way every read is checked (a regular file within the byte and pixel budgets)
+    and a skipped file is a warning (`dmfn_tf.data.guarded_reader`). `mask_from_alpha` reads mask files' alpha channel; `invert_mask` is for 0 = hole files.
     `mask` is a kind of the mask registry (`dmfn_tf.data.masks.MASK_KINDS`, checked when the
     pipeline is built: the registry sits above this module).
     """

@@ -13,7 +13,7 @@ Example:
 
 ```python
 header = image_header("photo.png")          # ImageHeader(width=..., height=..., frames=1, format="PNG")
-check_file_bytes("model.keras")             # raises InputTooLarge above MAX_INPUT_BYTES
+check_file_bytes("model.keras")             # raises InputTooLarge above MAX_INPUT_BYTES, NotRegularFile for a FIFO
 ```
 """
 
@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import stat
+import warnings
 
 from dmfn_tf.errors import UserError
 
@@ -29,6 +31,8 @@ from dmfn_tf.errors import UserError
 MAX_IMAGE_PIXELS = 8192 * 8192
 # Largest file or body read whole, and largest size an archive member may inflate to.
 MAX_INPUT_BYTES = 256 * 1024 * 1024
+# Largest architecture description read whole (a model file's `config.json`; the default generator's is about 30 KB).
+MAX_MODEL_CONFIG_BYTES = 1024 * 1024
 
 
 class InputTooLarge(UserError, ValueError):
@@ -37,6 +41,10 @@ class InputTooLarge(UserError, ValueError):
 
 class UnreadableImage(UserError, ValueError):
     """An input is not an image whose header Pillow can read."""
+
+
+class NotRegularFile(UserError, ValueError):
+    """A path names a FIFO, a device, a socket or a folder where a file is expected: never opened."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +80,14 @@ def image_header(source, name: str | None = None, max_pixels: int = MAX_IMAGE_PI
     from PIL import Image, UnidentifiedImageError
 
     label = _name(source, name)
+    if isinstance(source, (str, os.PathLike)):
+        check_file_bytes(source)  # a FIFO or /dev/zero named *.png would block or never end
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
-        with Image.open(stream) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the budget below decides
+            image = Image.open(stream)
+        with image:
             width, height = image.size
             frames = int(getattr(image, "n_frames", 1)) if getattr(image, "is_animated", False) else 1
             image_format = image.format or "unknown"
@@ -93,8 +106,47 @@ def image_header(source, name: str | None = None, max_pixels: int = MAX_IMAGE_PI
 
 
 def check_file_bytes(path, max_bytes: int = MAX_INPUT_BYTES) -> int:
-    """The size of a regular file, refused above `max_bytes`; returns the size in bytes."""
-    size = os.stat(path).st_size
+    """The size of a regular file (symbolic links followed), refused above `max_bytes`; returns the size in bytes.
+
+    Raises:
+        NotRegularFile: a FIFO, a device, a socket or a folder (checked with `os.stat`, never opened).
+        InputTooLarge: more than `max_bytes` bytes.
+        OSError: the path cannot be examined (missing, permission denied).
+    """
+    status = os.stat(path)
+    if not stat.S_ISREG(status.st_mode):
+        raise NotRegularFile(f"{os.fspath(path)}: not a regular file ({file_kind(status.st_mode)})")
+    size = status.st_size
     if size > max_bytes:
         raise InputTooLarge(f"{os.fspath(path)}: {size} bytes, above the limit of {max_bytes} bytes")
     return size
+
+
+def file_kind(mode: int) -> str:
+    """What a file of this `st_mode` is, in words ("a FIFO", "a folder", ...)."""
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file"))
+    return next((word for test, word in kinds if test(mode)), "not a regular file")
+
+
+def read_file_bytes(path, max_bytes: int = MAX_INPUT_BYTES) -> bytes:
+    """The contents of a regular file of at most `max_bytes`, read without ever blocking or reading on.
+
+    The path is examined with `os.stat` before it is opened (a FIFO, a device or a socket is never
+    opened); the file is then opened non-blocking and examined again (it may have been swapped in
+    between), and at most `max_bytes` + 1 bytes are read (it may have grown).
+
+    Raises:
+        NotRegularFile, InputTooLarge: as `check_file_bytes`.
+        OSError: the file cannot be opened or read.
+    """
+    check_file_bytes(path, max_bytes)
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(descriptor, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise NotRegularFile(f"{os.fspath(path)}: not a regular file ({file_kind(status.st_mode)})")
+        contents = file.read(max_bytes + 1)
+    if len(contents) > max_bytes:
+        raise InputTooLarge(f"{os.fspath(path)}: more than {max_bytes} bytes, above the limit")
+    return contents

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from dmfn_tf.atomic_files import atomic_path
-from dmfn_tf.errors import UserError
+from dmfn_tf.model_file_checks import ModelLoadError, check_keras_file, check_regular_file
 
 # The generator file of a training run or conversion directory.
 GENERATOR_FILE = "generator.keras"
@@ -26,10 +26,6 @@ SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "saved_models"
 SHIPPED_MODEL = "dmfn_photo_cpu.keras"
 SHIPPED = "shipped"
 SHIPPED_MODEL_TRAINED_SIZE = 128
-
-
-class ModelLoadError(UserError):
-    """A model path is missing, unreadable, or does not hold a DMFN generator."""
 
 
 def default_model_path() -> str:
@@ -83,10 +79,14 @@ def resolve_generator_path(path: str | None = None) -> str:
     if not os.path.exists(path):
         raise ModelLoadError(f"{path}: no such model file or run directory")
     if os.path.isdir(path):
+        if path.lower().endswith((".keras",) + REFERENCE_CHECKPOINT_SUFFIXES):
+            raise ModelLoadError(f"{path}: a folder, not a model file (a run directory would contain {GENERATOR_FILE})")
         candidate = os.path.join(path, GENERATOR_FILE)
         if not os.path.isfile(candidate):
             raise ModelLoadError(f"{path}: a run directory must contain {GENERATOR_FILE}, this one does not")
+        check_regular_file(candidate)
         return candidate
+    check_regular_file(path)  # a FIFO or a device named *.keras would block or never end
     suffix = os.path.splitext(path)[1].lower()
     if suffix != ".keras" and suffix not in REFERENCE_CHECKPOINT_SUFFIXES:
         raise ModelLoadError(
@@ -138,6 +138,7 @@ def load_generator(path: str | None = None):
         from dmfn_tf.convert.reference import load_generator_from_reference
 
         return _check_is_generator(load_generator_from_reference(source), source)
+    check_keras_file(source)  # sizes from the zip and the config, before Keras inflates or builds anything
     try:
         model = keras.saving.load_model(source, compile=False)
     except Exception as err:  # Keras raises ValueError, TypeError, OSError, zipfile errors, ...

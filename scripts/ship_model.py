@@ -26,6 +26,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,23 @@ ROOT = Path(__file__).resolve().parents[1]
 # Rows per case picture; tiles are downscaled to this side.
 CASES = 3
 TILE = 128
+
+
+def home_relative(text: str, home: str | None = None) -> str:
+    """`text` with every path under the home folder written `~/...`: a model card names no path of the
+    machine it was made on (the run `~/runs/<run>`, the corpus `~/data/...`).
+
+    Example:
+
+    ```python
+    home_relative("data:\n  path: /home/me/data/train128", home="/home/me")
+    # -> 'data:\n  path: ~/data/train128'
+    ```
+    """
+    home = (home or os.path.expanduser("~")).rstrip("/")
+    if not home:
+        return text
+    return re.sub(re.escape(home) + r"(?=/|\b|$)", "~", text)
 
 
 def float32_generator(run_generator, cfg):
@@ -310,7 +328,7 @@ def main(argv=None) -> int:
     curve = curve_summary(run, step)
     card = model_card(args.name, run, (run / "config.yaml").read_text(), results, corpus_summary(corpus_dir), step, curve,
                       float16, path.stat().st_size, pictures)
-    (out / "README.md").write_text(card)
+    (out / "README.md").write_text(home_relative(card))
     summary = {"model": str(path), "step": step, "curve_step": curve.get("step"), "wall_s": curve.get("wall_s"), "cpu_s": curve.get("cpu_s"),
                "float16_lpips_change": float16, **{p: results[p] for p in SHIP_PROTOCOLS},
                "cases": cases}

@@ -68,3 +68,26 @@ def test_a_write_over_the_file_size_limit_keeps_the_old_file(tmp_path):
     assert completed.stdout.strip() == "File too large", completed.stderr
     assert path.read_bytes() == b"old result"
     assert os.listdir(tmp_path) == ["result.png"]
+
+
+def test_a_directory_is_replaced_whole_or_kept_on_failure(tmp_path):
+    from dmfn_tf.atomic_files import atomic_directory
+
+    path = tmp_path / "dmfn" / "1"
+    with atomic_directory(path) as temporary:
+        (tmp_path / temporary / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_directory(path) as temporary:
+            (tmp_path / temporary / "new.txt").write_text("half")
+            raise RuntimeError("killed while writing")
+    assert os.listdir(path) == ["old.txt"] and os.listdir(path.parent) == ["1"]
+    with atomic_directory(path) as temporary:
+        (tmp_path / temporary / "new.txt").write_text("new")
+    assert os.listdir(path) == ["new.txt"] and os.listdir(path.parent) == ["1"]  # replaced, not merged
+
+
+def test_stale_temporary_folders_of_dead_processes_are_removed(tmp_path):
+    (tmp_path / ".1.tmp-999999999-abcdefgh" / "variables").mkdir(parents=True)
+    (tmp_path / "1").mkdir()
+    assert remove_stale_temporaries(tmp_path) == [str(tmp_path / ".1.tmp-999999999-abcdefgh")]
+    assert os.listdir(tmp_path) == ["1"]

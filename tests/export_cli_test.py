@@ -73,3 +73,81 @@ def test_model_omitted_without_a_shipped_model(no_shipped_model, tmp_path, capsy
     assert main(["export", "--format", "keras", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dmfn export: error: no shipped model at") and "\n" not in err and "--model" in err
+
+
+# Atomic exports (issue 19): the previous good output survives a failure, leftovers never block, --overwrite replaces.
+
+def _fake_saved_model_save(files):
+    """A stand-in for `tf.saved_model.save` that writes `files` (name -> bytes) into the folder, then maybe fails."""
+    def save(module, directory, signatures=None):
+        for name, content in files.items():
+            path = os.path.join(directory, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as file:
+                file.write(content)
+        if b"fail" in files.values():
+            raise RuntimeError("killed half-way through the export")
+    return save
+
+
+def test_an_interrupted_tflite_export_keeps_the_previous_file(model_path, tmp_path, monkeypatch):
+    from dmfn_tf.serving import tflite_export
+
+    good = tmp_path / "dmfn_32_float32.tflite"
+    good.write_bytes(b"TFL3 the previous good model")
+
+    def interrupted(generator, size=256, quantization="float32"):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tflite_export, "convert_to_tflite", interrupted)
+    assert _export(model_path, tmp_path, "--format", "tflite", "--size", "32", "--quantization", "float32",
+                   "--overwrite") == 130
+    assert good.read_bytes() == b"TFL3 the previous good model"  # before: 0 bytes
+    assert sorted(os.listdir(tmp_path)) == ["dmfn_32_float32.tflite"]
+
+
+def test_a_zero_byte_leftover_does_not_block_the_next_export(model_path, tmp_path, monkeypatch):
+    from dmfn_tf.serving import tflite_export
+
+    monkeypatch.setattr(tflite_export, "convert_to_tflite", lambda generator, size=256, quantization="float32": b"TFL3 new")
+    (tmp_path / "dmfn_32_float32.tflite").write_bytes(b"")
+    stale = tmp_path / ".dmfn_dynamic_float32.tflite.tmp-999999999-abcdefgh.tflite"  # of a killed process
+    stale.write_bytes(b"half")
+    assert _export(model_path, tmp_path, "--format", "tflite", "--size", "32", "--quantization", "float32") == 0
+    assert sorted(os.listdir(tmp_path)) == ["dmfn_32_float32.tflite", "dmfn_dynamic_float32.tflite"]
+    assert (tmp_path / "dmfn_32_float32.tflite").read_bytes() == b"TFL3 new"
+
+
+def test_overwrite_replaces_a_saved_model_folder_and_a_failure_keeps_it(model_path, tmp_path, monkeypatch):
+    version = tmp_path / "dmfn" / "1"
+    monkeypatch.setattr(tf.saved_model, "save", _fake_saved_model_save({"saved_model.pb": b"old", "old_only.txt": b"x"}))
+    assert _export(model_path, tmp_path, "--format", "saved_model") == 0
+    failing = {"saved_model.pb": b"new", "variables/variables.index": b"fail"}
+    monkeypatch.setattr(tf.saved_model, "save", _fake_saved_model_save(failing))
+    with pytest.raises(RuntimeError, match="killed half-way"):
+        main(["--debug", "export", "--model", model_path, "--out", str(tmp_path), "--format", "saved_model", "--overwrite"])
+    assert sorted(os.listdir(version)) == ["old_only.txt", "saved_model.pb"] and (version / "saved_model.pb").read_bytes() == b"old"
+    assert os.listdir(tmp_path / "dmfn") == ["1"]  # no temporary folder left
+    monkeypatch.setattr(tf.saved_model, "save", _fake_saved_model_save({"saved_model.pb": b"new"}))
+    assert _export(model_path, tmp_path, "--format", "saved_model", "--overwrite") == 0
+    assert os.listdir(version) == ["saved_model.pb"] and (version / "saved_model.pb").read_bytes() == b"new"  # not merged
+
+
+def test_a_partial_saved_model_folder_does_not_block_but_a_users_folder_does(model_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tf.saved_model, "save", _fake_saved_model_save({"saved_model.pb": b"new"}))
+    (tmp_path / "dmfn" / "1" / "variables").mkdir(parents=True)  # an export killed before saved_model.pb
+    assert _export(model_path, tmp_path, "--format", "saved_model") == 0
+    assert os.listdir(tmp_path / "dmfn" / "1") == ["saved_model.pb"]
+    (tmp_path / "dmfn" / "2").mkdir()
+    (tmp_path / "dmfn" / "2" / "notes.txt").write_text("mine")
+    assert _export(model_path, tmp_path, "--format", "saved_model", "--version", "2") == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".", "", "x\0y", "line\nbreak", "n" * 201])
+def test_name_must_be_a_plain_name(model_path, tmp_path, capsys, name):
+    out = tmp_path / "out"
+    assert _export(model_path, out, "--format", "keras", "--name", name) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dmfn export: error: --name must be a plain file name") and "\n" not in err, err
+    assert not os.path.exists(out) and not os.path.exists(tmp_path / "x.keras")

@@ -15,7 +15,7 @@ PACKAGE = PROJECT_ROOT / "dmfn_tf"
 LAYERS = (
     ("dmfn_tf.errors",),
     ("dmfn_tf.atomic_files", "dmfn_tf.input_limits", "dmfn_tf.restricted_pickle", "dmfn_tf.layers", "dmfn_tf.inpainting"),
-    ("dmfn_tf.config", "dmfn_tf.output_files", "dmfn_tf.inference_precision"),
+    ("dmfn_tf.config", "dmfn_tf.output_files", "dmfn_tf.inference_precision", "dmfn_tf.model_file_checks"),
     ("dmfn_tf.models", "dmfn_tf.data", "dmfn_tf.demo_data"),
     ("dmfn_tf.convert",),  # reading the authors' checkpoints into models
     ("dmfn_tf.model_io", "dmfn_tf.inference", "dmfn_tf.model_summary"),

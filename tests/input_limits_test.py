@@ -60,3 +60,19 @@ def test_file_bytes_budget(tmp_path):
     with pytest.raises(InputTooLarge, match="model.keras: 101 bytes"):
         path.write_bytes(b"x" * 101)
         check_file_bytes(path, max_bytes=100)
+
+
+def test_a_fifo_or_a_device_is_refused_without_being_opened(tmp_path):
+    import os
+
+    from dmfn_tf.input_limits import NotRegularFile
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.png"
+    zero.symlink_to("/dev/zero")
+    for path, kind in ((fifo, "a FIFO"), (zero, "a character device"), (tmp_path, "a folder")):
+        with pytest.raises(NotRegularFile, match=f"not a regular file \\({kind}\\)"):
+            image_header(path)
+        with pytest.raises(NotRegularFile):
+            check_file_bytes(path)

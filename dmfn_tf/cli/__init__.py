@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 from dmfn_tf.errors import UserError
@@ -50,6 +51,9 @@ def describe_failure(err: BaseException) -> str | None:
     Args:
         err: the exception that ended the command.
     """
+    wrapped = _user_error_inside(err)
+    if wrapped is not None:
+        return wrapped
     if isinstance(err, MemoryError):
         return "ran out of memory; lower the pixel budget or the batch size, or use a machine with more memory"
     if isinstance(err, OSError) and err.strerror:
@@ -63,6 +67,21 @@ def describe_failure(err: BaseException) -> str | None:
     ):
         return _first_line(err)
     return None
+
+
+def _user_error_inside(err: BaseException) -> str | None:
+    """The message of a `UserError` raised inside a TensorFlow function, which TensorFlow wraps in its own
+    error (e.g. `dmfn_tf.data.guarded_reader.DataUnavailable` inside a `tf.data` pipeline), or None."""
+    if not type(err).__module__.startswith("tensorflow"):
+        return None
+    names, pending = set(), [UserError]
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    pattern = r"\b(?:" + "|".join(re.escape(name) for name in sorted(names)) + r"): (.+)"
+    match = re.search(pattern, str(err))
+    return match.group(1).strip() if match else None
 
 
 def _first_line(err: BaseException) -> str:

@@ -5,19 +5,26 @@ Outputs under `--out` (default `saved_models/`):
 - `tflite`: `<out>/<name>_<size>_<quantization>.tflite` (fixed size) and
   `<out>/<name>_dynamic_<quantization>.tflite` for each requested quantisation.
 - `keras`: `<out>/<name>.keras`.
-Existing outputs are only replaced with `--overwrite`.
+Existing outputs are only replaced with `--overwrite`; an incomplete leftover (a 0-byte file, a
+SavedModel folder without `saved_model.pb`) is replaced without it. Every output is written under a
+temporary name beside it and renamed into place (`dmfn_tf.atomic_files`): an interrupted export
+keeps the previous file or folder, and `--overwrite` replaces a SavedModel folder whole, never
+merging old and new files. `--name` must be a plain file name (no folder, `..` or control characters).
 """
 
 from __future__ import annotations
 
 import os
 
+from dmfn_tf.atomic_files import atomic_path, remove_stale_temporaries
 from dmfn_tf.cli import model_option
 from dmfn_tf.errors import UserError
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS
 
 FORMATS = ("saved_model", "tflite", "keras")
 QUANTIZATIONS = ("float32", "float16", "int8")
+# Longest --name: the longest file name it becomes ("<name>_dynamic_float16.tflite") stays under 255 bytes.
+MAX_NAME_LENGTH = 200
 
 
 def register(subparsers) -> None:
@@ -57,6 +64,32 @@ def _planned_paths(args) -> list[str]:
     return [path for path, _, _ in _tflite_variants(args)]
 
 
+def check_plain_name(name: str) -> str:
+    """`name` if it is a plain file name: not empty, no folder separator, not `.` or `..`, no control characters.
+
+    Raises:
+        UserError: otherwise (the message shows the name with `repr`, so a NUL or newline is visible).
+    """
+    separators = {"/", "\\", os.sep, os.altsep or "/"}
+    if (not name or name in (".", "..") or any(c in separators for c in name) or len(name.encode()) > MAX_NAME_LENGTH
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise UserError(f"--name must be a plain file name (no folder, '..' or control characters, at most "
+                        f"{MAX_NAME_LENGTH} bytes), got {name!r}")
+    return name
+
+
+# What a SavedModel folder holds besides `saved_model.pb`.
+_SAVED_MODEL_PARTS = {"variables", "assets", "fingerprint.pb"}
+
+
+def _is_leftover(path: str) -> bool:
+    """An incomplete output of an interrupted export: a 0-byte file, or a folder holding SavedModel parts
+    but no `saved_model.pb` (any other folder is the user's, and is kept)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        return set(os.listdir(path)) <= _SAVED_MODEL_PARTS
+    return os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) == 0
+
+
 def _validate(args) -> list[str]:
     from dmfn_tf.inpainting import SIZE_MULTIPLE
 
@@ -66,8 +99,9 @@ def _validate(args) -> list[str]:
         raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
     if args.version < 0:
         raise UserError(f"--version must be a non-negative integer, got {args.version}")
+    check_plain_name(args.name)
     paths = _planned_paths(args)
-    existing = [path for path in paths if os.path.exists(path)]
+    existing = [path for path in paths if os.path.lexists(path) and not _is_leftover(path)]
     if existing and not args.overwrite:
         raise UserError(f"{existing[0]} already exists; pass --overwrite to replace it")
     return paths
@@ -79,6 +113,8 @@ def run(args) -> int:
     paths = _validate(args)
     generator = load_generator(model_option.model_or_shipped(args))
     os.makedirs(args.out, exist_ok=True)
+    for folder in {os.path.dirname(path) for path in paths}:
+        remove_stale_temporaries(folder)  # what a killed export left
     if args.format == "saved_model":
         from dmfn_tf.serving.saved_model_export import export_saved_model
 
@@ -91,8 +127,9 @@ def run(args) -> int:
         from dmfn_tf.serving.tflite_export import convert_to_tflite
 
         for path, size, quantization in _tflite_variants(args):
-            with open(path, "wb") as file:
-                file.write(convert_to_tflite(generator, size=size, quantization=quantization))
+            content = convert_to_tflite(generator, size=size, quantization=quantization)
+            with atomic_path(path, suffix=".tflite") as temporary, open(temporary, "wb") as file:
+                file.write(content)
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -7,7 +7,9 @@ ignored; a listed file that does not exist is skipped with a warning).
 
 `check_files` decodes every file once, with the very decoder the pipeline uses, so that a bad file
 (zero bytes, truncated, a text file named `.png`, ...) is skipped up front with a warning naming it,
-and never stops training in the middle of an epoch. Cost: one full decode per file, run on a
+and never stops training in the middle of an epoch. Before anything is decoded, `read_data_file`
+admits only regular files (a FIFO, a device or a socket is never opened) within `MAX_INPUT_BYTES`,
+and `check_image_bytes` only headers within `MAX_IMAGE_PIXELS` (`dmfn_tf.input_limits`). Cost: one full decode per file, run on a
 thread pool (TensorFlow's decoders release the GIL): about 300 JPEGs of 0.1–0.5 MP a second per
 CPU core (measured: 600/s on 2 cores), so about 10 minutes for Places2's 1.8 million images on 10
 cores. Results are remembered for the life of the process and, with `cache_path`, in a JSON file
@@ -25,6 +27,7 @@ from typing import Callable, Iterable
 
 from dmfn_tf.atomic_files import write_text_atomically
 from dmfn_tf.errors import UserError
+from dmfn_tf.input_limits import InputTooLarge, NotRegularFile, UnreadableImage, image_header, read_file_bytes
 
 logger = logging.getLogger("dmfn_tf.data")
 
@@ -91,11 +94,14 @@ def read_file_list(list_path: str | os.PathLike) -> list[str]:
         path = os.path.join(base, os.path.expanduser(entry))
         if os.path.isfile(path):
             paths.append(path)
+        elif os.path.exists(path):
+            missing += 1
+            logger.warning("%s:%d: not a regular file, skipped: %s", list_path, number, path)
         else:
             missing += 1
             logger.warning("%s:%d: listed file not found, skipped: %s", list_path, number, path)
     if missing:
-        logger.warning("%s: %d listed file(s) not found and skipped", list_path, missing)
+        logger.warning("%s: %d listed file(s) not found (or not regular files) and skipped", list_path, missing)
     return paths
 
 
@@ -173,17 +179,58 @@ def _file_key(kind: str, path: str) -> tuple:
     return (kind, absolute, stat.st_size, stat.st_mtime_ns)
 
 
-def _problem(path: str, decode: Callable[[bytes], None]) -> str | None:
-    """None if `decode` accepts the file's bytes, else a one-line reason."""
+class UnusableFile(Exception):
+    """A data file that is skipped; `reason` says why in a few words (the path is not part of it)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_data_file(path: str) -> bytes:
+    """The bytes of a data file, once it is known to be a regular file within the byte budget.
+
+    The path is examined before it is opened (`dmfn_tf.input_limits.read_file_bytes`): a symbolic
+    link to `/dev/zero`, a FIFO or a socket is never opened, and at most `MAX_INPUT_BYTES` are read.
+
+    Raises:
+        UnusableFile: not a regular file, too large, empty, or unreadable.
+    """
     try:
-        with open(path, "rb") as f:
-            contents = f.read()
+        contents = read_file_bytes(path)
+    except (InputTooLarge, NotRegularFile) as err:
+        raise UnusableFile(_without_name(err, path)) from None
     except OSError as err:
-        return f"cannot be read ({err.strerror or err})"
+        raise UnusableFile(f"cannot be read ({err.strerror or err})") from None
     if not contents:
-        return "empty file (0 bytes)"
+        raise UnusableFile("empty file (0 bytes)")
+    return contents
+
+
+def check_image_bytes(contents: bytes, name: str = "<bytes>") -> None:
+    """Refuses encoded image bytes whose header declares more than `MAX_IMAGE_PIXELS` pixels, several
+    frames, or no image Pillow recognises: called before every decode of a data file.
+
+    Raises:
+        UnusableFile: the header's problem, as `dmfn_tf.input_limits.image_header` words it.
+    """
     try:
-        decode(contents)
+        image_header(contents, name=name)
+    except (InputTooLarge, UnreadableImage) as err:
+        raise UnusableFile(_without_name(err, name)) from None
+
+
+def _without_name(err: Exception, name: str) -> str:
+    message = str(err)
+    return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
+
+
+def _problem(path: str, decode: Callable[[bytes], None]) -> str | None:
+    """None if the file passes `read_data_file` and `decode` accepts its bytes, else a one-line reason."""
+    try:
+        decode(read_data_file(path))
+    except UnusableFile as err:
+        return err.reason
     except Exception as err:  # Any decoder failure means the same thing here: skip the file.
         return error_summary(err)
     return None

@@ -22,7 +22,10 @@ import tensorflow as tf
 
 from dmfn_tf.config import DataConfig
 from dmfn_tf.data import masks
-from dmfn_tf.data.image_files import check_files, error_summary, find_image_files, list_source_files, read_file_list
+from dmfn_tf.data.guarded_reader import GuardedReader
+from dmfn_tf.data.image_files import (
+    check_files, check_image_bytes, error_summary, find_image_files, list_source_files, read_file_list,
+)
 from dmfn_tf.errors import UserError
 from dmfn_tf.inpainting import to_model_range
 
@@ -232,22 +235,18 @@ def _build(
     example_seed = tf.random.experimental.stateless_fold_in(base_seed, _EXAMPLE_STREAM)
 
     def example(index, record):
-        path, contents = fetch(record)
+        path, decoded, ok = fetch(record)
         crop_key, mask_key = tf.unstack(
             tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(example_seed, index), 2)
         )
-        image = crop_and_resize(decode_image(contents), image_size, crop, crop_key)
+        image = crop_and_resize(decoded, image_size, crop, crop_key)
         mask, bbox = make_mask(index, mask_key)
-        element = {"image": image, "mask": mask, "bbox": bbox}
+        element = {"image": image, "mask": mask, "bbox": bbox, "ok": ok}
         if with_path:
             element["path"] = path
         return element
 
-    dataset = indexed.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if shuffle:
-        # Files were checked up front; this only guards against files that change during a run
-        # (or all files when checking is off): they are dropped with TensorFlow's warning.
-        dataset = dataset.ignore_errors(log_warning=True)
+    dataset = _without_skipped(indexed.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
     dataset = dataset.batch(
         batch_size // num_shards, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE
     )
@@ -279,7 +278,9 @@ def _file_records(data_cfg: DataConfig, limit: int | None = None):
 
         return epoch_records
 
-    return records, count, lambda path: (path, tf.io.read_file(path))
+    # Every read is checked again (files may change during a run, or were not checked up front).
+    reader = GuardedReader(data_cfg.path, count, decode_image)
+    return records, count, lambda path: (path, *reader.read(path, tf.constant(b""), from_file=True))
 
 
 def _tfds_records(data_cfg: DataConfig, limit: int | None = None):
@@ -328,7 +329,18 @@ def _tfds_records(data_cfg: DataConfig, limit: int | None = None):
 
         return epoch_records
 
-    return records, count, lambda record: record
+    reader = GuardedReader(f"TFDS {name}/{split}", count, decode_image)
+    return records, count, lambda record: (record[0], *reader.read(record[0], record[1], from_file=False))
+
+
+def _without_skipped(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Drops the examples whose file `GuardedReader` skipped (their `ok` is False), then the `ok` key.
+
+    The examples keep their indices, so the crops and masks of the others are those of a run
+    without the skipped files' failures (resuming stays exact)."""
+    return dataset.filter(lambda element: element["ok"]).map(
+        lambda element: {key: value for key, value in element.items() if key != "ok"}
+    )
 
 
 def _mask_maker(data_cfg: DataConfig, kind: str, image_size: int, ordered: bool):
@@ -350,6 +362,7 @@ def _usable_mask_files(data_cfg: DataConfig) -> list[str]:
     from_alpha = data_cfg.mask_from_alpha
 
     def decode_mask(contents):
+        check_image_bytes(contents)
         masks.decode_mask_bytes(tf.constant(contents), from_alpha=from_alpha)
 
     paths = check_files(
@@ -362,5 +375,6 @@ def _usable_mask_files(data_cfg: DataConfig) -> list[str]:
 
 
 def _decode_check(contents: bytes) -> None:
+    check_image_bytes(contents)
     decode_image(tf.constant(contents))
 

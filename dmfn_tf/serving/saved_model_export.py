@@ -27,10 +27,9 @@ any is decoded, see `dmfn_tf.serving.request_checks`), NaN or inf at known pixel
 
 from __future__ import annotations
 
-import os
-
 import tensorflow as tf
 
+from dmfn_tf.atomic_files import atomic_directory
 from dmfn_tf.data.masks import mask_from_image
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS
 from dmfn_tf.inpainting import binarise_mask, inpaint_float, inpaint_uint8
@@ -134,7 +133,9 @@ def export_saved_model(generator, directory: str, max_pixels: int = DEFAULT_MAX_
 
     Args:
         generator: a DMFN generator.
-        directory: the SavedModel folder to write (created if missing, overwritten otherwise).
+        directory: the SavedModel folder to write (created if missing). It is written under a
+            temporary name beside it and renamed into place: an existing folder is replaced whole
+            (no old file survives), and a failure leaves it as it was (`atomic_directory`).
         max_pixels: the largest batch x height x width a request may have.
 
     Returns:
@@ -149,6 +150,6 @@ def export_saved_model(generator, directory: str, max_pixels: int = DEFAULT_MAX_
     ```
     """
     module = InpaintingModule(generator, max_pixels=max_pixels)
-    os.makedirs(directory, exist_ok=True)
-    tf.saved_model.save(module, directory, signatures=module.signatures())
+    with atomic_directory(directory) as temporary:  # an old folder is replaced whole, or kept on failure
+        tf.saved_model.save(module, temporary, signatures=module.signatures())
     return directory

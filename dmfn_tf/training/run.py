@@ -31,6 +31,7 @@ from dmfn_tf.training.callbacks import (
 from dmfn_tf.training.checkpoints import TrainingCheckpointer, is_chief
 from dmfn_tf.training.distribute import fit, make_strategy
 from dmfn_tf.training.run_directory import RunDirectory
+from dmfn_tf.training.run_lock import hold_run_lock, lock_file_name
 from dmfn_tf.training.trainer import build_trainer
 
 # Checkpoints kept in `out_dir/checkpoints`.
@@ -157,6 +158,7 @@ def train(
         NonFiniteLossError: a loss term became NaN or infinite (the message names the step and the
             terms); the latest checkpoint is then the last good one.
         UserError: bad configuration, missing data, or a checkpoint that does not match.
+        RunLocked: another process is training in `out_dir` (`dmfn_tf.training.run_lock`).
 
     Example:
 
@@ -166,6 +168,11 @@ def train(
     generator = keras.saving.load_model("runs/tiny/generator.keras")
     ```
     """
+    with hold_run_lock(out_dir, lock_file_name(cfg.train.strategy)):  # a second process on out_dir: RunLocked
+        return _train(cfg, out_dir, resume, log_every, verbose, callbacks)
+
+
+def _train(cfg, out_dir, resume, log_every, verbose, callbacks) -> TrainingResult:
     callbacks_extra = list(callbacks or [])
     if log_every < 1:
         raise ConfigError(f"log_every: must be at least 1 step, got {log_every}")

@@ -1,0 +1,170 @@
+"""Checks of a model file before Keras reads it: a regular file, a zip of bounded size, a config of bounded size.
+
+A `.keras` file is a zip archive holding `config.json` (the architecture), `metadata.json` and
+`model.weights.h5`. Keras inflates `config.json` whole, then builds every layer the config declares
+(allocating its weights) before it reads a single weight, so a small file can cost gigabytes: a
+config that inflates 600-fold, or a layer declaring 5,000,000 filters. `check_keras_file` refuses
+such files from what they declare, before anything is inflated or built:
+
+- the path is a regular file (not a FIFO, a device, a socket or a folder) of at most `MAX_INPUT_BYTES`;
+- it is a zip archive (its end-of-archive record is read first) of at most `MAX_ZIP_MEMBERS` members;
+- the members' declared inflated sizes total at most `MAX_INPUT_BYTES`, and `config.json` declares
+  at most `MAX_MODEL_CONFIG_BYTES` and inflates to no more (Python's zipfile never returns more than
+  a member declares, so the declared sizes bound what Keras inflates);
+- the config's layers need at most `MAX_INPUT_BYTES / 4` float32 parameters, by an upper bound
+  computed from the sizes the config declares (`parameter_bound`).
+
+Example:
+
+```python
+check_keras_file("runs/tiny/generator.keras")   # raises ModelLoadError naming the file and the problem
+```
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zipfile
+
+from dmfn_tf.errors import UserError
+from dmfn_tf.input_limits import MAX_INPUT_BYTES, MAX_MODEL_CONFIG_BYTES, InputTooLarge, NotRegularFile, check_file_bytes
+
+# A Keras file has three members; a few more leave room for future Keras versions.
+MAX_ZIP_MEMBERS = 64
+# Most float32 parameters a model may declare: its weights must fit the byte budget.
+MAX_PARAMETERS = MAX_INPUT_BYTES // 4
+# Keys whose integer value is a layer's output width.
+_WIDTH_KEYS = ("filters", "units")
+# Custom blocks declare `channels` (`dmfn_tf.models.dmfb_layers.DMFB`): counted as this many
+# convolution kernels of `channels` x the widest width (a paper DMFB holds 7.2 c², an official one 13.5 c²).
+_BLOCK_KERNELS = 16
+# Keys whose list value is a tensor shape (its last entry is a channel count).
+_SHAPE_KEYS = ("batch_shape", "input_shape", "shape")
+_END_OF_ARCHIVE = b"PK\x05\x06"
+_END_RECORD_SIZE = 22
+
+
+class ModelLoadError(UserError):
+    """A model path is missing, unreadable, or does not hold a DMFN generator."""
+
+
+def check_regular_file(path: str, max_bytes: int = MAX_INPUT_BYTES) -> int:
+    """The size of `path` if it is a regular file (symbolic links followed) of at most `max_bytes`.
+
+    Raises:
+        ModelLoadError: not a regular file (a FIFO, a device, a socket, a folder), or too large.
+    """
+    try:
+        return check_file_bytes(path, max_bytes)
+    except (NotRegularFile, InputTooLarge) as err:
+        raise ModelLoadError(str(err)) from None
+    except OSError as err:
+        raise ModelLoadError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def check_keras_file(path: str) -> None:
+    """Refuses a `.keras` file that is not a bounded Keras zip archive (see the module docstring).
+
+    Raises:
+        ModelLoadError: one line naming `path` and the problem.
+    """
+    size = check_regular_file(path)
+    members = _declared_members(path, size)
+    if members > MAX_ZIP_MEMBERS:
+        raise ModelLoadError(f"{path}: not a Keras model file (a zip archive of {members} members)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            declared = sum(info.file_size for info in infos)
+            if declared > MAX_INPUT_BYTES:
+                raise ModelLoadError(f"{path}: its members inflate to {declared} bytes, above the limit of "
+                                     f"{MAX_INPUT_BYTES} bytes")
+            config = _read_config(archive, path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as err:
+        raise ModelLoadError(f"{path}: not a Keras model file (a damaged zip archive: {err})") from None
+    bound = parameter_bound(config)
+    if bound > MAX_PARAMETERS:
+        raise ModelLoadError(f"{path}: its layers declare up to {bound:,} parameters, above the limit of "
+                             f"{MAX_PARAMETERS:,} (a model's weights must fit in {MAX_INPUT_BYTES} bytes)")
+
+
+def _declared_members(path: str, size: int) -> int:
+    """The member count of the zip's end-of-archive record, read before zipfile lists the members."""
+    with open(path, "rb") as file:
+        file.seek(max(0, size - (_END_RECORD_SIZE + 65535)))
+        tail = file.read()
+    position = tail.rfind(_END_OF_ARCHIVE)
+    if position < 0 or len(tail) - position < _END_RECORD_SIZE:
+        raise ModelLoadError(f"{path}: not a Keras model file (not a zip archive)")
+    return struct.unpack("<H", tail[position + 10 : position + 12])[0]
+
+
+def _read_config(archive: zipfile.ZipFile, path: str):
+    try:
+        info = archive.getinfo("config.json")
+    except KeyError:
+        raise ModelLoadError(f"{path}: not a Keras model file (no config.json in the archive)") from None
+    if info.file_size > MAX_MODEL_CONFIG_BYTES:
+        raise ModelLoadError(f"{path}: config.json declares {info.file_size} bytes, above the limit of "
+                             f"{MAX_MODEL_CONFIG_BYTES} bytes for a model's architecture")
+    with archive.open(info) as member:
+        text = member.read(MAX_MODEL_CONFIG_BYTES + 1)
+    if len(text) > MAX_MODEL_CONFIG_BYTES:
+        raise ModelLoadError(f"{path}: config.json inflates beyond {MAX_MODEL_CONFIG_BYTES} bytes")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ModelLoadError(f"{path}: config.json is nested too deeply") from None
+    except ValueError as err:
+        raise ModelLoadError(f"{path}: config.json is not JSON ({err})") from None
+
+
+def _nodes(config):
+    """Every dict and list inside `config`, iteratively (a deep config cannot exhaust the stack)."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        yield node
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, (list, tuple)) else ()
+        stack.extend(child for child in children if isinstance(child, (dict, list, tuple)))
+
+
+def _size(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def parameter_bound(config) -> int:
+    """An upper bound on the parameters a Keras config builds, from the sizes it declares.
+
+    Each layer with `filters` or `units` holds at most (kernel area) x width x C weights and
+    biases, where C is the widest width or channel count anywhere in the config (the layer's real
+    input cannot be wider); a block declaring `channels` counts as `_BLOCK_KERNELS` such kernels.
+
+    Example:
+
+    ```python
+    parameter_bound({"filters": 8, "kernel_size": [3, 3], "batch_shape": [None, None, None, 4]})
+    # -> 8 * 9 * (8 + 1) = 648
+    ```
+    """
+    widths, layers = [], []
+    for node in _nodes(config):
+        if not isinstance(node, dict):
+            continue
+        for key in _SHAPE_KEYS:
+            shape = node.get(key)
+            if isinstance(shape, (list, tuple)) and shape:
+                widths.append(_size(shape[-1]))
+        width = max((_size(node.get(key)) for key in _WIDTH_KEYS), default=0)
+        kernel = node.get("kernel_size", 1)
+        area = math.prod(_size(k) for k in kernel) if isinstance(kernel, (list, tuple)) else _size(kernel) or 1
+        channels = _size(node.get("channels"))
+        if width:
+            layers.append((area, width))
+        if channels:
+            layers.append((_BLOCK_KERNELS, channels))
+        widths.extend((width, channels))
+    widest = max(widths, default=0)
+    return sum(area * width * (widest + 1) for area, width in layers)
