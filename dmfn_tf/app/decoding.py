@@ -30,6 +30,10 @@ from dmfn_tf.errors import UserError
 from dmfn_tf.input_limits import InputTooLarge, UnreadableImage, image_header
 
 MAX_FILENAME_CHARS = 255
+# Formats the page accepts (Pillow's names): the usual photo formats. Others (EPS, which would run
+# Ghostscript, PSD, ICNS, ...) are refused from the header; masks are what TensorFlow decodes.
+PHOTO_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+MASK_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
 
 def plain_filename(header: str | None, default: str = "photo") -> str:
@@ -47,13 +51,16 @@ def plain_filename(header: str | None, default: str = "photo") -> str:
     return name
 
 
-def _header(source, name: str):
+def _header(source, name: str, formats: tuple[str, ...]):
     try:
-        return image_header(source, name=name)
+        header = image_header(source, name=name)
     except InputTooLarge as err:
         raise Refusal(413, str(err)) from None
     except UnreadableImage:
         raise Refusal(400, f"{name}: not a readable image file") from None
+    if header.format not in formats:
+        raise Refusal(415, f"{name}: {header.format} files are not accepted; use {', '.join(formats)}")
+    return header
 
 
 def read_photo(path: str, name: str, options, max_pixels: int) -> np.ndarray:
@@ -68,7 +75,7 @@ def read_photo(path: str, name: str, options, max_pixels: int) -> np.ndarray:
     from dmfn_tf.high_resolution import check_budget
     from dmfn_tf.inference import read_image
 
-    header = _header(path, name)
+    header = _header(path, name, PHOTO_FORMATS)
     check_budget(header.height, header.width, options, max_pixels, source=name)
     try:
         image = read_image(path)[0]
@@ -85,7 +92,7 @@ def read_mask(data: bytes, height: int, width: int) -> np.ndarray:
     from dmfn_tf.data.image_files import error_summary
     from dmfn_tf.data.masks import decode_mask_bytes
 
-    header = _header(data, "mask")
+    header = _header(data, "mask", MASK_FORMATS)
     if (header.width, header.height) != (width, height):
         raise Refusal(400, f"the mask is {header.width}x{header.height} but the photo is {width}x{height}")
     try:
