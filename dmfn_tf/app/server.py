@@ -2,17 +2,35 @@
 
 Routes:
 - `GET /`: the page (`static/index.html`).
-- `GET /api/config`: the defaults the page starts from (model path, strategies, pixel budget).
+- `GET /api/config`: the defaults the page starts from: the models it may choose (labels, never
+  paths: `dmfn_tf.app.models`), the strategies, the pixel budget.
 - `POST /api/upload`: the photo file's bytes as the body (`X-Filename` names it, `X-Strategy` is
-  the strategy chosen on the page). Decoded with `dmfn_tf.inference.read_image` (EXIF orientation,
-  16-bit, CMYK, ...), checked against the pixel budget, kept in memory, and returned as a PNG
-  for the page to paint on: `{"id", "width", "height", "png"}` (base64).
-- `POST /api/inpaint`: JSON `{"id", "mask", "model", "strategy"}`, `mask` a base64 PNG of the
-  photo's size (white = hole, `dmfn_tf.data.load_mask_file`'s rule). Returns `{"png", "info"}`.
+  the strategy chosen on the page). Spooled to a private temporary file as it arrives, sized from
+  its header and refused before decoding (`dmfn_tf.app.decoding`), decoded with
+  `dmfn_tf.inference.read_image`, kept in memory (`dmfn_tf.app.uploads`) and returned as a PNG for
+  the page to paint on: `{"id", "width", "height", "png"}` (base64).
+- `POST /api/inpaint`: JSON `{"id", "mask", "model", "strategy"}` (strings), `mask` a base64 PNG of
+  the photo's size (white = hole, `dmfn_tf.data.load_mask_file`'s rule). Returns `{"png", "info"}`.
 
-Every error reaches the page as `{"error": "one line"}`: user errors (not an image, over the
-budget, empty mask, bad model path) with status 400, anything else with status 500 and the
-traceback in the server's log only.
+Hardening (issue 19), each behaviour tested in `tests/app_server_test.py`:
+- every request must name this server (`Host`) and come from its page (`Origin`): 403 otherwise
+  (`dmfn_tf.app.origin`), so neither a page on another site nor a DNS-rebinding name can use it;
+- a body is read only after its `Content-Length` was checked (`dmfn_tf.app.body`): missing, not a
+  number or over the route's limit is a 4xx before a byte is read, and never more than the declared
+  bytes are read; all bodies in flight share one budget (`MAX_INPUT_BYTES`), past it a request gets 503;
+- connections idle for `IDLE_TIMEOUT_S` are closed; a request must arrive whole (headers and body)
+  within `RECEIVE_DEADLINE_S` (408); at most `MAX_CONNECTIONS` connections are served at once (503
+  beyond), each in its own thread, so a slow client never stalls the others;
+- the model runs for one request at a time; a request waits at most `BUSY_WAIT_S` for it (503), and
+  the model file is checked to be a regular file before it is opened (`dmfn_tf.app.models`);
+- every error is `{"error": one line}` with a 4xx status (503 when busy) and no path of the machine
+  (`dmfn_tf.app.refusal.one_line`), also for malformed requests the standard library refuses; a
+  bug is a 500 whose message names only the exception's type (the log has the traceback).
+
+Why the standard library and not a server library: the project has no web dependency, the page
+needs two routes, and each limit above is a few lines with its own test; a library (waitress,
+uvicorn + h11) would still need the `Host`/`Origin` rules, the in-flight budget, the header-first
+image checks and the one-line errors written here, and would add a dependency to every install.
 """
 
 from __future__ import annotations
@@ -24,12 +42,12 @@ import io
 import json
 import logging
 import os
+import socket
 import tempfile
 import threading
 import time
 import traceback
 import urllib.parse
-from collections import OrderedDict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -37,22 +55,36 @@ from importlib import resources
 import numpy as np
 from PIL import Image
 
+from dmfn_tf.app.body import InFlightBytes, declared_length, read_body
+from dmfn_tf.app.decoding import plain_filename, read_mask, read_photo
+from dmfn_tf.app.models import ModelChoices
+from dmfn_tf.app.origin import HostGuard
+from dmfn_tf.app.refusal import Refusal, one_line
+from dmfn_tf.app.uploads import UPLOAD_MEMORY_BYTES, UploadStore
 from dmfn_tf.errors import UserError
 from dmfn_tf.high_resolution import STRATEGIES, HDOptions, check_budget, holes_of, inpaint_hd, plan
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS
+from dmfn_tf.input_limits import MAX_INPUT_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-# Largest request body accepted (a 12 MP PNG is about 25 MB, base64 adds a third).
-MAX_BODY_BYTES = 256 * 1024 * 1024
-# Photos kept in memory between upload and inpainting (oldest dropped first).
-KEPT_UPLOADS = 4
+# Largest `/api/inpaint` body: a JSON object around one base64 mask PNG of the photo's size. The
+# browser's two-colour mask of an 8192² photo is a few MiB; 32 MiB leaves room and keeps the JSON
+# text, its parse and the decoded mask far below the upload's limit (`MAX_INPUT_BYTES`).
+MAX_JSON_BYTES = MAX_INPUT_BYTES // 8
+IDLE_TIMEOUT_S = 20.0
+RECEIVE_DEADLINE_S = 120.0
+BUSY_WAIT_S = 30.0
+MAX_CONNECTIONS = 64
 
 log = logging.getLogger(__name__)
 
 
-class AppError(UserError):
-    """A request the page sent cannot be served; the message is shown on the page."""
+class AppError(Refusal):
+    """A request the page sent cannot be served (400); the message is shown on the page."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(status, message)
 
 
 def _png_base64(image: np.ndarray) -> str:
@@ -71,91 +103,70 @@ def _decode_base64(text, what: str) -> bytes:
         raise AppError(f"the {what} is not valid base64") from None
 
 
-def _read_upload(data: bytes, filename: str, what: str):
-    """Decodes an uploaded file with the package's readers; messages name the upload, not a temp path."""
-    from dmfn_tf.inference import read_image, read_mask
-
-    name = os.path.basename(filename.replace("\\", "/")) or what
-    with tempfile.TemporaryDirectory(prefix="dmfn_app_") as directory:
-        path = os.path.join(directory, name)
-        with open(path, "wb") as f:
-            f.write(data)
-        try:
-            return read_image(path)[0] if what == "image" else read_mask(path)
-        except UserError as err:
-            raise AppError(str(err).replace(directory + os.sep, "")) from None
-
-
 class AppState:
-    """What the server keeps between requests: defaults, uploaded photos and loaded generators.
+    """What the server keeps between requests: defaults, uploaded photos and the loaded generator.
 
     Args:
-        model: the model path the page starts with (None: the user types one).
+        model: the model path the page starts with (None: the shipped model where present).
         hd: the high-resolution options; the page chooses the strategy, the rest comes from here.
         max_pixels: the pixel budget for every model input.
+        allowed_models: further model paths the page may choose (`dmfn_tf.app.models`).
+        upload_bytes: memory budget of the kept photos (`dmfn_tf.app.uploads`).
+        busy_wait_s: how long a request waits while another one runs the model (then 503).
     """
 
-    def __init__(self, model: str | None = None, hd: HDOptions = HDOptions(), max_pixels: int = DEFAULT_MAX_PIXELS):
+    def __init__(self, model: str | None = None, hd: HDOptions = HDOptions(), max_pixels: int = DEFAULT_MAX_PIXELS,
+                 allowed_models=(), upload_bytes: int = UPLOAD_MEMORY_BYTES, busy_wait_s: float = BUSY_WAIT_S):
         self.model = model
         self.hd = hd
         self.max_pixels = max_pixels
-        self.uploads: OrderedDict[str, tuple[str, np.ndarray]] = OrderedDict()
-        self.generators: dict[tuple[str, float], object] = {}
-        self.lock = threading.Lock()  # one inpainting at a time: the model and the caches are shared
+        self.models = ModelChoices(model, allowed_models)
+        self.uploads = UploadStore(upload_bytes)
+        self.busy_wait_s = busy_wait_s
+        self.lock = threading.Lock()  # one inpainting at a time: the model is shared
 
     def options(self, strategy) -> HDOptions:
-        if strategy not in STRATEGIES:
-            raise AppError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if not isinstance(strategy, str) or strategy not in STRATEGIES:
+            shown = repr(strategy[:40]) if isinstance(strategy, str) else "that"
+            raise AppError(f"unknown strategy {shown}; choose one of {', '.join(STRATEGIES)}")
         return dataclasses.replace(self.hd, strategy=strategy)
 
     def config(self) -> dict:
-        return {"model": self.model or "", "strategies": list(STRATEGIES), "strategy": self.hd.strategy,
-                "max_pixels": self.max_pixels, "trained_size": self.hd.trained_size}
+        return {"model": self.models.default or "", "models": self.models.labels, "strategies": list(STRATEGIES),
+                "strategy": self.hd.strategy, "max_pixels": self.max_pixels, "trained_size": self.hd.trained_size}
 
-    def upload(self, data: bytes, filename: str, strategy: str) -> dict:
-        if not data:
-            raise AppError("the uploaded file is empty")
-        image = _read_upload(data, filename, "image")
+    def upload(self, path: str, name: str, strategy) -> dict:
+        """Reads the spooled upload at `path` (shown as `name`), keeps it and returns what the page shows."""
+        image = read_photo(path, name, self.options(strategy), self.max_pixels)
+        upload_id = self.uploads.add(name, image)
         height, width = image.shape[:2]
-        check_budget(height, width, self.options(strategy), self.max_pixels, source=os.path.basename(filename) or "photo")
-        upload_id = f"{time.monotonic_ns():x}"
-        with self.lock:
-            self.uploads[upload_id] = (filename, image)
-            while len(self.uploads) > KEPT_UPLOADS:
-                self.uploads.popitem(last=False)
         return {"id": upload_id, "width": width, "height": height, "png": _png_base64(image)}
 
-    def generator(self, path: str):
-        from dmfn_tf.model_io import load_generator, resolve_generator_path
-
-        if not path:
-            raise AppError("no model: give the path of a .keras generator, a training run directory or a .pth checkpoint")
-        source = resolve_generator_path(os.path.expanduser(path))
-        key = (os.path.realpath(source), os.path.getmtime(source))
-        if key not in self.generators:
-            self.generators.clear()  # keep one model in memory
-            self.generators[key] = load_generator(source)
-        return self.generators[key]
-
     def inpaint(self, request: dict) -> dict:
+        for key in ("id", "mask", "model", "strategy"):
+            if request.get(key) is not None and not isinstance(request[key], str):
+                raise AppError(f"'{key}' must be a string")
         upload = self.uploads.get(request.get("id"))
         if upload is None:
-            raise AppError("upload a photo first (or upload it again: the server keeps only the last few)")
-        filename, image = upload
-        options = self.options(request.get("strategy", self.hd.strategy))
-        mask = _read_upload(_decode_base64(request.get("mask"), "mask"), "mask.png", "mask")
-        if mask.shape[:2] != image.shape[:2]:
-            raise AppError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the photo is {image.shape[1]}x{image.shape[0]}")
+            raise AppError("upload a photo first (this one is unknown, or was dropped to make room for newer "
+                           "uploads: upload it again)")
+        options = self.options(request.get("strategy") or self.hd.strategy)
+        self.models.path(request.get("model"))  # an unknown name fails before any decoding
+        image = upload.image
+        mask = read_mask(_decode_base64(request.get("mask"), "mask"), *image.shape[:2])
         hole = holes_of(mask[..., 0])
         if not hole.any():
             raise AppError("the mask is empty: paint over the part of the photo to fill, then run again")
-        name = os.path.basename(filename) or "photo"
-        check_budget(*image.shape[:2], options, self.max_pixels, source=name)
-        with self.lock:
-            generator = self.generator(request.get("model") or self.model or "")
+        check_budget(*image.shape[:2], options, self.max_pixels, source=upload.name)
+        if not self.lock.acquire(timeout=self.busy_wait_s):
+            raise Refusal(503, "the model is busy with another request; try again in a moment")
+        try:
+            generator = self.models.load(request.get("model"))
             start = time.perf_counter()
-            result = inpaint_hd(generator, image, mask, options, max_pixels=self.max_pixels, source=name)
+            result = inpaint_hd(generator, image, mask, options, max_pixels=self.max_pixels, source=upload.name)
             seconds = time.perf_counter() - start
+        finally:
+            self.lock.release()
         strategy, windows = plan(hole, options)
         inputs = ", ".join(f"{w.model_width}x{w.model_height}" for w in windows)
         info = f"{strategy} strategy: the model ran on {len(windows)} input{'s' if len(windows) != 1 else ''} ({inputs}) in {seconds:.1f} s"
@@ -163,66 +174,198 @@ class AppState:
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Serves the page and the JSON API of one `AppState` (set on the server as `server.state`)."""
+    """Serves the page and the JSON API of one `AppState` (the server's `state`); see the module docstring."""
 
     server_version = "dmfn-app"
+    sys_version = ""
 
     def log_message(self, format, *args):  # noqa: A002  (the base class's name)
         log.info("%s %s", self.address_string(), format % args)
+
+    def setup(self):
+        self.timeout = self.server.idle_timeout_s  # the socket's timeout: idle connections are closed
+        self._expired = False
+        super().setup()
+
+    def handle(self):
+        self._receiving = threading.Timer(self.server.receive_deadline_s, self._expire)
+        self._receiving.daemon = True
+        self._receiving.start()
+        try:
+            super().handle()
+        finally:
+            self._receiving.cancel()
+
+    def _expire(self) -> None:
+        """The request did not arrive in time: stop reading (a blocked read returns), answer 408."""
+        self._expired = True
+        try:
+            self.connection.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("X-Frame-Options", "DENY")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
     def _json(self, status: int, payload: dict) -> None:
         self._send(status, json.dumps(payload).encode("utf-8"), "application/json")
 
+    def send_error(self, code, message=None, explain=None):
+        """The standard library's refusals (bad request line, huge headers, unknown method) as one-line JSON 4xx."""
+        if self._expired:
+            code, message = HTTPStatus.REQUEST_TIMEOUT, f"the request did not arrive within {self.server.receive_deadline_s:.0f} s"
+        elif code == HTTPStatus.NOT_IMPLEMENTED:
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, "only GET and POST are served"
+        elif code >= 500 and code != HTTPStatus.SERVICE_UNAVAILABLE:
+            code = HTTPStatus.BAD_REQUEST
+        self.close_connection = True
+        self.request_version = "HTTP/1.0"  # a status line even for a request line too broken to name its version
+        try:
+            self._json(int(code), {"error": one_line(message or HTTPStatus(code).phrase)})
+        except OSError:
+            pass
+
     def do_GET(self):  # noqa: N802  (the base class's name)
-        if self.path in ("/", "/index.html"):
-            page = resources.files("dmfn_tf.app").joinpath("static", "index.html").read_bytes()
-            self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
-        elif self.path == "/api/config":
-            self._json(HTTPStatus.OK, self.server.state.config())
-        else:
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {self.path}"})
+        self._serve(self._get)
 
     def do_POST(self):  # noqa: N802
+        self._serve(self._post)
+
+    def _serve(self, route) -> None:
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                self.close_connection = True
-                raise AppError(f"the upload is {length / 2**20:.0f} MiB; the limit is {MAX_BODY_BYTES / 2**20:.0f} MiB")
-            body = self.rfile.read(length)
-            state = self.server.state
-            if self.path == "/api/upload":
-                filename = urllib.parse.unquote(self.headers.get("X-Filename", "photo"))
-                payload = state.upload(body, filename, self.headers.get("X-Strategy", state.hd.strategy))
-            elif self.path == "/api/inpaint":
-                try:
-                    request = json.loads(body)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    raise AppError("the request is not valid JSON") from None
-                if not isinstance(request, dict):
-                    raise AppError("the request must be a JSON object")
-                payload = state.inpaint(request)
-            else:
-                self._json(HTTPStatus.NOT_FOUND, {"error": f"no API {self.path}"})
-                return
+            if self._expired:
+                raise Refusal(408, f"the request did not arrive within {self.server.receive_deadline_s:.0f} s")
+            self.server.host_guard.check(self.headers)
+            answer = route()
+        except Refusal as err:
+            self.close_connection = True
+            self._json(err.status, {"error": one_line(str(err))})
         except UserError as err:
-            self._json(HTTPStatus.BAD_REQUEST, {"error": str(err)})
-        except Exception as err:  # never a traceback on the page; the log has it
+            self._json(HTTPStatus.BAD_REQUEST, {"error": one_line(str(err))})
+        except MemoryError:
+            self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "the server ran out of memory for this request; "
+                                                                 "try a smaller photo or fewer holes"})
+        except Exception as err:  # a bug: never a traceback or a path on the page; the log has it
             log.error("%s failed:\n%s", self.path, traceback.format_exc())
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
-                       {"error": f"internal error ({type(err).__name__}: {str(err)[:200]}); the server's log has the details"})
+                       {"error": f"internal error ({type(err).__name__}); the server's log has the details"})
         else:
-            self._json(HTTPStatus.OK, payload)
+            if isinstance(answer, bytes):
+                self._send(HTTPStatus.OK, answer, "text/html; charset=utf-8")
+            else:
+                self._json(HTTPStatus.OK, answer)
+
+    def _route(self) -> str:
+        return urllib.parse.urlsplit(self.path).path
+
+    def _get(self):
+        route = self._route()
+        if route in ("/", "/index.html"):
+            return resources.files("dmfn_tf.app").joinpath("static", "index.html").read_bytes()
+        if route == "/api/config":
+            return self.server.state.config()
+        raise Refusal(404, "no such page: the app is at the server's root")
+
+    def _post(self):
+        routes = {"/api/upload": (MAX_INPUT_BYTES, self._upload), "/api/inpaint": (MAX_JSON_BYTES, self._inpaint)}
+        route = self._route()
+        if route not in routes:
+            raise Refusal(404, "no such API call: the page posts to its upload and inpaint calls only")
+        limit, serve = routes[route]
+        length = declared_length(self.headers, limit)
+        with self.server.in_flight.hold(length):
+            return serve(length)
+
+    def _read(self, length: int, sink):
+        """The body into `sink`, within the request's deadline; afterwards the deadline no longer applies."""
+        try:
+            read_body(self.rfile, length, sink, self._started + self.server.receive_deadline_s)
+        except Refusal:
+            if self._expired:
+                raise Refusal(408, f"the request did not arrive within {self.server.receive_deadline_s:.0f} s") from None
+            raise
+        self._receiving.cancel()
+        return sink
+
+    def handle_one_request(self):
+        self._started = time.monotonic()
+        super().handle_one_request()
+
+    def _upload(self, length: int) -> dict:
+        state = self.server.state
+        name = plain_filename(self.headers.get("X-Filename"))
+        strategy = self.headers.get("X-Strategy") or state.hd.strategy
+        state.options(strategy)  # a wrong strategy fails before the body is read
+        if length == 0:
+            raise AppError("the uploaded file is empty")
+        with tempfile.TemporaryDirectory(prefix="dmfn_app_") as directory:
+            path = os.path.join(directory, "upload")
+            with open(path, "wb") as f:
+                self._read(length, f)
+            return state.upload(path, name, strategy)
+
+    def _inpaint(self, length: int) -> dict:
+        body = self._read(length, bytearray(length))
+        try:
+            request = json.loads(body)
+        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise AppError("the request is not valid JSON") from None
+        if not isinstance(request, dict):
+            raise AppError("the request must be a JSON object")
+        return self.server.state.inpaint(request)
 
 
-def make_server(state: AppState, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
+class AppServer(ThreadingHTTPServer):
+    """A `ThreadingHTTPServer` with the limits of the module docstring; `state` is the `AppState` it serves."""
+
+    daemon_threads = True
+    block_on_close = False
+    _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+             b'{"error": "the server has too many connections open; try again in a moment"}')
+
+    def __init__(self, address, state: AppState, idle_timeout_s: float, receive_deadline_s: float, max_connections: int):
+        super().__init__(address, Handler)
+        self.state = state
+        self.idle_timeout_s = idle_timeout_s
+        self.receive_deadline_s = receive_deadline_s
+        self.in_flight = InFlightBytes(MAX_INPUT_BYTES)
+        self.host_guard = HostGuard(*self.server_address[:2])
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.settimeout(1.0)
+                request.sendall(self._BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def make_server(state: AppState, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+                idle_timeout_s: float = IDLE_TIMEOUT_S, receive_deadline_s: float = RECEIVE_DEADLINE_S,
+                max_connections: int = MAX_CONNECTIONS) -> AppServer:
     """A server for `state` bound to `host:port` (port 0: any free port); call `serve_forever()`.
 
     Example:
@@ -232,7 +375,4 @@ def make_server(state: AppState, host: str = DEFAULT_HOST, port: int = DEFAULT_P
     print(f"http://127.0.0.1:{server.server_address[1]}/"); server.serve_forever()
     ```
     """
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    server.state = state
-    return server
+    return AppServer((host, port), state, idle_timeout_s, receive_deadline_s, max_connections)

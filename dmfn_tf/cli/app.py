@@ -5,7 +5,11 @@ Example:
 ```
 dmfn app                              # the shipped model; then open http://127.0.0.1:7860/
 dmfn app --model runs/demo --trained-size 128
+dmfn app --allow-model runs/other --allow-model ref.pth   # more models the page may choose from
 ```
+
+The page chooses among the models named here (and the shipped one) by their labels; it never types
+a path (`dmfn_tf.app.models`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--model", help="the model the page starts with (.keras generator, run directory, .pth or "
                                         "'shipped'; default: the shipped model); the page can name another")
+    parser.add_argument("--allow-model", action="append", default=[], metavar="PATH",
+                        help="another model the page may choose (repeat for more); the page offers the --model one, "
+                             "the shipped one and these, by name")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
@@ -38,14 +45,12 @@ def run(args) -> int:
 
     from dmfn_tf.app.server import AppState, make_server
     from dmfn_tf.cli.model_option import model_or_shipped
-    from dmfn_tf.model_io import resolve_generator_path
-
     if args.max_pixels <= 0:
         raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
     hd = hd_options.options_from_args(args, args.model)
     model = model_or_shipped(args)
-    resolve_generator_path(model)  # a wrong path fails now, not on the first click
-    state = AppState(model=model, hd=hd, max_pixels=args.max_pixels)
+    # Every model is resolved and checked now (a wrong path or a FIFO fails here, not on the first click).
+    state = AppState(model=model, hd=hd, max_pixels=args.max_pixels, allowed_models=args.allow_model)
     try:
         server = make_server(state, args.host, args.port)
     except OSError as err:

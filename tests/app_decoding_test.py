@@ -1,0 +1,70 @@
+"""Photos and masks sent to `dmfn app` (dmfn_tf/app/decoding.py): plain names, sized from the header first."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dmfn_tf.app.decoding import plain_filename, read_mask, read_photo
+from dmfn_tf.app.refusal import Refusal
+from dmfn_tf.high_resolution import HDOptions
+from dmfn_tf.inference import PixelBudgetError
+
+
+def _png(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("header, name", [(None, "photo"), ("", "photo"), ("cat.png", "cat.png"),
+                                          ("%C3%A9t%C3%A9.jpg", "été.jpg"), ("a%20b.png", "a b.png")])
+def test_plain_names(header, name):
+    assert plain_filename(header) == name
+
+
+@pytest.mark.parametrize("header", [".", "..", "%2E%2E", "a/b", "a%2Fb", "a\\b", "%00", "x%0A", "%ff", "é.png", "a" * 256])
+def test_other_names_are_refused(header):
+    with pytest.raises(Refusal, match="X-Filename must be a plain file name") as caught:
+        plain_filename(header)
+    assert caught.value.status == 400
+
+
+def test_a_photo_is_read_after_its_header_is_checked(tmp_path):
+    photo = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    path = tmp_path / "upload"
+    path.write_bytes(_png(photo))
+    np.testing.assert_array_equal(read_photo(str(path), "cat.png", HDOptions(strategy="original"), 10_000), photo)
+    with pytest.raises(PixelBudgetError, match="^cat.png: 40x30 = 1,200 pixels exceeds the budget of 1,000"):
+        read_photo(str(path), "cat.png", HDOptions(strategy="original"), 1000)
+    path.write_bytes(b"not an image")
+    with pytest.raises(Refusal, match="^cat.png: not a readable image file$"):
+        read_photo(str(path), "cat.png", HDOptions(), 10_000)
+
+
+def test_a_mask_must_declare_the_photo_size_and_one_frame():
+    mask = np.zeros((30, 40), np.uint8)
+    mask[5:10, 5:10] = 255
+    decoded = read_mask(_png(mask), 30, 40)
+    assert decoded.shape == (30, 40, 1) and decoded.sum() == 25
+    with pytest.raises(Refusal, match="the mask is 40x30 but the photo is 40x31"):
+        read_mask(_png(mask), 31, 40)
+    frames = [Image.fromarray(np.full((30, 40), 255 * (i % 2), np.uint8)) for i in range(3)]
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
+    with pytest.raises(Refusal, match="mask: an animation of 3 frames") as caught:
+        read_mask(gif.getvalue(), 30, 40)
+    assert caught.value.status == 413
+
+
+def test_other_formats_are_refused_from_the_header(tmp_path):
+    path = tmp_path / "upload"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path, format="ICO")
+    with pytest.raises(Refusal, match="^icon.ico: ICO files are not accepted; use PNG, JPEG") as caught:
+        read_photo(str(path), "icon.ico", HDOptions(), 10_000)
+    assert caught.value.status == 415
+    tiff = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tiff, format="TIFF")
+    with pytest.raises(Refusal, match="^mask: TIFF files are not accepted"):
+        read_mask(tiff.getvalue(), 8, 8)
