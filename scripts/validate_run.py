@@ -10,6 +10,10 @@ best classic method (lowest LPIPS; scored once and cached beside the set) and th
 difference from it with its 95 % bootstrap interval. Then the curves are drawn
 (`scripts/plot_curves.py`, the baselines as horizontal lines) to `RUN/validation.png`.
 
+The strokes are keyed by each image's position in the sorted set, so every snapshot meets the same
+holes; the sets' keys are kept in `RUN/validation_sets.json`, and a set changed since earlier rows is
+named in a warning (its baselines are rescored; earlier rows measured other images).
+
 Snapshots load through `dmfn_tf.model_io.load_generator` (so a model carrying its own input
 convention is run as saved); the LPIPS network is built once per process.
 
@@ -60,6 +64,23 @@ def snapshots(run: Path) -> list[tuple[int, Path, dict]]:
     return sorted(found, key=lambda item: item[0])
 
 
+def _check_sets(run: Path, corpus: Path, protocols: list[str], log) -> None:
+    """Records the validation sets' keys in `run/validation_sets.json`; warns when a set has changed
+    since earlier rows were scored (those rows then measured other images or other strokes)."""
+    from dmfn_tf.atomic_files import write_text_atomically
+    from dmfn_tf.evaluation import validation
+
+    path = run / "validation_sets.json"
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    current = {protocol.name: validation.set_key(validation.set_folder(corpus, protocol), protocol)["files_sha256"]
+               for protocol in validation.protocols_named(protocols)}
+    changed = [name for name, key in current.items() if recorded.get(name, key) != key]
+    if changed:
+        log(f"warning: the validation set of {', '.join(changed)} changed since earlier rows of "
+            f"{run / 'validation.csv'}; those rows are not comparable with new ones")
+    write_text_atomically(path, json.dumps({**recorded, **current}, indent=1) + "\n")
+
+
 def validate_new_snapshots(run: Path, corpus: Path, protocols: list[str], log=print) -> list[dict]:
     """Scores the snapshots not yet in `run/validation.csv` and appends their rows; returns the new rows."""
     from dmfn_tf.evaluation import validation
@@ -73,6 +94,7 @@ def validate_new_snapshots(run: Path, corpus: Path, protocols: list[str], log=pr
                             "or validate into another run folder")
     done = {int(row["step"]) for row in existing}
     pending = [item for item in snapshots(run) if item[0] not in done]
+    _check_sets(run, corpus, protocols, log)
     log(f"{run}: {len(done)} snapshot(s) already validated, {len(pending)} to validate")
     rows = []
     for step, model, info in pending:

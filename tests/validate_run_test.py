@@ -58,7 +58,10 @@ def test_each_snapshot_is_validated_once_and_curves_are_drawn(small_protocols, t
     assert validate_run.validate_new_snapshots(run, corpus, names, log=lambda line: None) == []
     (run / "snapshots" / "generator-300.keras").unlink()
     _snapshot(run, 300, 2)
-    assert [row["step"] for row in validate_run.validate_new_snapshots(run, corpus, names, log=print)] == [300]
+    Image.fromarray(data.rocket()).resize((64, 64)).save(corpus / "val64" / "rocket.png")  # the set changes
+    lines = []
+    assert [row["step"] for row in validate_run.validate_new_snapshots(run, corpus, names, log=lines.append)] == [300]
+    assert "warning: the validation set of s64, s64_free changed" in lines[0]
 
     curve = validation.read_curve(run / "validation.csv")
     assert list(curve[0]) == validation.curve_columns(names)
