@@ -1,7 +1,8 @@
 """Validates every generator snapshot of a training run not yet validated, and draws its curves.
 
-A run keeps snapshots as `RUN/snapshots/generator-<step>.keras` beside
-`RUN/snapshots/generator-<step>.json` = `{"step": int, "cpu_seconds": float, "wall_seconds": float}`.
+A run keeps snapshots as `RUN/snapshots/generator-<step>.keras` (the step may be zero-padded, as
+training writes it) beside `RUN/snapshots/generator-<step>.json` = `{"step": int, "cpu_seconds":
+float, "wall_seconds": float}`.
 Each snapshot whose step is not yet in `RUN/validation.csv` is scored at the validation protocols
 (`dmfn_tf.evaluation.validation`: `p256`, `p128`, `p256_free`, `p128_free` on `<corpus>/val256` and
 `<corpus>/val128`, through `evaluation.protocol.evaluate`), and one row per snapshot is appended:
