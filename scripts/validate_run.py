@@ -82,6 +82,23 @@ def _check_sets(run: Path, corpus: Path, protocols: list[str], log) -> None:
     write_text_atomically(path, json.dumps({**recorded, **current}, indent=1) + "\n")
 
 
+def _log_baselines(corpus: Path, protocols: list[str], log) -> None:
+    """Scores (or reads from the cache) the classic baselines of each protocol, and logs their LPIPS."""
+    import numpy as np
+
+    from dmfn_tf.evaluation import validation
+
+    for protocol in validation.protocols_named(protocols):
+        started = time.process_time()
+        cached = validation.baseline_scores(corpus, protocol)
+        spent = time.process_time() - started
+        lpips = ", ".join(f"{method} {np.mean(scores['lpips']):.4f}" for method, scores in cached["scores"].items())
+        fallbacks = ", ".join(f"{name} {report.get('fallbacks', '?')} of {len(cached['files'])} image(s) off its "
+                              f"first route" for name, report in cached["routes"].items())
+        log(f"classic baselines at {protocol.name} ({len(cached['files'])} images, "
+            f"{'cached' if spent < 1 else f'scored in {spent:.0f} CPU s'}): LPIPS {lpips}; {fallbacks or 'no fallbacks'}")
+
+
 def validate_new_snapshots(run: Path, corpus: Path, protocols: list[str], log=print) -> list[dict]:
     """Scores the snapshots not yet in `run/validation.csv` and appends their rows; returns the new rows."""
     from dmfn_tf.evaluation import validation
@@ -96,6 +113,8 @@ def validate_new_snapshots(run: Path, corpus: Path, protocols: list[str], log=pr
     done = {int(row["step"]) for row in existing}
     pending = [item for item in snapshots(run) if item[0] not in done]
     _check_sets(run, corpus, protocols, log)
+    if pending:
+        _log_baselines(corpus, protocols, log)
     log(f"{run}: {len(done)} snapshot(s) already validated, {len(pending)} to validate")
     rows = []
     for step, model, info in pending:
