@@ -29,7 +29,9 @@ import numpy as np
 
 # Curves shorter than this are not extrapolated (their later half is too noisy to fit).
 MIN_POINTS = 10
-BASELINE_STYLE = {"telea": ":", "ns": "--", "biharmonic": "-.", "patchmatch": (0, (5, 1, 1, 1, 1, 1))}
+# Baselines: (line style, colour), colours outside the first five of matplotlib's cycle (the runs').
+BASELINE_STYLE = {"telea": (":", "#8c564b"), "ns": ("--", "#7f7f7f"), "biharmonic": ("-.", "#bcbd22"),
+                  "patchmatch": ((0, (1, 1)), "#17becf")}
 # Columns of curve.csv files written before validation.csv, by their current names.
 LEGACY_COLUMNS = {"wall_s": "wall_seconds", "cpu_s": "cpu_seconds"}
 PROTOCOL_TITLES = {"p256": "256², centred 128² hole", "p128": "128², centred 64² hole",
@@ -94,7 +96,8 @@ def plot(runs: dict[str, Path], corpus: Path, protocols: list[str], out: Path) -
                     x = curve["cpu_seconds"] / 3600 if x_key == "cpu_h" else curve["step"]
                     axis.plot(x, curve[f"{protocol}_{metric}"], marker=".", label=label)
             for name, means in baselines.items():
-                axis.axhline(means[metric], color="grey", linestyle=BASELINE_STYLE.get(name, "-"), label=name)
+                style, colour = BASELINE_STYLE.get(name, ("-", "grey"))
+                axis.axhline(means[metric], color=colour, linestyle=style, label=name)
             axis.set_xlabel("process CPU hours" if x_key == "cpu_h" else "training step")
             axis.set_title(f"{protocol} ({PROTOCOL_TITLES.get(protocol, protocol)}): {title}", fontsize=9)
             axis.grid(alpha=0.3)

@@ -1,7 +1,8 @@
 """Validates every generator snapshot of a training run not yet validated, and draws its curves.
 
-A run keeps snapshots as `RUN/snapshots/generator-<step>.keras` beside
-`RUN/snapshots/generator-<step>.json` = `{"step": int, "cpu_seconds": float, "wall_seconds": float}`.
+A run keeps snapshots as `RUN/snapshots/generator-<step>.keras` (the step may be zero-padded, as
+training writes it) beside `RUN/snapshots/generator-<step>.json` = `{"step": int, "cpu_seconds":
+float, "wall_seconds": float}`.
 Each snapshot whose step is not yet in `RUN/validation.csv` is scored at the validation protocols
 (`dmfn_tf.evaluation.validation`: `p256`, `p128`, `p256_free`, `p128_free` on `<corpus>/val256` and
 `<corpus>/val128`, through `evaluation.protocol.evaluate`), and one row per snapshot is appended:
@@ -9,6 +10,10 @@ the step, the training's CPU and wall seconds, and per protocol the model's LPIP
 best classic method (lowest LPIPS; scored once and cached beside the set) and the paired LPIPS
 difference from it with its 95 % bootstrap interval. Then the curves are drawn
 (`scripts/plot_curves.py`, the baselines as horizontal lines) to `RUN/validation.png`.
+
+The strokes are keyed by each image's position in the sorted set, so every snapshot meets the same
+holes; the sets' keys are kept in `RUN/validation_sets.json`, and a set changed since earlier rows is
+named in a warning (its baselines are rescored; earlier rows measured other images).
 
 Snapshots load through `dmfn_tf.model_io.load_generator` (so a model carrying its own input
 convention is run as saved); the LPIPS network is built once per process.
@@ -60,6 +65,40 @@ def snapshots(run: Path) -> list[tuple[int, Path, dict]]:
     return sorted(found, key=lambda item: item[0])
 
 
+def _check_sets(run: Path, corpus: Path, protocols: list[str], log) -> None:
+    """Records the validation sets' keys in `run/validation_sets.json`; warns when a set has changed
+    since earlier rows were scored (those rows then measured other images or other strokes)."""
+    from dmfn_tf.atomic_files import write_text_atomically
+    from dmfn_tf.evaluation import validation
+
+    path = run / "validation_sets.json"
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    current = {protocol.name: validation.set_key(validation.set_folder(corpus, protocol), protocol)["files_sha256"]
+               for protocol in validation.protocols_named(protocols)}
+    changed = [name for name, key in current.items() if recorded.get(name, key) != key]
+    if changed:
+        log(f"warning: the validation set of {', '.join(changed)} changed since earlier rows of "
+            f"{run / 'validation.csv'}; those rows are not comparable with new ones")
+    write_text_atomically(path, json.dumps({**recorded, **current}, indent=1) + "\n")
+
+
+def _log_baselines(corpus: Path, protocols: list[str], log) -> None:
+    """Scores (or reads from the cache) the classic baselines of each protocol, and logs their LPIPS."""
+    import numpy as np
+
+    from dmfn_tf.evaluation import validation
+
+    for protocol in validation.protocols_named(protocols):
+        started = time.process_time()
+        cached = validation.baseline_scores(corpus, protocol)
+        spent = time.process_time() - started
+        lpips = ", ".join(f"{method} {np.mean(scores['lpips']):.4f}" for method, scores in cached["scores"].items())
+        fallbacks = ", ".join(f"{name} {report.get('fallbacks', '?')} of {len(cached['files'])} image(s) off its "
+                              f"first route" for name, report in cached["routes"].items())
+        log(f"classic baselines at {protocol.name} ({len(cached['files'])} images, "
+            f"{'cached' if spent < 1 else f'scored in {spent:.0f} CPU s'}): LPIPS {lpips}; {fallbacks or 'no fallbacks'}")
+
+
 def validate_new_snapshots(run: Path, corpus: Path, protocols: list[str], log=print) -> list[dict]:
     """Scores the snapshots not yet in `run/validation.csv` and appends their rows; returns the new rows."""
     from dmfn_tf.evaluation import validation
@@ -73,6 +112,9 @@ def validate_new_snapshots(run: Path, corpus: Path, protocols: list[str], log=pr
                             "or validate into another run folder")
     done = {int(row["step"]) for row in existing}
     pending = [item for item in snapshots(run) if item[0] not in done]
+    _check_sets(run, corpus, protocols, log)
+    if pending:
+        _log_baselines(corpus, protocols, log)
     log(f"{run}: {len(done)} snapshot(s) already validated, {len(pending)} to validate")
     rows = []
     for step, model, info in pending:

@@ -1,5 +1,6 @@
 """Classic inpainting baselines: known pixels untouched, holes filled plausibly, clear errors."""
 
+import sys
 from collections import Counter
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from skimage import data
 from skimage.transform import resize
 
-from dmfn_tf.evaluation.baselines import BASELINES, BaselineInputError, PatchMatch
+from dmfn_tf.evaluation.baselines import BASELINES, BaselineInputError, BaselineUnavailable, PatchMatch
 
 
 def _photo() -> np.ndarray:
@@ -130,3 +131,9 @@ def test_patchmatch_falls_back_to_biharmonic_when_every_route_refuses(monkeypatc
     patchmatch = PatchMatch()
     np.testing.assert_array_equal(patchmatch(image, mask), BASELINES["biharmonic"](image, mask))
     assert patchmatch.routes == Counter({"biharmonic": 1})
+
+
+def test_patchmatch_without_its_package_is_a_one_line_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "patchmatch_cython", None)  # what an absent package looks like to import
+    with pytest.raises(BaselineUnavailable, match="pip install patchmatch-cython"):
+        PatchMatch()(_photo(), _center_hole())

@@ -41,10 +41,11 @@ def small_protocols(monkeypatch, tmp_path):
 
 
 def _snapshot(run, step, seed):
+    """A snapshot as training writes it: `generator-<step, zero-padded>.keras` and its `.json`."""
     keras.utils.set_random_seed(seed)
     folder = run / "snapshots"
-    save_model_atomically(build_generator(nf=4, n_blocks=1), folder / f"generator-{step}.keras")
-    (folder / f"generator-{step}.json").write_text(json.dumps({"step": step, "cpu_seconds": step * 1.5,
+    save_model_atomically(build_generator(nf=4, n_blocks=1), folder / f"generator-{step:08d}.keras")
+    (folder / f"generator-{step:08d}.json").write_text(json.dumps({"step": step, "cpu_seconds": step * 1.5,
                                                                "wall_seconds": step * 2.0}))
 
 
@@ -52,13 +53,16 @@ def test_each_snapshot_is_validated_once_and_curves_are_drawn(small_protocols, t
     corpus, run, names = small_protocols, tmp_path / "run", ["s64", "s64_free"]
     _snapshot(run, 200, 1)
     _snapshot(run, 100, 0)
-    (run / "snapshots" / "generator-300.keras").write_bytes(b"being written")  # no description yet: skipped
+    (run / "snapshots" / "generator-00000300.keras").write_bytes(b"being written")  # no description yet: skipped
     rows = validate_run.validate_new_snapshots(run, corpus, names, log=lambda line: None)
     assert [row["step"] for row in rows] == [100, 200]
     assert validate_run.validate_new_snapshots(run, corpus, names, log=lambda line: None) == []
-    (run / "snapshots" / "generator-300.keras").unlink()
+    (run / "snapshots" / "generator-00000300.keras").unlink()
     _snapshot(run, 300, 2)
-    assert [row["step"] for row in validate_run.validate_new_snapshots(run, corpus, names, log=print)] == [300]
+    Image.fromarray(data.rocket()).resize((64, 64)).save(corpus / "val64" / "rocket.png")  # the set changes
+    lines = []
+    assert [row["step"] for row in validate_run.validate_new_snapshots(run, corpus, names, log=lines.append)] == [300]
+    assert "warning: the validation set of s64, s64_free changed" in lines[0]
 
     curve = validation.read_curve(run / "validation.csv")
     assert list(curve[0]) == validation.curve_columns(names)

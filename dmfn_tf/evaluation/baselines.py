@@ -39,6 +39,10 @@ class BaselineInputError(UserError, ValueError):
     """An image or mask given to a baseline has the wrong shape or type."""
 
 
+class BaselineUnavailable(UserError, ImportError):
+    """A baseline's optional package is not installed; the message says which and how to install it."""
+
+
 def _check_inputs(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     image, mask = np.asarray(image), np.asarray(mask)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
@@ -153,8 +157,11 @@ class PatchMatch:
         Returns:
             (H, W, 3) uint8 with the hole filled and the known pixels unchanged.
         """
-        import patchmatch_cython  # optional dependency (extra "eval")
-
+        try:
+            import patchmatch_cython  # optional dependency (extra "eval")
+        except ImportError:
+            raise BaselineUnavailable("the patchmatch baseline needs the package patchmatch-cython: "
+                                      "pip install patchmatch-cython (or leave patchmatch out of --baselines)") from None
         image, mask = _check_inputs(image, mask)
         if not mask.any():
             return image.copy()

@@ -106,7 +106,8 @@ def protocols_named(protocols: Sequence[str | ValidationProtocol]) -> list[Valid
     return [PROTOCOLS[item] if isinstance(item, str) else item for item in protocols]
 
 
-def _folder(corpus: str | os.PathLike, protocol: ValidationProtocol) -> Path:
+def set_folder(corpus: str | os.PathLike, protocol: ValidationProtocol) -> Path:
+    """The protocol's validation folder in `corpus`; a missing one is an `EvaluationInputError`."""
     folder = Path(corpus).expanduser() / protocol.folder
     if not folder.is_dir():
         raise EvaluationInputError(f"{folder}: no such validation folder (protocol {protocol.name}); "
@@ -144,7 +145,7 @@ def baseline_scores(corpus: str | os.PathLike, protocol: ValidationProtocol, pro
     Returns:
         `{"files": [...], "scores": method -> metric -> list, "routes": baseline -> route -> images}`.
     """
-    folder = _folder(corpus, protocol)
+    folder = set_folder(corpus, protocol)
     cache = Path(corpus).expanduser() / f"baselines_{protocol.name}.json"
     key = set_key(folder, protocol)
     cached = _read_cache(cache, key)
@@ -166,7 +167,7 @@ def evaluate_protocol(generator, corpus: str | os.PathLike, protocol: Validation
         The `EvaluationResult` (per-image scores of the model and every baseline, comparisons).
     """
     cached = baseline_scores(corpus, protocol)
-    folder = _folder(corpus, protocol)
+    folder = set_folder(corpus, protocol)
     result = evaluate(folder, protocol.settings, generator=generator, name=MODEL, scored=cached["scores"])
     if result.files != cached["files"]:
         raise EvaluationInputError(f"{folder}: the files changed while scoring; run again")
