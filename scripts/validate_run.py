@@ -99,8 +99,11 @@ def _log_baselines(corpus: Path, protocols: list[str], log) -> None:
             f"{'cached' if spent < 1 else f'scored in {spent:.0f} CPU s'}): LPIPS {lpips}; {fallbacks or 'no fallbacks'}")
 
 
-def validate_new_snapshots(run: Path, corpus: Path, protocols: list[str], log=print) -> list[dict]:
-    """Scores the snapshots not yet in `run/validation.csv` and appends their rows; returns the new rows."""
+def validate_new_snapshots(run: Path, corpus: Path, protocols: list[str], log=print, steps=None) -> list[dict]:
+    """Scores the snapshots not yet in `run/validation.csv` and appends their rows; returns the new rows.
+
+    `steps`, when given, is a predicate on a snapshot's step: only those it accepts are scored.
+    """
     from dmfn_tf.evaluation import validation
     from dmfn_tf.model_io import load_generator
 
@@ -111,7 +114,7 @@ def validate_new_snapshots(run: Path, corpus: Path, protocols: list[str], log=pr
         raise SnapshotError(f"{csv_path}: its columns are for other protocols; pass the same --protocols "
                             "or validate into another run folder")
     done = {int(row["step"]) for row in existing}
-    pending = [item for item in snapshots(run) if item[0] not in done]
+    pending = [item for item in snapshots(run) if item[0] not in done and (steps is None or steps(item[0]))]
     _check_sets(run, corpus, protocols, log)
     if pending:
         _log_baselines(corpus, protocols, log)
@@ -130,19 +133,37 @@ def validate_new_snapshots(run: Path, corpus: Path, protocols: list[str], log=pr
     return rows
 
 
+def _step_filter(run: Path, every: int, up_to_cpu: float):
+    """The predicate of the snapshots to score (`--every`, `--up-to-cpu`), or None for all."""
+    if not every and not up_to_cpu:
+        return None
+    found = snapshots(run)
+    if up_to_cpu:
+        within = [step for step, _, info in found if info["cpu_seconds"] <= up_to_cpu]
+        chosen = {within[-1]} if within else set()
+        return lambda step: step in chosen
+    latest = found[-1][0] if found else None
+    return lambda step: step % every == 0 or step == latest
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="the training run folder (holding snapshots/)")
     parser.add_argument("--corpus", required=True, help="the corpus root (val256/, val128/)")
     parser.add_argument("--protocols", nargs="+", default=["p256", "p128", "p256_free", "p128_free"])
     parser.add_argument("--plot", help="the curves' PNG (default RUN/validation.png); 'none' to skip")
+    parser.add_argument("--every", type=int, default=0,
+                        help="score only snapshots whose step is a multiple of this, and the latest (default: all)")
+    parser.add_argument("--up-to-cpu", type=float, default=0.0, metavar="SECONDS",
+                        help="score only the last snapshot within this many training CPU seconds (a recipe "
+                             "comparison at equal CPU time)")
     args = parser.parse_args(argv)
 
     from dmfn_tf.errors import UserError
 
     run, corpus = Path(args.run).expanduser(), Path(args.corpus).expanduser()
     try:
-        validate_new_snapshots(run, corpus, args.protocols)
+        validate_new_snapshots(run, corpus, args.protocols, steps=_step_filter(run, args.every, args.up_to_cpu))
         if args.plot != "none":
             import plot_curves
 

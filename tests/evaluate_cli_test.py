@@ -116,7 +116,7 @@ def test_evaluate_rejects_mismatches():
 
 def test_cases_table_and_grid():
     scores = {"psnr": np.array([20.0, 30.0, 10.0, 25.0, 15.0]), "ssim": np.ones(5), "l1": np.zeros(5),
-              "lpips": np.array([0.3, 0.1, 0.5, 0.2, 0.4])}
+              "lpips": np.array([0.3, 0.1, 0.5, 0.2, 0.4]), "colour": np.arange(5.0)}
     assert select_cases(scores, 2) == ([2, 4], [1, 3])
     without_lpips = dict(scores, lpips=np.full(5, np.nan))
     assert select_cases(without_lpips, 1) == ([2], [1])
@@ -180,7 +180,7 @@ def test_cli_end_to_end(photo_folder, generator_file, tmp_path):
         assert (out / name).is_file(), name
 
     rows = _read_csv(out / "per_image.csv")
-    assert list(rows[0]) == ["file", "method", "psnr", "ssim", "l1", "lpips"]
+    assert list(rows[0]) == ["file", "method", "psnr", "ssim", "l1", "lpips", "colour"]
     methods = ["dmfn", "telea", "ns", "biharmonic", "patchmatch"]
     expected_files = sorted(f"{name}.png" for name in SAMPLE_PHOTOS)[:3]
     assert [(row["method"], row["file"]) for row in rows] == [(m, f) for m in methods for f in expected_files]

@@ -95,3 +95,23 @@ def test_rejects_wrong_inputs():
         ssim(np.zeros((1, 16, 16, 3), np.uint8), np.zeros((1, 16, 12, 3), np.uint8))
     with pytest.raises(MetricInputError, match="at least 11"):
         ssim(np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 8, 8, 3), np.uint8))
+
+
+def test_hole_colour_error_is_the_mean_shift_inside_the_hole_in_8_bit_levels():
+    from dmfn_tf.evaluation.metrics import hole_colour_error
+
+    rng = np.random.default_rng(3)
+    targets = rng.uniform(-1, 1, (3, 16, 20, 3))
+    holes = np.zeros((3, 16, 20, 1))
+    holes[0, 4:12, 5:15] = 1
+    holes[1, :, :7] = 1  # image 2 has no hole
+    outputs = targets.copy()
+    outputs[0] += np.where(holes[0] > 0, [0.2, -0.1, 0.0], 0.0)  # shifted inside the hole only
+    outputs[1] += rng.normal(0, 0.3, (16, 20, 3)) * holes[1]
+    expected = []
+    for i in range(3):
+        inside = holes[i, ..., 0] > 0
+        shift = [(outputs[i][inside][:, c] - targets[i][inside][:, c]).mean() if inside.any() else 0.0 for c in range(3)]
+        expected.append(np.mean(np.abs(shift)) * 127.5)
+    np.testing.assert_allclose(hole_colour_error(outputs, targets, holes), expected, rtol=1e-12, atol=1e-12)
+    assert hole_colour_error(outputs, targets, holes)[0] == pytest.approx(0.1 * 127.5)

@@ -92,3 +92,20 @@ def test_bad_snapshots_and_folders_are_one_line_errors(small_protocols, tmp_path
     (run / "snapshots" / "generator-5.json").write_text("{")
     assert validate_run.main(["--run", str(run), "--corpus", str(small_protocols), "--protocols", "p999"]) == 2
     assert "unknown validation protocols" in capsys.readouterr().err
+
+
+def test_step_filters_pick_multiples_and_the_last_snapshot_within_a_cpu_budget(tmp_path):
+    run = tmp_path / "run"
+    for step in (100, 200, 300, 400, 500):  # cpu_seconds = 1.5 * step
+        folder = run / "snapshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"generator-{step:08d}.keras").write_bytes(b"x")
+        (folder / f"generator-{step:08d}.json").write_text(json.dumps({"step": step, "cpu_seconds": step * 1.5,
+                                                                   "wall_seconds": step * 2.0}))
+    assert validate_run._step_filter(run, 0, 0) is None
+    every = validate_run._step_filter(run, 200, 0)
+    assert [step for step in (100, 200, 300, 400, 500) if every(step)] == [200, 400, 500]
+    budget = validate_run._step_filter(run, 0, 600.0)  # 400 steps cost 600 CPU s
+    assert [step for step in (100, 200, 300, 400, 500) if budget(step)] == [400]
+    nothing = validate_run._step_filter(run, 0, 100.0)
+    assert not any(nothing(step) for step in (100, 200, 300, 400, 500))

@@ -107,7 +107,7 @@ def test_validate_compares_with_the_best_classic_method_image_by_image(corpus, g
 
 def test_curve_rows_append_atomically_and_keep_their_columns(tmp_path):
     difference = {"mean": -0.01, "low": -0.02, "high": 0.001}
-    score = validation.ProtocolScore(0.2, 25.0, 0.8, "patchmatch", 0.21, difference, {})
+    score = validation.ProtocolScore(0.2, 25.0, 0.8, 1.5, "patchmatch", 0.21, difference, {})
     path = tmp_path / "validation.csv"
     validation.append_curve_row(path, validation.curve_row(100, 12.34, 20.0, {"p128": score}))
     validation.append_curve_row(path, validation.curve_row(200, 24.0, 40.0, {"p128": score}))

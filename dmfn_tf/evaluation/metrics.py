@@ -15,6 +15,10 @@ came from uint8 as `x / 127.5 - 1` map back to the same pixels.
   convention: `structural_similarity(target, output, channel_axis=-1, gaussian_weights=True,
   sigma=1.5, use_sample_covariance=False, data_range=255)`.
 - L1: mean absolute difference of the float images in [-1, 1] units (not quantised).
+- hole colour error (`hole_colour_error`): how far the fill's average colour is from the truth's,
+  in 8-bit levels: per channel, the mean over the hole's pixels of output minus target; the absolute
+  values averaged over the three channels. A fill whose global colour ignores its surroundings
+  scores high even when its texture is right; 0 for an image without a hole.
 
 All functions take batches (N, H, W, 3) and return one float64 value per image.
 """
@@ -128,6 +132,24 @@ def l1(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
             f"expected two (N, H, W, C) batches of the same shape; got {outputs.shape} and {targets.shape}"
         )
     return np.mean(np.abs(outputs - targets), axis=(1, 2, 3))
+
+
+def hole_colour_error(outputs: np.ndarray, targets: np.ndarray, holes: np.ndarray) -> np.ndarray:
+    """Mean over channels of |mean over the hole of (output - target)|, in 8-bit levels, per image.
+
+    Args:
+        outputs: (N, H, W, 3) float in [-1, 1].
+        targets: (N, H, W, 3) float in [-1, 1].
+        holes: (N, H, W, 1) or (H, W, 1) {0, 1}, 1 = hole.
+
+    Returns:
+        (N,) float64.
+    """
+    outputs, targets = np.asarray(outputs, np.float64), np.asarray(targets, np.float64)
+    holes = np.broadcast_to(np.asarray(holes, np.float64), outputs.shape[:3] + (1,))
+    area = holes.sum(axis=(1, 2))
+    shift = ((outputs - targets) * holes).sum(axis=(1, 2)) / np.maximum(area, 1.0)
+    return np.abs(shift).mean(axis=-1) * 127.5
 
 
 def image_metrics(outputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:

@@ -36,12 +36,12 @@ import numpy as np
 
 from dmfn_tf.atomic_files import atomic_path, write_text_atomically
 from dmfn_tf.errors import UserError
-from dmfn_tf.evaluation.metrics import image_metrics
+from dmfn_tf.evaluation.metrics import hole_colour_error, image_metrics
 from dmfn_tf.evaluation.paper import PAPER_DMFN_RESULTS
 from dmfn_tf.evaluation.statistics import comparison_table
 from dmfn_tf.inpainting import binarise_mask, composite, inpaint_float, to_model_range, to_uint8
 
-METRICS = ("psnr", "ssim", "l1", "lpips")
+METRICS = ("psnr", "ssim", "l1", "lpips", "colour")
 CSV_COLUMNS = ("file", "method") + METRICS
 
 InpaintFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -157,6 +157,7 @@ def score(
         composites = np.asarray(composite(np.clip(outputs, -1.0, 1.0), batch_images, batch_masks))
         for metric, values in image_metrics(composites, batch_images).items():
             collected[metric].append(values)
+        collected["colour"].append(hole_colour_error(composites, batch_images, batch_masks))
         if lpips_metric is not None:
             collected["lpips"].append(lpips_metric(composites, batch_images))
         else:

@@ -46,7 +46,7 @@ from dmfn_tf.evaluation.report import EvaluationInputError
 
 # The model's row name in validation results.
 MODEL = "model"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the hole colour error (`colour`) is scored too
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ class ProtocolScore:
 
     Attributes:
         lpips, psnr, ssim: the model's means.
+        colour: the model's mean hole colour error (8-bit levels, `metrics.hole_colour_error`).
         best_classic: the classic method with the lowest mean LPIPS.
         best_classic_lpips: its mean LPIPS.
         lpips_difference: model minus best classic, per image: `{"mean", "low", "high", ...}`
@@ -88,6 +89,7 @@ class ProtocolScore:
     lpips: float
     psnr: float
     ssim: float
+    colour: float
     best_classic: str
     best_classic_lpips: float
     lpips_difference: dict
@@ -179,7 +181,7 @@ def protocol_score(result) -> ProtocolScore:
     baselines = {method: means for method, means in result.summary.items() if method != MODEL}
     best = min(baselines, key=lambda method: baselines[method]["lpips"])
     model = result.summary[MODEL]
-    return ProtocolScore(model["lpips"], model["psnr"], model["ssim"], best, baselines[best]["lpips"],
+    return ProtocolScore(model["lpips"], model["psnr"], model["ssim"], model["colour"], best, baselines[best]["lpips"],
                          result.comparisons[MODEL][best]["lpips"], baselines)
 
 
@@ -191,7 +193,7 @@ def validate(generator, corpus: str | os.PathLike,
 
 
 CLOCK_COLUMNS = ("step", "cpu_seconds", "wall_seconds")
-PROTOCOL_COLUMNS = ("lpips", "psnr", "ssim", "best_classic", "best_classic_lpips", "lpips_vs_best",
+PROTOCOL_COLUMNS = ("lpips", "psnr", "ssim", "colour", "best_classic", "best_classic_lpips", "lpips_vs_best",
                     "lpips_vs_best_low", "lpips_vs_best_high")
 
 
@@ -206,7 +208,8 @@ def curve_row(step: int, cpu_seconds: float, wall_seconds: float, scores: Mappin
     for name, score in scores.items():
         difference = score.lpips_difference
         row.update({f"{name}_lpips": round(score.lpips, 5), f"{name}_psnr": round(score.psnr, 4),
-                    f"{name}_ssim": round(score.ssim, 5), f"{name}_best_classic": score.best_classic,
+                    f"{name}_ssim": round(score.ssim, 5), f"{name}_colour": round(score.colour, 3),
+                    f"{name}_best_classic": score.best_classic,
                     f"{name}_best_classic_lpips": round(score.best_classic_lpips, 5),
                     f"{name}_lpips_vs_best": round(difference["mean"], 5),
                     f"{name}_lpips_vs_best_low": round(difference["low"], 5),
