@@ -57,7 +57,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository, for dmfn_tf
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dmfn_tf.errors import UserError  # noqa: E402
+from dmfn_tf.input_limits import image_header  # noqa: E402
 from corpus_sources import (  # noqa: E402  (a sibling script, not a package)
     DEBIAN_ALLOWLIST, LICENCE_RULES, PHOTOS, PYPI_WHEELS, README_ALIASES, REJECTED, REJECTED_PACKAGES, REJECTED_STAMPS,
     STAMP_FOLDERS_LEFT_OUT, STAMP_PACKAGE, STAMP_ROOT, CorpusError, Photo, check_package_name)
@@ -156,9 +159,10 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def load_photo(data, rotate: int = 0) -> np.ndarray:
-    """RGB pixels of an image file (a path or bytes), turned upright by its EXIF orientation and
-    then `rotate` degrees clockwise."""
+def load_photo(data, rotate: int = 0, name: str | None = None) -> np.ndarray:
+    """RGB pixels of an image file (a path or bytes; its header checked against the project's pixel
+    budget first), turned upright by its EXIF orientation and then `rotate` degrees clockwise."""
+    image_header(data, name)
     with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
         upright = ImageOps.exif_transpose(image)
         if rotate:
@@ -441,7 +445,7 @@ def build(out: Path, sources: Sources, photos, train_crops_per_photo: int, seed:
     records, rows = [], []
     for photo in photos:
         data, version, licence = sources.read(photo)
-        pixels = load_photo(data, photo.rotate)
+        pixels = load_photo(data, photo.rotate, f"{photo.source}:{photo.path}")
         record = {**dataclasses.asdict(photo), "licence": licence, "version": version,
                   "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "files": [], "stamps": {}}
         for relative, image, names in photo_files(photo, pixels, seed, train_crops_per_photo, stamps,
@@ -504,7 +508,7 @@ def main(argv=None) -> int:
     try:
         manifest = build(partial, Sources(Path(args.cache)), photos, args.train_crops_per_photo, args.seed,
                          args.composites_per_photo)
-    except (CorpusError, OSError) as error:
+    except (CorpusError, UserError, qt_rcc.RccError, OSError, subprocess.CalledProcessError, zipfile.BadZipFile) as error:
         print(f"{out}: {error}", file=sys.stderr)
         return 2
     if out.exists():

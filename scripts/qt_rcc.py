@@ -52,7 +52,10 @@ class Resources:
         if self.version not in (1, 2, 3):
             raise RccError(f"{name}: Qt resource format version {self.version} is not supported")
         self.node_size = 14 if self.version == 1 else 22
-        self.files = dict(self._walk(0, ""))
+        try:
+            self.files = dict(self._walk(0, ""))
+        except (struct.error, UnicodeDecodeError) as error:
+            raise RccError(f"{name}: damaged resource tree ({error})") from None
 
     @classmethod
     def read(cls, path) -> "Resources":
@@ -97,8 +100,13 @@ class Resources:
         start = self.data_start + offset
         (size,) = struct.unpack_from(">I", self.blob, start)
         payload = self.blob[start + 4:start + 4 + size]
-        if flags & FLAG_ZSTD:
-            return _zstd_decompress(payload)
-        if flags & FLAG_ZLIB:
-            return zlib.decompress(payload[4:])
+        if len(payload) != size:
+            raise RccError(f"{self.name}: {path} runs past the end of the file")
+        try:
+            if flags & FLAG_ZSTD:
+                return _zstd_decompress(payload)
+            if flags & FLAG_ZLIB:
+                return zlib.decompress(payload[4:])
+        except (zlib.error, subprocess.CalledProcessError) as error:
+            raise RccError(f"{self.name}: {path} does not decompress ({type(error).__name__})") from None
         return payload

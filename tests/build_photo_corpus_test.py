@@ -161,6 +161,10 @@ def test_qt_rcc_reads_plain_and_zlib_entries_in_nested_folders(version):
         resources.data("a/missing.webp")
     with pytest.raises(qt_rcc.RccError, match="not a Qt resource"):
         qt_rcc.Resources(b"PK\3\4" + blob[4:], "zip.rcc")
+    with pytest.raises(qt_rcc.RccError, match="cut.rcc: damaged"):  # the names (stored last) cut short
+        qt_rcc.Resources(blob[:-5], "cut.rcc")
+    with pytest.raises(qt_rcc.RccError, match="bad.rcc: x.bin does not decompress"):
+        qt_rcc.Resources(_rcc({"x.bin": (1, b"\0\0\0\x05garbage")}), "bad.rcc").data("x.bin")
 
 
 @pytest.mark.skipif(shutil.which("zstd") is None, reason="needs the zstd command to compress the fixture")
