@@ -96,15 +96,17 @@ def test_round_trip_restores_weights_optimizer_state_and_step(parts, tmp_path):
 
 
 def test_checkpoint_holds_every_variable_by_tensorflow_reader(parts, tmp_path):
-    """Independent of our restore: TF's reader sees one saved tensor per variable, the step among them."""
+    """Independent of our restore: TF's reader sees one saved tensor per variable, the step and the clock among them."""
     checkpointer = parts.checkpointer(tmp_path)
     path = checkpointer.save(step=3)
     reader = tf.train.load_checkpoint(os.path.join(path, checkpoints.CHECKPOINT_PREFIX))
     shapes = reader.get_variable_to_shape_map()
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 3
     saved_sizes = sorted(int(np.prod(s)) for k, s in shapes.items() if k != "_CHECKPOINTABLE_OBJECT_GRAPH")
-    own_sizes = sorted([int(np.prod(v.shape)) for v in parts.variables()] + [1])
+    own_sizes = sorted([int(np.prod(v.shape)) for v in parts.variables()] + [1, 2])  # + the step and the clock
     assert saved_sizes == own_sizes
+    cpu_seconds, wall_seconds = reader.get_tensor("clock/.ATTRIBUTES/VARIABLE_VALUE")
+    assert 0 < cpu_seconds and 0 < wall_seconds
 
 
 def _crash_in_tensorflow_write(monkeypatch, checkpointer):
