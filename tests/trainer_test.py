@@ -330,3 +330,12 @@ def test_without_ema_the_averaged_generator_is_the_generator(tiny_trainer):
     trainer = tiny_trainer(loss=LOSS)
     with trainer.averaged_generator() as generator:
         assert generator is trainer.generator
+
+
+def test_an_exact_reconstruction_logs_a_finite_psnr():
+    from dmfn_tf.training.trainer import MAX_LOGGED_PSNR, _psnr_per_example
+
+    white = tf.ones((2, 8, 8, 3))
+    psnr = _psnr_per_example(white, white).numpy()
+    assert np.all(psnr == MAX_LOGGED_PSNR)
+    assert float(_psnr_per_example(white * 0.5, white)[0]) == pytest.approx(20 * math.log10(1 / 0.25), rel=1e-5)
