@@ -40,7 +40,7 @@ def serve():
 
     def start(state, **options):
         server = make_server(state, port=0, **options)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         port = server.server_address[1]
         return f"http://127.0.0.1:{port}", port
@@ -305,6 +305,7 @@ def _mask_b64(array):
     return base64.b64encode(_png(array)).decode()
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's own, below its hard limit
 def test_a_huge_upload_is_refused_from_its_header_before_decoding(app):
     base, state = app
     bomb = _png_declaring(13000, 13000, decodable=True)  # 13000² zeros: about 160 KiB, 507 MB decoded as RGB
@@ -474,18 +475,18 @@ def test_idle_connections_are_closed(serve, tiny_generator_file):
 
 
 def test_a_stalled_request_gets_408_and_does_not_hold_up_others(serve, tiny_generator_file):
-    base, port = serve(_state(tiny_generator_file), idle_timeout_s=30, receive_deadline_s=1.5)
+    base, port = serve(_state(tiny_generator_file), idle_timeout_s=30, receive_deadline_s=4)
 
-    def others_are_served():
+    def others_are_served():  # well before the stalled request's deadline
         started = time.monotonic()
         status, _ = _request(base + "/api/config")
-        assert status == 200 and time.monotonic() - started < 1.0
+        assert status == 200 and time.monotonic() - started < 3
 
     # Headers sent, body stalled after a few bytes.
     started = time.monotonic()
     _assert_message(*_raw(port, _post_head(port, headers="Content-Length: 100\r\n") + b"\0" * 10, after=others_are_served),
-                    408, "did not arrive within 2 s")
-    assert time.monotonic() - started < 8
+                    408, "did not arrive within 4 s")
+    assert time.monotonic() - started < 12
 
     # Headers trickled one byte at a time, each well within the idle timeout.
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -497,13 +498,14 @@ def test_a_stalled_request_gets_408_and_does_not_hold_up_others(serve, tiny_gene
             except OSError:
                 closed = True
                 break
+            if byte == ord("X"):
+                others_are_served()
             time.sleep(0.05)
-            if time.monotonic() - started > 4:
+            if time.monotonic() - started > 6:
                 break
-        others_are_served()
         answer = b"" if closed else sock.recv(1000)
     assert closed or answer == b"" or b" 408 " in answer.split(b"\r\n")[0], answer
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 12
 
 
 def test_connections_beyond_the_limit_get_503(serve, tiny_generator_file):
@@ -523,27 +525,31 @@ def test_connections_beyond_the_limit_get_503(serve, tiny_generator_file):
 
 
 def test_twenty_users_at_once_each_keep_their_upload(serve, tiny_generator_file):
-    base, _ = serve(_state(tiny_generator_file))
+    # Generous timeouts: this test is about the kept uploads, on a machine that may be busy.
+    base, _ = serve(_state(tiny_generator_file, busy_wait_s=300), idle_timeout_s=300)
     rng = np.random.default_rng(1)
     photos = [rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in range(20)]
     mask = np.zeros((HEIGHT, WIDTH), np.uint8)
     mask[30:50, 40:60] = 255
     results = [None] * 20
-    uploaded = threading.Barrier(20, timeout=120)
+    uploaded = threading.Barrier(20, timeout=300)
 
     def user(i):
+        phase = "upload"
         try:
             status, answer = _upload(base, _png(photos[i]))
+            phase = "wait"
             uploaded.wait()  # every user has uploaded before anyone inpaints
+            phase = "inpaint"
             results[i] = _post_json(f"{base}/api/inpaint", {"id": answer.get("id"), "mask": _mask_b64(mask)})
         except Exception as err:  # noqa: BLE001  (reported below)
-            results[i] = (0, {"error": repr(err)})
+            results[i] = (0, {"error": f"{phase}: {err!r}"})
 
     threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(20)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(300)
+        thread.join(600)
     assert [status for status, _ in results] == [200] * 20, [payload.get("error") for _, payload in results]
     for (_, payload), photo in zip(results, photos):
         inpainted = np.asarray(Image.open(io.BytesIO(base64.b64decode(payload["png"]))))

@@ -329,6 +329,7 @@ class AppServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = MAX_CONNECTIONS  # the listen backlog: a burst of users is queued, not reset
     _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
              b'{"error": "the server has too many connections open; try again in a moment"}')
 
