@@ -364,7 +364,7 @@ def test_an_inpaint_body_over_its_limit_is_refused_unread(app):
     base, _ = app
     port = int(base.rsplit(":", 1)[1])
     _assert_message(*_raw(port, _post_head(port, "/api/inpaint", f"Content-Length: {MAX_JSON_BYTES + 1}\r\n")), 413,
-                    "the limit is 32 MiB")
+                    "the limit is 16 MiB")
 
 
 def test_parallel_large_bodies_share_one_budget(app):
@@ -460,10 +460,14 @@ def test_a_request_waits_a_bounded_time_for_the_model(serve, tiny_generator_file
     full = _mask_b64(np.full((HEIGHT, WIDTH), 255, np.uint8))
     with state.lock:  # another request holds the model
         started = time.monotonic()
-        _assert_message(*_post_json(f"{base}/api/inpaint", {"id": answer["id"], "mask": full}), 503, "busy")
+        _assert_message(*_post_json(f"{base}/api/inpaint", {"id": answer["id"], "mask": full}), 503,
+                        "busy running the model for another request")
         assert time.monotonic() - started < 5
     status, _ = _post_json(f"{base}/api/inpaint", {"id": answer["id"], "mask": full})
     assert status == 200
+    with state.decoding:  # another request is decoding its photo
+        _assert_message(*_upload(base, _png(_photo())), 503, "busy reading other photos")
+        _assert_message(*_post_json(f"{base}/api/inpaint", {"id": answer["id"], "mask": full}), 503, "busy reading other")
 
 
 def test_idle_connections_are_closed(serve, tiny_generator_file):
@@ -567,6 +571,13 @@ def test_twenty_users_at_once_each_keep_their_upload(serve, tiny_generator_file)
 def test_fields_of_the_wrong_type_give_one_line(app, request_body, part):
     base, _ = app
     _assert_message(*_post_json(f"{base}/api/inpaint", request_body), 400, part)
+
+
+def test_unknown_fields_are_refused_one_request_parsed_at_a_time(app):
+    base, _ = app
+    body = "{" + ",".join(f'"k{i}": 0' for i in range(200_000)) + ', "id": "x"}'
+    status, payload = _request(f"{base}/api/inpaint", body.encode(), {"Content-Type": "application/json"})
+    _assert_message(status, json.loads(payload), 400, "the request has 200000 unknown field(s); expected only id, mask")
 
 
 def test_deeply_nested_json_gives_one_line(app):
