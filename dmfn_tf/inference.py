@@ -160,7 +160,8 @@ def _decode(path: str, what: str) -> Image.Image:
     img = _open(path, what)
     try:
         img.load()
-        return ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # no copy of the pixels when already upright
+        return img
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ImageReadError(f"{path}: corrupt or truncated {what} file ({err})") from None
 
@@ -191,7 +192,8 @@ def read_image(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     if _has_alpha(img):
         rgba = np.asarray(img.convert("RGBA"))
         return np.ascontiguousarray(rgba[..., :3]), rgba[..., 3].astype(np.float32) / 255.0
-    return np.asarray(img.convert("RGB")), None
+    # An RGB image is handed to NumPy as it is: `convert` would copy every pixel once more.
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB")), None
 
 
 def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:

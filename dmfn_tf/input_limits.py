@@ -89,7 +89,10 @@ def image_header(source, name: str | None = None, max_pixels: int = MAX_IMAGE_PI
             image = Image.open(stream)
         with image:
             width, height = image.size
-            frames = int(getattr(image, "n_frames", 1)) if getattr(image, "is_animated", False) else 1
+            # A camera's MPO file is a JPEG followed by secondary images (stereo pair, preview) that no
+            # reader decodes: it is a still image.
+            animated = getattr(image, "is_animated", False) and image.format != "MPO"
+            frames = int(getattr(image, "n_frames", 1)) if animated else 1
             image_format = image.format or "unknown"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise UnreadableImage(f"{label}: not a readable image ({type(err).__name__})") from None

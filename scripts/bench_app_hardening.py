@@ -11,7 +11,10 @@ before each case through `/proc/PID/clear_refs`) and its size afterwards (`VmRSS
 - `content_length_minus_1`: an upload declaring `Content-Length: -1` followed by 800 MiB;
 - `content_length_abc`: `Content-Length: abc`;
 - `four_parallel_250_mib`: four uploads of 250 MiB each at once;
-- `twenty_users`: 20 users uploading and inpainting at once (how many were told to upload again).
+- `twenty_users`: 20 users uploading and inpainting at once (how many were told to upload again);
+- `json_16_mib_of_keys`: an inpaint request of 16 MiB, an object of about 1.5 million keys;
+- `four_parallel_8192_jpegs`: four users uploading an 8192 x 8192 JPEG (the largest photo
+  accepted) at once: what the largest legitimate upload costs, and that parallel ones do not add up.
 
 Run it at `nice -n 19`; it prints one JSON object (also written to `--out`). Each case's status
 and the first characters of the answer are recorded beside its memory.
@@ -154,6 +157,35 @@ def twenty_users(port: int) -> tuple[int, str]:
     return statuses.count(200), f"{statuses.count(200)}/20 inpainted, {again} told to upload again, statuses {sorted(set(statuses))}"
 
 
+def json_of_keys(port: int, size: int) -> tuple[int, str]:
+    keys, total, i = [], 2, 0
+    while total < size - 20:
+        keys.append(f'"{i:x}":0')
+        total += len(keys[-1]) + 1
+        i += 1
+    return call(port, "POST", "/api/inpaint", ("{" + ",".join(keys) + "}").encode(), {"Content-Type": "application/json"})
+
+
+def parallel_uploads(port: int, data: bytes, count: int) -> tuple[int, str]:
+    results = [None] * count
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, call(
+        port, "POST", "/api/upload", data, {"X-Filename": "large.jpg", "X-Strategy": "crop"}))) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(900)
+    statuses = [r[0] if r else 0 for r in results]
+    return statuses.count(200), f"statuses {statuses}; " + " | ".join((r or (0, ""))[1][:60] for r in results)
+
+
+def large_jpeg(side: int) -> bytes:
+    ramp = np.linspace(0, 255, side, dtype=np.float32)
+    image = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (side, 1)), np.tile(ramp[:, None], (1, side))], -1)
+    buffer = io.BytesIO()
+    Image.fromarray(image.astype(np.uint8)).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
 def parallel_bodies(port: int, count: int, size: int) -> tuple[int, str]:
     results = [None] * count
     threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, raw_post(port, "/api/upload", str(size), size)))
@@ -210,6 +242,8 @@ def main(argv=None) -> int:
         "content_length_abc": lambda port, photo_id: raw_post(port, "/api/upload", "abc", 0),
         "four_parallel_250_mib": lambda port, photo_id: parallel_bodies(port, 4, 250 * MIB),
         "twenty_users": lambda port, photo_id: twenty_users(port),
+        "json_16_mib_of_keys": lambda port, photo_id: json_of_keys(port, 16 * MIB - 100),
+        "four_parallel_8192_jpegs": lambda port, photo_id: parallel_uploads(port, large_jpeg(8192), 4),
     }
     record = {"model": args.model, "cases": {}}
     for name, case in cases.items():

@@ -115,6 +115,9 @@ def test_paint_inpaint_and_download_in_chromium(driver, app_url, tmp_path):
     (tmp_path / "notes.txt").write_text("not a picture")
     driver.get(app_url)
     _wait_for_text(driver, "strategy", "crop")
+    # The model is chosen by name among the server's models; no path reaches the page.
+    assert driver.find_element("id", "model").get_attribute("value") == "generator.keras"
+    assert "/" not in driver.find_element("id", "model").text
 
     # A file that is not an image: a message on the page, no editor.
     driver.find_element("id", "photo").send_keys(str(tmp_path / "notes.txt"))

@@ -43,6 +43,14 @@ def test_a_photo_is_read_after_its_header_is_checked(tmp_path):
         read_photo(str(path), "cat.png", HDOptions(), 10_000)
 
 
+def test_a_camera_mpo_photo_is_accepted(tmp_path):
+    first, second = (Image.fromarray(np.full((30, 40, 3), value, np.uint8)) for value in (10, 200))
+    path = tmp_path / "upload"
+    first.save(path, format="MPO", save_all=True, append_images=[second])
+    photo = read_photo(str(path), "camera.jpg", HDOptions(strategy="original"), 10_000)
+    assert photo.shape == (30, 40, 3) and abs(int(photo.mean()) - 10) <= 2  # the first image
+
+
 def test_a_mask_must_declare_the_photo_size_and_one_frame():
     mask = np.zeros((30, 40), np.uint8)
     mask[5:10, 5:10] = 255

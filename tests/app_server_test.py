@@ -40,7 +40,7 @@ def serve():
 
     def start(state, **options):
         server = make_server(state, port=0, **options)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         port = server.server_address[1]
         return f"http://127.0.0.1:{port}", port
@@ -305,6 +305,7 @@ def _mask_b64(array):
     return base64.b64encode(_png(array)).decode()
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's own, below its hard limit
 def test_a_huge_upload_is_refused_from_its_header_before_decoding(app):
     base, state = app
     bomb = _png_declaring(13000, 13000, decodable=True)  # 13000² zeros: about 160 KiB, 507 MB decoded as RGB
@@ -363,7 +364,7 @@ def test_an_inpaint_body_over_its_limit_is_refused_unread(app):
     base, _ = app
     port = int(base.rsplit(":", 1)[1])
     _assert_message(*_raw(port, _post_head(port, "/api/inpaint", f"Content-Length: {MAX_JSON_BYTES + 1}\r\n")), 413,
-                    "the limit is 32 MiB")
+                    "the limit is 16 MiB")
 
 
 def test_parallel_large_bodies_share_one_budget(app):
@@ -459,10 +460,14 @@ def test_a_request_waits_a_bounded_time_for_the_model(serve, tiny_generator_file
     full = _mask_b64(np.full((HEIGHT, WIDTH), 255, np.uint8))
     with state.lock:  # another request holds the model
         started = time.monotonic()
-        _assert_message(*_post_json(f"{base}/api/inpaint", {"id": answer["id"], "mask": full}), 503, "busy")
+        _assert_message(*_post_json(f"{base}/api/inpaint", {"id": answer["id"], "mask": full}), 503,
+                        "busy running the model for another request")
         assert time.monotonic() - started < 5
     status, _ = _post_json(f"{base}/api/inpaint", {"id": answer["id"], "mask": full})
     assert status == 200
+    with state.decoding:  # another request is decoding its photo
+        _assert_message(*_upload(base, _png(_photo())), 503, "busy reading other photos")
+        _assert_message(*_post_json(f"{base}/api/inpaint", {"id": answer["id"], "mask": full}), 503, "busy reading other")
 
 
 def test_idle_connections_are_closed(serve, tiny_generator_file):
@@ -474,18 +479,18 @@ def test_idle_connections_are_closed(serve, tiny_generator_file):
 
 
 def test_a_stalled_request_gets_408_and_does_not_hold_up_others(serve, tiny_generator_file):
-    base, port = serve(_state(tiny_generator_file), idle_timeout_s=30, receive_deadline_s=1.5)
+    base, port = serve(_state(tiny_generator_file), idle_timeout_s=30, receive_deadline_s=4)
 
-    def others_are_served():
+    def others_are_served():  # well before the stalled request's deadline
         started = time.monotonic()
         status, _ = _request(base + "/api/config")
-        assert status == 200 and time.monotonic() - started < 1.0
+        assert status == 200 and time.monotonic() - started < 3
 
     # Headers sent, body stalled after a few bytes.
     started = time.monotonic()
     _assert_message(*_raw(port, _post_head(port, headers="Content-Length: 100\r\n") + b"\0" * 10, after=others_are_served),
-                    408, "did not arrive within 2 s")
-    assert time.monotonic() - started < 8
+                    408, "did not arrive within 4 s")
+    assert time.monotonic() - started < 12
 
     # Headers trickled one byte at a time, each well within the idle timeout.
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -497,13 +502,14 @@ def test_a_stalled_request_gets_408_and_does_not_hold_up_others(serve, tiny_gene
             except OSError:
                 closed = True
                 break
+            if byte == ord("X"):
+                others_are_served()
             time.sleep(0.05)
-            if time.monotonic() - started > 4:
+            if time.monotonic() - started > 6:
                 break
-        others_are_served()
         answer = b"" if closed else sock.recv(1000)
     assert closed or answer == b"" or b" 408 " in answer.split(b"\r\n")[0], answer
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 12
 
 
 def test_connections_beyond_the_limit_get_503(serve, tiny_generator_file):
@@ -523,27 +529,31 @@ def test_connections_beyond_the_limit_get_503(serve, tiny_generator_file):
 
 
 def test_twenty_users_at_once_each_keep_their_upload(serve, tiny_generator_file):
-    base, _ = serve(_state(tiny_generator_file))
+    # Generous timeouts: this test is about the kept uploads, on a machine that may be busy.
+    base, _ = serve(_state(tiny_generator_file, busy_wait_s=300), idle_timeout_s=300)
     rng = np.random.default_rng(1)
     photos = [rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in range(20)]
     mask = np.zeros((HEIGHT, WIDTH), np.uint8)
     mask[30:50, 40:60] = 255
     results = [None] * 20
-    uploaded = threading.Barrier(20, timeout=120)
+    uploaded = threading.Barrier(20, timeout=300)
 
     def user(i):
+        phase = "upload"
         try:
             status, answer = _upload(base, _png(photos[i]))
+            phase = "wait"
             uploaded.wait()  # every user has uploaded before anyone inpaints
+            phase = "inpaint"
             results[i] = _post_json(f"{base}/api/inpaint", {"id": answer.get("id"), "mask": _mask_b64(mask)})
         except Exception as err:  # noqa: BLE001  (reported below)
-            results[i] = (0, {"error": repr(err)})
+            results[i] = (0, {"error": f"{phase}: {err!r}"})
 
     threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(20)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(300)
+        thread.join(600)
     assert [status for status, _ in results] == [200] * 20, [payload.get("error") for _, payload in results]
     for (_, payload), photo in zip(results, photos):
         inpainted = np.asarray(Image.open(io.BytesIO(base64.b64decode(payload["png"]))))
@@ -563,13 +573,24 @@ def test_fields_of_the_wrong_type_give_one_line(app, request_body, part):
     _assert_message(*_post_json(f"{base}/api/inpaint", request_body), 400, part)
 
 
+@pytest.mark.parametrize("body, part", [
+    ("{" + ",".join(f'"k{i}": 0' for i in range(200_000)) + ', "id": "x"}', "too many fields or lists"),
+    ('{"id": "x", "mask": [' + "[]," * 200_000 + "[]]}", "too many fields or lists"),
+    ('{"id": "x", "extra": "y"}', "the request has 1 unknown field(s); expected only id, mask, model, strategy"),
+])
+def test_requests_with_more_than_the_api_fields_are_refused(app, body, part):
+    base, _ = app
+    status, payload = _request(f"{base}/api/inpaint", body.encode(), {"Content-Type": "application/json"})
+    _assert_message(status, json.loads(payload), 400, part)
+
+
 def test_deeply_nested_json_gives_one_line(app):
     base, _ = app
     body = b"[" * 100_000 + b"]" * 100_000
     status, payload = _request(f"{base}/api/inpaint", body, {"Content-Type": "application/json"})
-    _assert_message(status, json.loads(payload), 400, "not valid JSON")
+    _assert_message(status, json.loads(payload), 400, "the request is not")
     status, payload = _request(f"{base}/api/inpaint", b'{"id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
-    _assert_message(status, json.loads(payload), 400, "not valid JSON")
+    _assert_message(status, json.loads(payload), 400, "the request is not")
 
 
 @pytest.mark.parametrize("name", [".", "..", "a" * 300, "%00", "photo%00.png", "..%2F..%2Fetc%2Fpasswd", "a/b.png",

@@ -46,6 +46,14 @@ def test_an_animation_is_refused():
         image_header(buffer.getvalue())
 
 
+def test_a_camera_mpo_is_a_still_image():
+    first, second = (Image.fromarray(np.full((4, 6, 3), value, np.uint8)) for value in (0, 255))
+    buffer = io.BytesIO()
+    first.save(buffer, format="MPO", save_all=True, append_images=[second])
+    header = image_header(buffer.getvalue())
+    assert (header.width, header.height, header.frames, header.format) == (6, 4, 1, "MPO")
+
+
 def test_not_an_image_is_one_clear_error(tmp_path):
     path = tmp_path / "notes.png"
     path.write_bytes(b"hello")

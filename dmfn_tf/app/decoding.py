@@ -32,7 +32,7 @@ from dmfn_tf.input_limits import InputTooLarge, UnreadableImage, image_header
 MAX_FILENAME_CHARS = 255
 # Formats the page accepts (Pillow's names): the usual photo formats. Others (EPS, which would run
 # Ghostscript, PSD, ICNS, ...) are refused from the header; masks are what TensorFlow decodes.
-PHOTO_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+PHOTO_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF", "TIFF")
 MASK_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
 

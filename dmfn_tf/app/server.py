@@ -21,8 +21,10 @@ Hardening (issue 19), each behaviour tested in `tests/app_server_test.py`:
 - connections idle for `IDLE_TIMEOUT_S` are closed; a request must arrive whole (headers and body)
   within `RECEIVE_DEADLINE_S` (408); at most `MAX_CONNECTIONS` connections are served at once (503
   beyond), each in its own thread, so a slow client never stalls the others;
-- the model runs for one request at a time; a request waits at most `BUSY_WAIT_S` for it (503), and
-  the model file is checked to be a regular file before it is opened (`dmfn_tf.app.models`);
+- the model runs for one request at a time, and one photo, mask or request body is decoded at a
+  time (so parallel requests cannot add up their decoding memory); a request waits at most
+  `BUSY_WAIT_S` for either (503); the model file is checked to be a regular file before it is
+  opened (`dmfn_tf.app.models`);
 - every error is `{"error": one line}` with a 4xx status (503 when busy) and no path of the machine
   (`dmfn_tf.app.refusal.one_line`), also for malformed requests the standard library refuses; a
   bug is a 500 whose message names only the exception's type (the log has the traceback).
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import io
 import json
@@ -69,9 +72,12 @@ from dmfn_tf.input_limits import MAX_INPUT_BYTES
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 # Largest `/api/inpaint` body: a JSON object around one base64 mask PNG of the photo's size. The
-# browser's two-colour mask of an 8192² photo is a few MiB; 32 MiB leaves room and keeps the JSON
-# text, its parse and the decoded mask far below the upload's limit (`MAX_INPUT_BYTES`).
-MAX_JSON_BYTES = MAX_INPUT_BYTES // 8
+# browser's two-colour mask of an 8192² photo is a few MiB; 16 MiB leaves room, and parsing even a
+# hostile 16 MiB object (millions of keys: about 9 bytes of Python objects per byte) stays near
+# +150 MB. Requests are parsed one at a time and may hold only the four fields of the API.
+MAX_JSON_BYTES = MAX_INPUT_BYTES // 16
+REQUEST_FIELDS = ("id", "mask", "model", "strategy")
+MAX_JSON_MARKS = 64  # `{`, `[` and `:` in an inpaint body (the page's has five)
 IDLE_TIMEOUT_S = 20.0
 RECEIVE_DEADLINE_S = 120.0
 BUSY_WAIT_S = 30.0
@@ -87,11 +93,12 @@ class AppError(Refusal):
         super().__init__(status, message)
 
 
-def _png_base64(image: np.ndarray) -> str:
+def _png_base64(image: np.ndarray) -> bytes:
+    """`image` as a base64 PNG (ASCII bytes; `Handler._json` puts it in the answer without copying it as text)."""
     buffer = io.BytesIO()
     # Fast compression: a 12 MP photo encodes in a fraction of the default level's time.
     Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(buffer.getbuffer())
 
 
 def _decode_base64(text, what: str) -> bytes:
@@ -112,7 +119,9 @@ class AppState:
         max_pixels: the pixel budget for every model input.
         allowed_models: further model paths the page may choose (`dmfn_tf.app.models`).
         upload_bytes: memory budget of the kept photos (`dmfn_tf.app.uploads`).
-        busy_wait_s: how long a request waits while another one runs the model (then 503).
+        busy_wait_s: how long a request waits while another one runs the model, or decodes a photo,
+            a mask or a request (then 503). One of each runs at a time, so that parallel requests
+            cannot add up their decoding memory.
     """
 
     def __init__(self, model: str | None = None, hd: HDOptions = HDOptions(), max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -124,6 +133,16 @@ class AppState:
         self.uploads = UploadStore(upload_bytes)
         self.busy_wait_s = busy_wait_s
         self.lock = threading.Lock()  # one inpainting at a time: the model is shared
+        self.decoding = threading.Lock()  # one photo, mask or request decoded at a time
+
+    @contextlib.contextmanager
+    def _one_at_a_time(self, lock: threading.Lock, busy: str):
+        if not lock.acquire(timeout=self.busy_wait_s):
+            raise Refusal(503, f"the server is busy {busy}; try again in a moment")
+        try:
+            yield
+        finally:
+            lock.release()
 
     def options(self, strategy) -> HDOptions:
         if not isinstance(strategy, str) or strategy not in STRATEGIES:
@@ -137,15 +156,36 @@ class AppState:
 
     def upload(self, path: str, name: str, strategy) -> dict:
         """Reads the spooled upload at `path` (shown as `name`), keeps it and returns what the page shows."""
-        image = read_photo(path, name, self.options(strategy), self.max_pixels)
-        upload_id = self.uploads.add(name, image)
-        height, width = image.shape[:2]
-        return {"id": upload_id, "width": width, "height": height, "png": _png_base64(image)}
+        options = self.options(strategy)
+        with self._one_at_a_time(self.decoding, "reading other photos"):
+            image = read_photo(path, name, options, self.max_pixels)
+            upload_id = self.uploads.add(name, image)
+            height, width = image.shape[:2]
+            return {"id": upload_id, "width": width, "height": height, "png": _png_base64(image)}
+
+    def parse_request(self, body) -> dict:
+        """The JSON object of an `/api/inpaint` body: only `REQUEST_FIELDS`, each a string (or null)."""
+        # The page's object has four fields and no arrays: a body with more structure is refused before
+        # it is parsed (millions of keys or empty lists would take about 9 bytes of memory per byte).
+        if sum(body.count(mark) for mark in (b"{", b"[", b":")) > MAX_JSON_MARKS:
+            raise AppError("the request is not the page's JSON object (too many fields or lists)")
+        with self._one_at_a_time(self.decoding, "reading other requests"):
+            try:
+                request = json.loads(body)
+            except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                raise AppError("the request is not valid JSON") from None
+            if not isinstance(request, dict):
+                raise AppError("the request must be a JSON object")
+            unknown = [key for key in request if key not in REQUEST_FIELDS]
+            if unknown:
+                raise AppError(f"the request has {len(unknown)} unknown field(s); expected only {', '.join(REQUEST_FIELDS)}")
+            for key, value in request.items():
+                if value is not None and not isinstance(value, str):
+                    raise AppError(f"'{key}' must be a string")
+            return request
 
     def inpaint(self, request: dict) -> dict:
-        for key in ("id", "mask", "model", "strategy"):
-            if request.get(key) is not None and not isinstance(request[key], str):
-                raise AppError(f"'{key}' must be a string")
+        """Inpaints the upload `request["id"]` with its mask (`parse_request`'s fields)."""
         upload = self.uploads.get(request.get("id"))
         if upload is None:
             raise AppError("upload a photo first (this one is unknown, or was dropped to make room for newer "
@@ -153,20 +193,17 @@ class AppState:
         options = self.options(request.get("strategy") or self.hd.strategy)
         self.models.path(request.get("model"))  # an unknown name fails before any decoding
         image = upload.image
-        mask = read_mask(_decode_base64(request.get("mask"), "mask"), *image.shape[:2])
-        hole = holes_of(mask[..., 0])
+        with self._one_at_a_time(self.decoding, "reading other masks"):
+            mask = read_mask(_decode_base64(request.get("mask"), "mask"), *image.shape[:2])
+            hole = holes_of(mask[..., 0])
         if not hole.any():
             raise AppError("the mask is empty: paint over the part of the photo to fill, then run again")
         check_budget(*image.shape[:2], options, self.max_pixels, source=upload.name)
-        if not self.lock.acquire(timeout=self.busy_wait_s):
-            raise Refusal(503, "the model is busy with another request; try again in a moment")
-        try:
+        with self._one_at_a_time(self.lock, "running the model for another request"):
             generator = self.models.load(request.get("model"))
             start = time.perf_counter()
             result = inpaint_hd(generator, image, mask, options, max_pixels=self.max_pixels, source=upload.name)
             seconds = time.perf_counter() - start
-        finally:
-            self.lock.release()
         strategy, windows = plan(hole, options)
         inputs = ", ".join(f"{w.model_width}x{w.model_height}" for w in windows)
         info = f"{strategy} strategy: the model ran on {len(windows)} input{'s' if len(windows) != 1 else ''} ({inputs}) in {seconds:.1f} s"
@@ -217,7 +254,11 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _json(self, status: int, payload: dict) -> None:
-        self._send(status, json.dumps(payload).encode("utf-8"), "application/json")
+        png = payload.pop("png", None) if status == HTTPStatus.OK else None
+        body = json.dumps(payload).encode("utf-8")
+        if png is not None:  # a photo's base64 PNG joins the JSON as bytes: no extra copies of a large string
+            body = b"".join((body[:-1], b', ' if payload else b'', b'"png": "', png, b'"}'))
+        self._send(status, body, "application/json")
 
     def send_error(self, code, message=None, explain=None):
         """The standard library's refusals (bad request line, huge headers, unknown method) as one-line JSON 4xx."""
@@ -314,14 +355,8 @@ class Handler(BaseHTTPRequestHandler):
             return state.upload(path, name, strategy)
 
     def _inpaint(self, length: int) -> dict:
-        body = self._read(length, bytearray(length))
-        try:
-            request = json.loads(body)
-        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise AppError("the request is not valid JSON") from None
-        if not isinstance(request, dict):
-            raise AppError("the request must be a JSON object")
-        return self.server.state.inpaint(request)
+        state = self.server.state
+        return state.inpaint(state.parse_request(self._read(length, bytearray(length))))
 
 
 class AppServer(ThreadingHTTPServer):
@@ -329,6 +364,7 @@ class AppServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = MAX_CONNECTIONS  # the listen backlog: a burst of users is queued, not reset
     _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
              b'{"error": "the server has too many connections open; try again in a moment"}')
 
