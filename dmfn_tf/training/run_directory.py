@@ -8,6 +8,7 @@ run/
     latest.json        names the latest complete checkpoint
     ckpt-<step>/       generator, discriminator, both optimizers, the global step (last K kept)
   logs/                TensorBoard event files: train/*, learning_rate/*, samples
+  .lock                held (flock) by the process training here (`dmfn_tf.training.run_lock`)
 ```
 
 Example:
