@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dmfn_tf.cli import describe_failure, main
+from dmfn_tf.cli import describe_failure
 from dmfn_tf.config import DataConfig
 from dmfn_tf.data import image_files
 from dmfn_tf.data.guarded_reader import GuardedReader
