@@ -146,3 +146,14 @@ def test_the_reader_counts_and_gives_up_after_a_full_round_of_failures(tmp_path)
     assert reader.failure.startswith("src: the last 2 reads all failed and the source has 2 file(s)")
     with pytest.raises(tf.errors.OpError, match="DataUnavailable: src: the last 2 reads all failed"):
         reader.stop_if_hopeless({"x": tf.constant(1)}, tf.constant(True))
+
+
+def test_a_file_list_over_the_byte_budget_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from dmfn_tf import input_limits
+    from dmfn_tf.input_limits import InputTooLarge
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("a.png\n" * 100)
+    monkeypatch.setattr(input_limits.check_file_bytes, "__defaults__", (64,))  # a 64-byte budget
+    with pytest.raises(InputTooLarge, match="list.txt: 600 bytes, above the limit of 64 bytes"):
+        image_files.read_file_list(listing)

@@ -28,7 +28,9 @@ from typing import Callable, Iterable
 
 from dmfn_tf.atomic_files import write_text_atomically
 from dmfn_tf.errors import UserError
-from dmfn_tf.input_limits import InputTooLarge, NotRegularFile, UnreadableImage, image_header, read_file_bytes
+from dmfn_tf.input_limits import (
+    InputTooLarge, NotRegularFile, UnreadableImage, check_file_bytes, image_header, read_file_bytes,
+)
 
 logger = logging.getLogger("dmfn_tf.data")
 
@@ -82,6 +84,7 @@ def read_file_list(list_path: str | os.PathLike) -> list[str]:
     if not os.path.isfile(list_path):
         raise UserError(f"file list not found: {list_path}")
     base = os.path.dirname(os.path.abspath(list_path))
+    check_file_bytes(list_path)  # read whole below: within the byte budget
     try:
         with open(list_path, encoding="utf-8") as f:
             lines = f.read().splitlines()
