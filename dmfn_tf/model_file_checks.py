@@ -11,7 +11,8 @@ such files from what they declare, before anything is inflated or built:
 - the members' declared inflated sizes total at most `MAX_INPUT_BYTES`, and `config.json` declares
   at most `MAX_MODEL_CONFIG_BYTES` and inflates to no more (Python's zipfile never returns more than
   a member declares, so the declared sizes bound what Keras inflates);
-- the config's layers need at most `MAX_INPUT_BYTES / 4` float32 parameters, by an upper bound
+- the config's layers are this package's or Keras layers whose weights the bound below covers
+  (`KERAS_LAYERS`), and need at most `MAX_INPUT_BYTES / 4` float32 parameters, by an upper bound
   computed from the sizes the config declares (`parameter_bound`).
 
 Example:
@@ -40,6 +41,17 @@ _WIDTH_KEYS = ("filters", "units")
 # Custom blocks declare `channels` (`dmfn_tf.models.dmfb_layers.DMFB`): counted as this many
 # convolution kernels of `channels` x the widest width (a paper DMFB holds 7.2 c², an official one 13.5 c²).
 _BLOCK_KERNELS = 16
+# Keras layers a generator file may hold besides this package's own (`dmfn_tf>...`): those whose
+# weights, if any, `parameter_bound` covers (convolutions and dense layers by filters, units and
+# kernel size; normalisations per channel). Any other layer (an Embedding, an attention or a
+# recurrent layer, sized by keys the bound does not read) is refused before it is built.
+KERAS_LAYERS = frozenset({
+    "InputLayer", "Functional", "Sequential", "Conv2D", "Conv2DTranspose", "Dense", "ReLU", "LeakyReLU", "ELU",
+    "Activation", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "ZeroPadding2D",
+    "Cropping2D", "UpSampling2D", "MaxPooling2D", "AveragePooling2D", "Reshape", "Identity", "Dropout",
+    "Rescaling", "BatchNormalization", "LayerNormalization", "GroupNormalization",
+})
+_OWN_LAYERS = "dmfn_tf>"
 # Keys whose list value is a tensor shape (its last entry is a channel count).
 _SHAPE_KEYS = ("batch_shape", "input_shape", "shape")
 _END_OF_ARCHIVE = b"PK\x05\x06"
@@ -84,6 +96,9 @@ def check_keras_file(path: str) -> None:
             config = _read_config(archive, path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as err:
         raise ModelLoadError(f"{path}: not a Keras model file (a damaged zip archive: {err})") from None
+    unknown = unknown_layers(config)
+    if unknown:
+        raise ModelLoadError(f"{path}: not a DMFN generator file (it holds layers of class {', '.join(unknown)})")
     bound = parameter_bound(config)
     if bound > MAX_PARAMETERS:
         raise ModelLoadError(f"{path}: its layers declare up to {bound:,} parameters, above the limit of "
@@ -129,6 +144,23 @@ def _nodes(config):
         yield node
         children = node.values() if isinstance(node, dict) else node if isinstance(node, (list, tuple)) else ()
         stack.extend(child for child in children if isinstance(child, (dict, list, tuple)))
+
+
+def unknown_layers(config) -> list[str]:
+    """The class names of the config's layers that are neither this package's nor in `KERAS_LAYERS`."""
+    unknown = set()
+    for node in _nodes(config):
+        if not isinstance(node, dict) or not isinstance(node.get("layers"), list):
+            continue
+        for layer in node["layers"]:
+            if not isinstance(layer, dict):
+                unknown.add(type(layer).__name__)
+                continue
+            registered = layer.get("registered_name")
+            own = isinstance(registered, str) and registered.startswith(_OWN_LAYERS)
+            if not own and layer.get("class_name") not in KERAS_LAYERS:
+                unknown.add(str(layer.get("class_name"))[:40])
+    return sorted(unknown)
 
 
 def _size(value) -> int:

@@ -16,11 +16,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dmfn_tf.cli import describe_failure, main
+from dmfn_tf.cli import describe_failure
 from dmfn_tf.config import DataConfig
 from dmfn_tf.data import image_files
-from dmfn_tf.data.guarded_reader import DataUnavailable, GuardedReader
-from dmfn_tf.data.pipeline import build_dataset, build_eval_dataset, decode_image
+from dmfn_tf.data.guarded_reader import GuardedReader
+from dmfn_tf.data.pipeline import build_dataset, build_eval_dataset
 
 SIZE = 32
 
@@ -138,8 +138,22 @@ def test_every_file_vanishing_mid_run_stops_with_one_line(hostile_folder):
 
 
 def test_the_reader_counts_and_gives_up_after_a_full_round_of_failures(tmp_path):
-    reader = GuardedReader("src", count=2, decode=decode_image)
-    image, ok = reader._read_eager(str(tmp_path / "missing.png"), None)
-    assert not bool(ok) and tuple(image.shape) == (1, 1, 3) and reader.skipped == 1
-    with pytest.raises(DataUnavailable, match="src: the last 2 reads all failed"):
-        reader._read_eager("bytes", b"not an image")
+    reader = GuardedReader("src", count=2)
+    contents, ok, hopeless = reader._read_eager(str(tmp_path / "missing.png"), None)
+    assert not ok and not hopeless and reader.skipped == 1
+    contents, ok, hopeless = reader._read_eager("bytes", b"not an image")
+    assert ok and hopeless and tf.io.decode_image(contents).shape == (1, 1, 3)  # decodes, to reach the stop
+    assert reader.failure.startswith("src: the last 2 reads all failed and the source has 2 file(s)")
+    with pytest.raises(tf.errors.OpError, match="DataUnavailable: src: the last 2 reads all failed"):
+        reader.stop_if_hopeless({"x": tf.constant(1)}, tf.constant(True))
+
+
+def test_a_file_list_over_the_byte_budget_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from dmfn_tf import input_limits
+    from dmfn_tf.input_limits import InputTooLarge
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("a.png\n" * 100)
+    monkeypatch.setattr(input_limits.check_file_bytes, "__defaults__", (64,))  # a 64-byte budget
+    with pytest.raises(InputTooLarge, match="list.txt: 600 bytes, above the limit of 64 bytes"):
+        image_files.read_file_list(listing)

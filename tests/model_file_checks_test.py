@@ -8,7 +8,7 @@ import pytest
 
 from dmfn_tf.cli import main
 from dmfn_tf.input_limits import MAX_MODEL_CONFIG_BYTES
-from dmfn_tf.model_file_checks import MAX_PARAMETERS, ModelLoadError, check_keras_file, parameter_bound
+from dmfn_tf.model_file_checks import MAX_PARAMETERS, ModelLoadError, check_keras_file, parameter_bound, unknown_layers
 from dmfn_tf.model_io import load_generator, resolve_generator_path
 
 
@@ -53,6 +53,16 @@ def test_a_layer_declaring_huge_widths_is_refused_before_building(tmp_path, tiny
     assert parameter_bound(_with_filters(_config(tiny_generator_file), 5_000_000)) > MAX_PARAMETERS
 
 
+def test_layers_sized_by_other_keys_are_refused_before_building(tmp_path, tiny_generator_file):
+    config = _config(tiny_generator_file)
+    layer = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "ReLU")
+    layer.update(class_name="Embedding", registered_name=None)
+    layer["config"].update(input_dim=10**9, output_dim=64)  # 256 GB of weights if built
+    path = _rewritten(tiny_generator_file, tmp_path / "embedding.keras", config=config)
+    with pytest.raises(ModelLoadError, match=r"embedding.keras: not a DMFN generator file .* class Embedding"):
+        load_generator(path)
+
+
 def test_the_bound_admits_the_largest_shipped_architectures():
     import keras
 
@@ -60,8 +70,10 @@ def test_the_bound_admits_the_largest_shipped_architectures():
 
     for block in ("paper", "official"):
         generator = build_generator(nf=64, n_blocks=8, block=block)
-        bound = parameter_bound(keras.saving.serialize_keras_object(generator))
+        config = keras.saving.serialize_keras_object(generator)
+        bound = parameter_bound(config)
         assert generator.count_params() <= bound <= MAX_PARAMETERS, (block, generator.count_params(), bound)
+        assert unknown_layers(config) == []
 
 
 def test_a_file_that_is_not_a_zip_says_so(tmp_path):

@@ -68,7 +68,7 @@ def run_dir(tmp_path_factory, training_photos):
 
 
 def test_run_directory_layout_and_resolved_config(run_dir, training_photos):
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.yaml", "generator.keras", "logs"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "checkpoints", "config.yaml", "generator.keras", "logs"]
     # Saved at step 3 (checkpoint_every) and at the end of the run.
     assert [step for step, _ in list_checkpoints(run_dir / "checkpoints")] == [3, STEPS]
     assert read_latest(run_dir / "checkpoints")["step"] == STEPS

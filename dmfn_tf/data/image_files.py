@@ -9,7 +9,8 @@ ignored; a listed file that does not exist is skipped with a warning).
 (zero bytes, truncated, a text file named `.png`, ...) is skipped up front with a warning naming it,
 and never stops training in the middle of an epoch. Before anything is decoded, `read_data_file`
 admits only regular files (a FIFO, a device or a socket is never opened) within `MAX_INPUT_BYTES`,
-and `check_image_bytes` only headers within `MAX_IMAGE_PIXELS` (`dmfn_tf.input_limits`). Cost: one full decode per file, run on a
+and `check_image_bytes` only headers within `MAX_IMAGE_PIXELS` (`dmfn_tf.input_limits`); the
+pipeline repeats both at every read (`dmfn_tf.data.guarded_reader`). Cost: one full decode per file, run on a
 thread pool (TensorFlow's decoders release the GIL): about 300 JPEGs of 0.1–0.5 MP a second per
 CPU core (measured: 600/s on 2 cores), so about 10 minutes for Places2's 1.8 million images on 10
 cores. Results are remembered for the life of the process and, with `cache_path`, in a JSON file
@@ -27,7 +28,9 @@ from typing import Callable, Iterable
 
 from dmfn_tf.atomic_files import write_text_atomically
 from dmfn_tf.errors import UserError
-from dmfn_tf.input_limits import InputTooLarge, NotRegularFile, UnreadableImage, image_header, read_file_bytes
+from dmfn_tf.input_limits import (
+    InputTooLarge, NotRegularFile, UnreadableImage, check_file_bytes, image_header, read_file_bytes,
+)
 
 logger = logging.getLogger("dmfn_tf.data")
 
@@ -81,6 +84,7 @@ def read_file_list(list_path: str | os.PathLike) -> list[str]:
     if not os.path.isfile(list_path):
         raise UserError(f"file list not found: {list_path}")
     base = os.path.dirname(os.path.abspath(list_path))
+    check_file_bytes(list_path)  # read whole below: within the byte budget
     try:
         with open(list_path, encoding="utf-8") as f:
             lines = f.read().splitlines()

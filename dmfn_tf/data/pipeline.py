@@ -234,19 +234,19 @@ def _build(
     make_mask = _mask_maker(data_cfg, mask_kind, image_size, ordered=not shuffle)
     example_seed = tf.random.experimental.stateless_fold_in(base_seed, _EXAMPLE_STREAM)
 
-    def example(index, record):
-        path, decoded, ok = fetch(record)
+    def example(index, path, contents):
         crop_key, mask_key = tf.unstack(
             tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(example_seed, index), 2)
         )
-        image = crop_and_resize(decoded, image_size, crop, crop_key)
+        image = crop_and_resize(decode_image(contents), image_size, crop, crop_key)
         mask, bbox = make_mask(index, mask_key)
-        element = {"image": image, "mask": mask, "bbox": bbox, "ok": ok}
+        element = {"image": image, "mask": mask, "bbox": bbox}
         if with_path:
             element["path"] = path
         return element
 
-    dataset = _without_skipped(indexed.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+    reader = GuardedReader(_source_name(data_cfg), num_records)
+    dataset = _checked_examples(indexed, fetch, reader, example, skip_decode_errors=shuffle)
     dataset = dataset.batch(
         batch_size // num_shards, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE
     )
@@ -278,9 +278,8 @@ def _file_records(data_cfg: DataConfig, limit: int | None = None):
 
         return epoch_records
 
-    # Every read is checked again (files may change during a run, or were not checked up front).
-    reader = GuardedReader(data_cfg.path, count, decode_image)
-    return records, count, lambda path: (path, *reader.read(path, tf.constant(b""), from_file=True))
+    # The pipeline's `GuardedReader` opens the file, once it has checked what it is.
+    return records, count, lambda path: (path, tf.constant(b""), True)
 
 
 def _tfds_records(data_cfg: DataConfig, limit: int | None = None):
@@ -329,18 +328,34 @@ def _tfds_records(data_cfg: DataConfig, limit: int | None = None):
 
         return epoch_records
 
-    reader = GuardedReader(f"TFDS {name}/{split}", count, decode_image)
-    return records, count, lambda record: (record[0], *reader.read(record[0], record[1], from_file=False))
+    return records, count, lambda record: (record[0], record[1], False)
 
 
-def _without_skipped(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Drops the examples whose file `GuardedReader` skipped (their `ok` is False), then the `ok` key.
+def _checked_examples(indexed, fetch, reader, example, skip_decode_errors: bool) -> tf.data.Dataset:
+    """Each record read and checked (`GuardedReader`), the skipped ones dropped, the rest decoded by `example`.
 
     The examples keep their indices, so the crops and masks of the others are those of a run
-    without the skipped files' failures (resuming stays exact)."""
-    return dataset.filter(lambda element: element["ok"]).map(
-        lambda element: {key: value for key, value in element.items() if key != "ok"}
+    without the skipped files' failures (resuming stays exact).
+    """
+    def read_and_decode(index, record):
+        name, contents, from_file = fetch(record)
+        contents, ok, hopeless = reader.read(name, contents, from_file)  # a skipped file: a black pixel
+        return example(index, name, contents), ok, hopeless
+
+    dataset = indexed.map(read_and_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if skip_decode_errors:
+        # Files that pass the checks but do not decode (changed during the run, or never checked up
+        # front) are dropped, with TensorFlow's warning.
+        dataset = dataset.ignore_errors(log_warning=True)
+    return dataset.filter(lambda element, ok, hopeless: ok).map(
+        lambda element, ok, hopeless: reader.stop_if_hopeless(element, hopeless)
     )
+
+
+def _source_name(data_cfg: DataConfig) -> str:
+    if data_cfg.source == "tfds":
+        return f"TFDS {data_cfg.tfds_name}/{data_cfg.tfds_split}"
+    return data_cfg.path
 
 
 def _mask_maker(data_cfg: DataConfig, kind: str, image_size: int, ordered: bool):

@@ -10,6 +10,7 @@ run/
   logs/                TensorBoard event files: train/*, learning_rate/*, samples
   snapshots/           generator-<step>.keras + .json (step, CPU and wall seconds), every
                        `train.snapshot_every` steps: what learning curves are scored from
+  .lock                held (flock) by the process training here (`dmfn_tf.training.run_lock`)
 ```
 
 Example:
