@@ -3,7 +3,7 @@
 A `.keras` generator written by this package (training, `dmfn convert`, `dmfn export --format
 keras`, the shipped model) carries a `ModelMetadata` inside the file, as keras-hub presets keep
 their metadata with the weights: under the key `METADATA_KEY` ("dmfn_tf") of the archive's
-`metadata.json`, beside Keras' own `keras_version` and `date_saved` (docs/design.md §9). Keras
+`metadata.json`, beside Keras' own `keras_version` and `date_saved` (docs/design.md §8). Keras
 reads neither when it loads the model. The file alone then tells any loader the side of the
 crops the model was trained on (what the high-resolution strategies scale windows to), its
 architecture, how to form its input, and where it came from.

@@ -4,12 +4,13 @@ Example:
 
 ```
 dmfn app                              # the shipped model; then open http://127.0.0.1:7860/
-dmfn app --model runs/demo --trained-size 128
+dmfn app --model runs/demo             # at the trained size the run records (--trained-size overrides it)
 dmfn app --allow-model runs/other --allow-model ref.pth   # more models the page may choose from
 ```
 
 The page chooses among the models named here (and the shipped one) by their labels; it never types
-a path (`dmfn_tf.app.models`).
+a path (`dmfn_tf.app.models`). Each runs at the trained size it records; `--trained-size` overrides
+that of the `--model` one.
 """
 
 from __future__ import annotations
