@@ -57,6 +57,7 @@ def run(args) -> int:
     except OSError as err:
         raise UserError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err})") from None
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    hd_options.announce_assumed_size(args, args.model)
     host, port = server.server_address[:2]
     print(f"dmfn app: open http://{host}:{port}/ (Ctrl+C stops it)", flush=True)
     try:

@@ -16,7 +16,7 @@ from dmfn_tf.high_resolution import (
     STRATEGIES,
     HDOptions,
 )
-from dmfn_tf.model_io import trained_size
+from dmfn_tf.model_io import ModelLoadError, trained_size
 
 
 def add_arguments(parser) -> None:
@@ -40,27 +40,35 @@ def add_arguments(parser) -> None:
                        help=f"longer side of the image the model sees with resize (default {DEFAULT_RESIZE_LIMIT})")
 
 
-def model_trained_size(model: str | None, announce: bool = True) -> int:
-    """The trained size `model` records, or `DEFAULT_TRAINED_SIZE` where it records none (said on stderr with `announce`).
+def options_from_args(args, model: str | None, strict: bool = True) -> HDOptions:
+    """The `HDOptions` the arguments describe for `model` (its path; None: the shipped one); bad values are UserErrors.
 
-    Args:
-        model: a model path as `load_generator` takes it (None: the shipped one).
-        announce: print a line when the default stands in (only where a strategy uses the size).
+    The trained size is `--trained-size`, else what the model records, else `DEFAULT_TRAINED_SIZE`
+    (`announce_assumed_size` says so once the run's checks have passed). With `strict` False, a
+    model that cannot be read also gets the default: its error comes when it is loaded, after the
+    inputs were checked.
     """
-    size = trained_size(model)
-    if size is None and announce:
-        print(f"{model or 'the shipped model'}: the model does not record the size it was trained on; assuming "
-              f"{DEFAULT_TRAINED_SIZE} (pass --trained-size to set it)", file=sys.stderr, flush=True)
-    return DEFAULT_TRAINED_SIZE if size is None else size
-
-
-def options_from_args(args, model: str | None) -> HDOptions:
-    """The `HDOptions` the arguments describe for `model` (its path; None: the shipped one); bad values are UserErrors."""
+    size = args.trained_size
+    if size is None:
+        try:
+            size = trained_size(model) or DEFAULT_TRAINED_SIZE
+        except ModelLoadError:
+            if strict:
+                raise
+            size = DEFAULT_TRAINED_SIZE
     return HDOptions(
         strategy=args.hd_strategy,
-        trained_size=(args.trained_size if args.trained_size is not None
-                      else model_trained_size(model, announce=args.hd_strategy in ("auto", "crop"))),
+        trained_size=size,
         crop_trigger=args.crop_trigger,
         crop_margin=args.crop_margin,
         resize_limit=args.resize_limit,
     )
+
+
+def announce_assumed_size(args, model: str | None) -> None:
+    """One line on stderr when a strategy that uses the trained size falls back to `DEFAULT_TRAINED_SIZE`."""
+    if args.trained_size is not None or args.hd_strategy not in ("auto", "crop"):
+        return
+    if trained_size(model) is None:
+        print(f"{model or 'the shipped model'}: the model does not record the size it was trained on; assuming "
+              f"{DEFAULT_TRAINED_SIZE} (pass --trained-size to set it)", file=sys.stderr, flush=True)
