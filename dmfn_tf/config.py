@@ -574,6 +574,11 @@ def apply_overrides(
     return config_from_dict(values, source=source)
 
 
+def config_to_yaml(cfg: ExperimentConfig) -> str:
+    """`cfg` as the YAML text `save_config` writes (what a run's `config.yaml` and a model file record)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
     """Writes `cfg` as YAML that `load_config` reads back to an equal configuration (atomically)."""
-    write_text_atomically(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_text_atomically(path, config_to_yaml(cfg))

@@ -33,6 +33,9 @@ MAX_IMAGE_PIXELS = 8192 * 8192
 MAX_INPUT_BYTES = 256 * 1024 * 1024
 # Largest architecture description read whole (a model file's `config.json`; the default generator's is about 30 KB).
 MAX_MODEL_CONFIG_BYTES = 1024 * 1024
+# Largest model description read whole (a model file's `metadata.json`, holding `dmfn_tf.model_metadata`;
+# the shipped model's is about 2 KB, most of it the recipe's YAML, itself at most 16 KiB).
+MAX_MODEL_METADATA_BYTES = 64 * 1024
 
 
 class InputTooLarge(UserError, ValueError):

@@ -8,9 +8,11 @@ such files from what they declare, before anything is inflated or built:
 
 - the path is a regular file (not a FIFO, a device, a socket or a folder) of at most `MAX_INPUT_BYTES`;
 - it is a zip archive (its end-of-archive record is read first) of at most `MAX_ZIP_MEMBERS` members;
-- the members' declared inflated sizes total at most `MAX_INPUT_BYTES`, and `config.json` declares
+- the members' declared inflated sizes total at most `MAX_INPUT_BYTES`, `config.json` declares
   at most `MAX_MODEL_CONFIG_BYTES` and inflates to no more (Python's zipfile never returns more than
-  a member declares, so the declared sizes bound what Keras inflates);
+  a member declares, so the declared sizes bound what Keras inflates), and `metadata.json` (Keras'
+  version and date, and this package's model description, `dmfn_tf.model_metadata`) declares at
+  most `MAX_MODEL_METADATA_BYTES`;
 - the config's layers are this package's or Keras layers whose weights the bound below covers
   (`KERAS_LAYERS`), and need at most `MAX_INPUT_BYTES / 4` float32 parameters, by an upper bound
   computed from the sizes the config declares (`parameter_bound`).
@@ -19,6 +21,7 @@ Example:
 
 ```python
 check_keras_file("runs/tiny/generator.keras")   # raises ModelLoadError naming the file and the problem
+read_keras_metadata("runs/tiny/generator.keras")  # -> {"keras_version": ..., "dmfn_tf": {...}}
 ```
 """
 
@@ -30,8 +33,19 @@ import struct
 import zipfile
 
 from dmfn_tf.errors import UserError
-from dmfn_tf.input_limits import MAX_INPUT_BYTES, MAX_MODEL_CONFIG_BYTES, InputTooLarge, NotRegularFile, check_file_bytes
+from dmfn_tf.input_limits import (
+    MAX_INPUT_BYTES,
+    MAX_MODEL_CONFIG_BYTES,
+    MAX_MODEL_METADATA_BYTES,
+    InputTooLarge,
+    NotRegularFile,
+    check_file_bytes,
+)
 
+# The members of a Keras file read whole: the architecture, and Keras' metadata (where this package
+# keeps its model description, `dmfn_tf.model_metadata`).
+CONFIG_MEMBER = "config.json"
+METADATA_MEMBER = "metadata.json"
 # A Keras file has three members; a few more leave room for future Keras versions.
 MAX_ZIP_MEMBERS = 64
 # Most float32 parameters a model may declare: its weights must fit the byte budget.
@@ -93,7 +107,9 @@ def check_keras_file(path: str) -> None:
             if declared > MAX_INPUT_BYTES:
                 raise ModelLoadError(f"{path}: its members inflate to {declared} bytes, above the limit of "
                                      f"{MAX_INPUT_BYTES} bytes")
-            config = _read_config(archive, path)
+            config = _read_json_member(archive, path, CONFIG_MEMBER, MAX_MODEL_CONFIG_BYTES, "a model's architecture")
+            if METADATA_MEMBER in archive.namelist():
+                _member_info(archive, path, METADATA_MEMBER, MAX_MODEL_METADATA_BYTES, "a model's description")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as err:
         raise ModelLoadError(f"{path}: not a Keras model file (a damaged zip archive: {err})") from None
     unknown = unknown_layers(config)
@@ -103,6 +119,26 @@ def check_keras_file(path: str) -> None:
     if bound > MAX_PARAMETERS:
         raise ModelLoadError(f"{path}: its layers declare up to {bound:,} parameters, above the limit of "
                              f"{MAX_PARAMETERS:,} (a model's weights must fit in {MAX_INPUT_BYTES} bytes)")
+
+
+def read_keras_metadata(path: str) -> dict:
+    """The `metadata.json` object of the `.keras` file at `path` ({} when the file has none), after `check_keras_file`.
+
+    Raises:
+        ModelLoadError: the file fails `check_keras_file`, or its `metadata.json` is not a JSON object
+            of at most `MAX_MODEL_METADATA_BYTES`.
+    """
+    check_keras_file(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if METADATA_MEMBER not in archive.namelist():
+                return {}
+            metadata = _read_json_member(archive, path, METADATA_MEMBER, MAX_MODEL_METADATA_BYTES, "a model's description")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as err:
+        raise ModelLoadError(f"{path}: not a Keras model file (a damaged zip archive: {err})") from None
+    if not isinstance(metadata, dict):
+        raise ModelLoadError(f"{path}: {METADATA_MEMBER} is not a JSON object")
+    return metadata
 
 
 def _declared_members(path: str, size: int) -> int:
@@ -116,24 +152,30 @@ def _declared_members(path: str, size: int) -> int:
     return struct.unpack("<H", tail[position + 10 : position + 12])[0]
 
 
-def _read_config(archive: zipfile.ZipFile, path: str):
+def _member_info(archive: zipfile.ZipFile, path: str, name: str, limit: int, what: str) -> zipfile.ZipInfo:
+    """The member `name`, refused when missing or declaring more than `limit` bytes."""
     try:
-        info = archive.getinfo("config.json")
+        info = archive.getinfo(name)
     except KeyError:
-        raise ModelLoadError(f"{path}: not a Keras model file (no config.json in the archive)") from None
-    if info.file_size > MAX_MODEL_CONFIG_BYTES:
-        raise ModelLoadError(f"{path}: config.json declares {info.file_size} bytes, above the limit of "
-                             f"{MAX_MODEL_CONFIG_BYTES} bytes for a model's architecture")
+        raise ModelLoadError(f"{path}: not a Keras model file (no {name} in the archive)") from None
+    if info.file_size > limit:
+        raise ModelLoadError(f"{path}: {name} declares {info.file_size} bytes, above the limit of {limit} bytes for {what}")
+    return info
+
+
+def _read_json_member(archive: zipfile.ZipFile, path: str, name: str, limit: int, what: str):
+    """The JSON value of the member `name`, read within `limit` bytes whatever it declares."""
+    info = _member_info(archive, path, name, limit, what)
     with archive.open(info) as member:
-        text = member.read(MAX_MODEL_CONFIG_BYTES + 1)
-    if len(text) > MAX_MODEL_CONFIG_BYTES:
-        raise ModelLoadError(f"{path}: config.json inflates beyond {MAX_MODEL_CONFIG_BYTES} bytes")
+        text = member.read(limit + 1)
+    if len(text) > limit:
+        raise ModelLoadError(f"{path}: {name} inflates beyond {limit} bytes")
     try:
         return json.loads(text)
     except RecursionError:
-        raise ModelLoadError(f"{path}: config.json is nested too deeply") from None
+        raise ModelLoadError(f"{path}: {name} is nested too deeply") from None
     except ValueError as err:
-        raise ModelLoadError(f"{path}: config.json is not JSON ({err})") from None
+        raise ModelLoadError(f"{path}: {name} is not JSON ({err})") from None
 
 
 def _nodes(config):

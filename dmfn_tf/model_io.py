@@ -5,27 +5,35 @@ Loading (`load_generator`) accepts a `.keras` generator file, a directory holdin
 (`.pth`/`.pt`, or `.npz` with the same tensor names), read by `dmfn_tf.convert.reference` without
 PyTorch and mapped onto a generator of the checkpoint's shape. No path, or the word `SHIPPED`
 ("shipped"), names the model that ships with the package (`default_model_path`). Saving
-(`save_model_atomically`) replaces a `.keras` file only once the new one is complete.
+(`save_model_atomically`) replaces a `.keras` file only once the new one is complete, with the
+model's description (`dmfn_tf.model_metadata.ModelMetadata`) inside it when one is given.
+
+`trained_size(path)` is the side of the crops a model was trained on, which the high-resolution
+strategies scale windows to, read from what the model says about itself: its file's description;
+for a run directory written before models carried one, its `config.yaml` (`model.image_size`); for
+the authors' checkpoints, 256.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from dmfn_tf.atomic_files import atomic_path
 from dmfn_tf.model_file_checks import ModelLoadError, check_keras_file, check_regular_file
+from dmfn_tf.model_metadata import ModelMetadata, copy_with_metadata, metadata_from_config, read_model_metadata
 
-# The generator file of a training run or conversion directory.
+# The generator file of a training run or conversion directory, and a run's configuration beside it.
 GENERATOR_FILE = "generator.keras"
+RUN_CONFIG_FILE = "config.yaml"
 REFERENCE_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".npz")
-# The pretrained generator shipped in the source tree (`saved_models/README.md` is its model card),
-# the word that names it wherever a model path is expected, and the side of the crops it was
-# trained on (its recipe's `model.image_size`), which the high-resolution strategies need.
+# The pretrained generator shipped in the source tree (`saved_models/README.md` is its model card;
+# its file describes itself, trained size included) and the word that names it wherever a model
+# path is expected.
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "saved_models"
 SHIPPED_MODEL = "dmfn_photo_cpu.keras"
 SHIPPED = "shipped"
-SHIPPED_MODEL_TRAINED_SIZE = 128
 
 
 def default_model_path() -> str:
@@ -59,12 +67,53 @@ def is_shipped(path: str | None) -> bool:
 
 
 def trained_size(path: str | None) -> int | None:
-    """The side of the square crops the model at `path` was trained on, where known (the shipped model's).
+    """The side of the square crops the model at `path` was trained on, or None where nothing says.
+
+    Read without loading the model: the description inside a `.keras` file
+    (`dmfn_tf.model_metadata`); else, for a run directory's generator file, the run's `config.yaml`
+    (`model.image_size`; runs from before model files described themselves); 256 for the authors'
+    checkpoints (`dmfn_tf.convert.reference.REFERENCE_TRAINED_SIZE`).
 
     Args:
-        path: a model path as `load_generator` takes it (None: the shipped model).
+        path: a model path as `load_generator` takes it (None or "shipped": the shipped model).
+
+    Example:
+
+    ```python
+    trained_size("shipped")       # -> 128
+    trained_size("runs/celeba")   # -> 256 (its generator.keras says so)
+    ```
     """
-    return SHIPPED_MODEL_TRAINED_SIZE if is_shipped(path) else None
+    source = resolve_generator_path(path)
+    if source.lower().endswith(REFERENCE_CHECKPOINT_SUFFIXES):
+        from dmfn_tf.convert.reference import REFERENCE_TRAINED_SIZE
+
+        return REFERENCE_TRAINED_SIZE
+    metadata = model_metadata(source)
+    return None if metadata is None else metadata.trained_size
+
+
+def model_metadata(path: str | None) -> ModelMetadata | None:
+    """What the model at `path` says about itself (`dmfn_tf.model_metadata`), None where nothing does.
+
+    A `.keras` file by the description inside it; a run directory's generator file written before
+    files described themselves by the run's `config.yaml`; a reference checkpoint as `dmfn convert`
+    describes it (its architecture read off its tensors, 256²).
+    """
+    source = resolve_generator_path(path)
+    if source.lower().endswith(REFERENCE_CHECKPOINT_SUFFIXES):
+        from dmfn_tf.convert.official_mapping import infer_generator_config
+        from dmfn_tf.convert.reference import read_reference_state_dict, reference_metadata
+
+        return reference_metadata(source, infer_generator_config(read_reference_state_dict(source), source=source))
+    metadata = read_model_metadata(source)
+    run_config = os.path.join(os.path.dirname(source), RUN_CONFIG_FILE)
+    if metadata is None and os.path.basename(source) == GENERATOR_FILE and os.path.isfile(run_config):
+        from dmfn_tf.config import load_config
+
+        return metadata_from_config(load_config(run_config), "dmfn train (an older run: described by its config.yaml)",
+                                    run_dir=os.path.dirname(source))
+    return metadata
 
 
 def resolve_generator_path(path: str | None = None) -> str:
@@ -147,22 +196,50 @@ def load_generator(path: str | None = None):
     return _check_is_generator(model, source)
 
 
-def save_model_atomically(model, path: str | os.PathLike) -> None:
+def save_model_atomically(model, path: str | os.PathLike, metadata: ModelMetadata | None = None) -> None:
     """Saves a Keras model as a `.keras` file, replacing `path` only once the new file is complete.
 
     Args:
         model: the `keras.Model` to save.
         path: the destination, ending in `.keras`.
+        metadata: the model's description, written inside the file (`dmfn_tf.model_metadata`); None
+            writes a plain Keras file.
 
     Example:
 
     ```python
-    save_model_atomically(trainer.generator, "runs/tiny/generator.keras")
+    save_model_atomically(trainer.generator, "runs/tiny/generator.keras", metadata=metadata_from_config(cfg, "dmfn train"))
     generator = load_generator("runs/tiny")
     ```
     """
     if not os.fspath(path).endswith(".keras"):
         raise ValueError(f"a Keras model file must end in .keras, got {path}")
     with atomic_path(path, suffix=".keras") as temporary:
-        model.save(temporary)
+        if metadata is None:
+            model.save(temporary)
+            return
+        # Keras writes the archive itself: save it plainly beside, then copy it with the description in.
+        # (Named like `atomic_path`'s temporaries, so a killed process's leftover is removed later.)
+        handle, plain = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-{os.getpid()}-", suffix=".keras",
+                                         dir=os.path.dirname(os.path.abspath(path)))
+        os.close(handle)
+        try:
+            model.save(plain)
+            copy_with_metadata(plain, temporary, metadata)
+        finally:
+            os.remove(plain)
 
+
+def write_model_metadata(path: str | os.PathLike, metadata: ModelMetadata) -> None:
+    """Writes `metadata` into the existing `.keras` file at `path` (atomically), its weights untouched byte for byte.
+
+    Example:
+
+    ```python
+    write_model_metadata("old_run/generator.keras", metadata_from_config(load_config("old_run/config.yaml"), "hand"))
+    ```
+    """
+    path = os.fspath(path)
+    check_keras_file(path)
+    with atomic_path(path, suffix=".keras") as temporary:
+        copy_with_metadata(path, temporary, metadata)

@@ -6,7 +6,7 @@ screenshot of the page.
 
 Usage:
 
-    python scripts/app_screenshot.py --model runs/demo --trained-size 128 --out docs/app.png
+    python scripts/app_screenshot.py --model runs/demo --out docs/app.png   # the model's own trained size
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ BRUSH = 34
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--trained-size", type=int, default=256)
+    parser.add_argument("--trained-size", type=int, help="override of the size the model records")
     parser.add_argument("--strategy", default="auto")
     parser.add_argument("--out", default="docs/app.png")
     args = parser.parse_args(argv)
@@ -38,9 +38,11 @@ def main(argv=None) -> None:
     from skimage import data
 
     from dmfn_tf.app.server import AppState, make_server
-    from dmfn_tf.high_resolution import HDOptions
+    from dmfn_tf.high_resolution import DEFAULT_TRAINED_SIZE, HDOptions
+    from dmfn_tf.model_io import trained_size
 
-    server = make_server(AppState(model=args.model, hd=HDOptions(strategy=args.strategy, trained_size=args.trained_size)), port=0)
+    size = args.trained_size or trained_size(args.model) or DEFAULT_TRAINED_SIZE
+    server = make_server(AppState(model=args.model, hd=HDOptions(strategy=args.strategy, trained_size=size)), port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"

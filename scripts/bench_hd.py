@@ -15,8 +15,8 @@ how far `crop` and `resize` move them from `original`.
 Usage:
 
     python scripts/bench_hd.py memory --nf 16 --n-blocks 4 --trained-size 256
-    python scripts/bench_hd.py memory --model runs/demo --trained-size 128
-    python scripts/bench_hd.py quality --model runs/demo --trained-size 128 --resize-limit 512
+    python scripts/bench_hd.py memory --model runs/demo           # at the trained size the model records
+    python scripts/bench_hd.py quality --model runs/demo --resize-limit 512
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def _parse_args(argv=None):
     parser.add_argument("--model", help=".keras generator or run directory (default: random weights)")
     parser.add_argument("--nf", type=int, default=16, help="base width of the random generator (default 16)")
     parser.add_argument("--n-blocks", type=int, default=4, help="DMFBs of the random generator (default 4)")
-    parser.add_argument("--trained-size", type=int, default=256)
+    parser.add_argument("--trained-size", type=int,
+                        help="default: the size --model records (dmfn_tf.model_io.trained_size), else 256")
     parser.add_argument("--crop-margin", type=int, default=64)
     parser.add_argument("--resize-limit", type=int, default=1024)
     parser.add_argument("--max-pixels", type=int, default=1024 * 1024)
@@ -51,7 +52,13 @@ def _parse_args(argv=None):
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
     parser.add_argument("--mask", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.trained_size is None:
+        from dmfn_tf.high_resolution import DEFAULT_TRAINED_SIZE
+        from dmfn_tf.model_io import trained_size
+
+        args.trained_size = (trained_size(args.model) if args.model else None) or DEFAULT_TRAINED_SIZE
+    return args
 
 
 def three_holes(height: int, width: int) -> np.ndarray:

@@ -3,7 +3,8 @@
 1. Loads the run's latest generator and rebuilds it under the float32 policy (a run trained with
    `mixed_bfloat16` stores float32 weights, but its layers would compute in bfloat16), so the shipped
    file computes in float32 everywhere (CPU, SavedModel, TFLite) and loads with
-   `dmfn_tf.model_io.load_generator(path)`. Only the generator is shipped: no discriminator,
+   `dmfn_tf.model_io.load_generator(path)`. The file describes itself (`dmfn_tf.model_metadata`):
+   trained size, architecture, the run (`~/runs`-relative), step, CPU hours and recipe. Only the generator is shipped: no discriminator,
    optimizer state or checkpoint.
 2. Measures what float16 weights would change: every weight rounded to float16 and back, scored on
    both protocols next to the float32 weights.
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from dmfn_tf.evaluation.baselines import BASELINES as BASELINE_FUNCTIONS  # noqa: E402
+from dmfn_tf.model_metadata import home_relative  # noqa: E402,F401  (the card names no path of this machine)
 
 # The validation protocols of the card (`dmfn_tf.evaluation.validation.PROTOCOLS`) and the baselines.
 SHIP_PROTOCOLS = ("p256", "p128")
@@ -44,21 +46,19 @@ CASES = 3
 TILE = 128
 
 
-def home_relative(text: str, home: str | None = None) -> str:
-    """`text` with every path under the home folder written `~/...`: a model card names no path of the
-    machine it was made on (the run `~/runs/<run>`, the corpus `~/data/...`).
+def shipped_metadata(run: Path, step: int, cpu_seconds):
+    """The shipped file's description (`dmfn_tf.model_metadata`): what the run's generator file records (or its
+    config.yaml for an older run), as written by this script, with the CPU time of the curve where the file has none."""
+    import dataclasses
 
-    Example:
+    from dmfn_tf.model_io import model_metadata
 
-    ```python
-    home_relative("data:\n  path: /home/me/data/train128", home="/home/me")
-    # -> 'data:\n  path: ~/data/train128'
-    ```
-    """
-    home = (home or os.path.expanduser("~")).rstrip("/")
-    if not home:
-        return text
-    return re.sub(re.escape(home) + r"(?=/|\b|$)", "~", text)
+    metadata = model_metadata(str(run))
+    cpu_hours = metadata.provenance.cpu_hours
+    if cpu_hours is None and cpu_seconds is not None:
+        cpu_hours = round(float(cpu_seconds) / 3600.0, 4)
+    provenance = dataclasses.replace(metadata.provenance, made_by="scripts/ship_model.py", step=int(step), cpu_hours=cpu_hours)
+    return dataclasses.replace(metadata, provenance=provenance)
 
 
 def float32_generator(run_generator, cfg):
@@ -287,7 +287,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{args.name}.keras"
-    save_model_atomically(generator, path)
+    save_model_atomically(generator, path, metadata=shipped_metadata(run, step, curve_summary(run, step).get("cpu_s")))
     shipped = load_generator(str(path))
     probe = np.random.default_rng(0).uniform(-1, 1, (1, 64, 64, 4)).astype(np.float32)
     difference = float(np.max(np.abs(np.asarray(shipped(probe)) - np.asarray(generator(probe)))))

@@ -246,6 +246,40 @@ def test_dmfn_app_defaults_to_the_shipped_model(shipped_model, monkeypatch, caps
     assert state.model == shipped_model and state.hd.trained_size == 128
 
 
+def test_a_request_uses_the_trained_size_of_the_model_it_names(shipped_model, tiny_generator_file, tiny_config,
+                                                               tmp_path, monkeypatch):
+    """The start-up model's size is the server's (`--trained-size` or its record); any other model's is its own record."""
+    import dataclasses
+    import shutil
+
+    from dmfn_tf.app import server as server_module
+    from dmfn_tf.config import save_config
+
+    old_run = tmp_path / "old_run"  # a run from before model files described themselves: its config.yaml says 192
+    old_run.mkdir()
+    shutil.copyfile(tiny_generator_file, old_run / "generator.keras")
+    cfg = tiny_config()
+    save_config(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=192)), old_run / "config.yaml")
+    state = AppState(model=tiny_generator_file, hd=HDOptions(strategy="crop", trained_size=64), max_pixels=100_000,
+                     allowed_models=[str(old_run)])
+    assert state.models.labels == ["generator.keras", "shipped", "old_run"]
+    sizes = []
+
+    def record(generator, image, mask, options, **kwargs):
+        sizes.append(options.trained_size)
+        return image
+
+    monkeypatch.setattr(server_module, "inpaint_hd", record)
+    Image.fromarray(_photo()).save(tmp_path / "photo.png")
+    upload = state.upload(str(tmp_path / "photo.png"), "photo.png", "crop")
+    mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+    mask[30:50, 40:60] = 255
+    for model in ("", "shipped", "old_run", "generator.keras"):
+        answer = state.inpaint({"id": upload["id"], "mask": _mask_b64(mask), "model": model, "strategy": "crop"})
+        assert answer["strategy"] == "crop"
+    assert sizes == [64, 128, 192, 64]
+
+
 # ---- Hostile requests (issue 19) ----------------------------------------------------------------
 
 def _png_declaring(width, height, decodable=False):

@@ -154,17 +154,24 @@ def tiny_generator_file(tmp_path_factory):
     return str(path)
 
 
+def tiny_metadata(trained_size: int, made_by: str = "tests"):
+    """A `ModelMetadata` of `tiny_generator_file`'s generator (nf 4, one paper block) trained at `trained_size`."""
+    from dmfn_tf.model_metadata import Architecture, ModelMetadata, Provenance
+
+    return ModelMetadata(trained_size, Architecture(4, 1, "paper"), Provenance(made_by=made_by))
+
+
 @pytest.fixture
 def shipped_model(tmp_path, monkeypatch, tiny_generator_file):
-    """A tiny generator placed where the package looks for its shipped model; returns that file's path."""
-    import shutil
-
+    """A tiny generator placed where the package looks for its shipped model, describing itself as trained at
+    128² as the real one does; returns that file's path."""
     from dmfn_tf import model_io
+    from dmfn_tf.model_metadata import copy_with_metadata
 
     folder = tmp_path / "saved_models"
     folder.mkdir()
     path = folder / model_io.SHIPPED_MODEL
-    shutil.copyfile(tiny_generator_file, path)
+    copy_with_metadata(tiny_generator_file, str(path), tiny_metadata(128, "the shipped_model fixture"))
     monkeypatch.setattr(model_io, "SHIPPED_MODEL_DIR", folder)
     return str(path)
 

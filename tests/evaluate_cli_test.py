@@ -275,6 +275,15 @@ def test_cli_model_shipped_names_the_shipped_model(photo_folder, shipped_model, 
     assert shipped["methods"]["dmfn"]["psnr"] == named["methods"]["dmfn"]["psnr"]
 
 
+def test_cli_image_size_defaults_to_the_models_trained_size(photo_folder, shipped_model, tmp_path):
+    common = ["--data", photo_folder, "--limit", 1, "--lpips", "none"]
+    assert _run_cli(["--model", "shipped", *common, "--baselines", "none", "--out", tmp_path / "model"]) == 0
+    assert _run_cli([*common, "--baselines", "ns", "--out", tmp_path / "baselines"]) == 0  # no model: the paper's 256
+    sizes = [json.loads((tmp_path / name / "summary.json").read_text())["settings"]["image_size"]
+             for name in ("model", "baselines")]
+    assert sizes == [128, 256]
+
+
 class _Terminal(io.StringIO):
     def isatty(self):
         return True

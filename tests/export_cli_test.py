@@ -151,3 +151,28 @@ def test_name_must_be_a_plain_name(model_path, tmp_path, capsys, name):
     err = capsys.readouterr().err.strip()
     assert err.startswith("dmfn export: error: --name must be a plain file name") and "\n" not in err, err
     assert not os.path.exists(out) and not os.path.exists(tmp_path / "x.keras")
+
+
+def test_exports_carry_the_description_and_tflite_takes_the_trained_size(tmp_path, monkeypatch):
+    import json
+
+    from conftest import tiny_metadata
+    from dmfn_tf.model_io import save_model_atomically
+    from dmfn_tf.model_metadata import read_model_metadata
+    from dmfn_tf.serving import tflite_export
+    from dmfn_tf.serving.saved_model_export import METADATA_FILE
+
+    described = str(tmp_path / "described.keras")
+    metadata = tiny_metadata(96, "dmfn train")
+    save_model_atomically(build_generator(nf=4, n_blocks=1), described, metadata=metadata)
+    out = tmp_path / "out"
+    assert _export(described, out, "--format", "keras", "--name", "again") == 0
+    assert read_model_metadata(str(out / "again.keras")) == metadata
+    assert _export(described, out, "--format", "saved_model") == 0
+    assert json.loads((out / "dmfn" / "1" / METADATA_FILE).read_text()) == metadata.to_dict()  # plain JSON beside the graph
+    assert tf.saved_model.load(str(out / "dmfn" / "1")).signatures["serving_default"] is not None
+    sizes = []
+    monkeypatch.setattr(tflite_export, "convert_to_tflite",
+                        lambda generator, size=256, quantization="float32": sizes.append(size) or b"TFL3")
+    assert _export(described, out, "--format", "tflite", "--quantization", "float32") == 0
+    assert sizes == [96, None] and os.path.isfile(out / "dmfn_96_float32.tflite")

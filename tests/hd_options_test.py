@@ -67,3 +67,81 @@ def test_trained_size_defaults_to_the_shipped_models_and_to_256_for_others(shipp
     assert "(crop strategy, the model's input): 128x60 = 7,680 pixels" in capsys.readouterr().err
     assert _run(tiny_generator_file, tmp_path, "--max-pixels", "1000") == 2
     assert "(crop strategy, the model's input): 256x60 = 15,360 pixels" in capsys.readouterr().err
+
+
+# ---- The trained size comes from the model (issue 18) ----------------------------------------------
+
+@pytest.fixture
+def strategy_sizes(monkeypatch):
+    """The `trained_size` of every `HDOptions` that reaches `inpaint_hd` (which returns the image unchanged)."""
+    from dmfn_tf import high_resolution
+
+    sizes = []
+
+    def record(generator, image, mask, options, **kwargs):
+        sizes.append(options.trained_size)
+        return image
+
+    monkeypatch.setattr(high_resolution, "inpaint_hd", record)
+    return sizes
+
+
+def _small_files(tmp_path):
+    Image.fromarray(np.full((40, 48, 3), 90, np.uint8)).save(tmp_path / "photo.png")
+    mask = np.zeros((40, 48), np.uint8)
+    mask[10:20, 10:20] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+
+
+def _inpaint(tmp_path, *model):
+    return main(["inpaint", *model, "--image", str(tmp_path / "photo.png"), "--mask", str(tmp_path / "mask.png"),
+                 "--out", str(tmp_path / "out")])
+
+
+def test_a_run_folder_from_before_descriptions_gives_its_config_size(tiny_generator_file, tiny_config, tmp_path,
+                                                                    strategy_sizes):
+    import dataclasses
+    import shutil
+
+    from dmfn_tf.config import save_config
+
+    run = tmp_path / "old_run"
+    run.mkdir()
+    shutil.copyfile(tiny_generator_file, run / "generator.keras")  # a plain Keras file, as older runs wrote
+    cfg = tiny_config()
+    save_config(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=192)), run / "config.yaml")
+    _small_files(tmp_path)
+    assert _inpaint(tmp_path, "--model", str(run)) == 0
+    assert _inpaint(tmp_path, "--model", str(run / "generator.keras")) == 0
+    assert strategy_sizes == [192, 192]
+
+
+def test_a_converted_checkpoint_inpaints_at_its_trained_size(tmp_path, strategy_sizes):
+    from dmfn_tf.convert.converter import convert_checkpoint
+    from dmfn_tf.convert.official_mapping import discriminator_to_reference_state_dict, generator_to_reference_state_dict
+    from dmfn_tf.model_metadata import read_model_metadata
+    from dmfn_tf.models.discriminator import build_discriminator
+    from dmfn_tf.models.generator import build_generator
+
+    generator, discriminator = tmp_path / "their_G.npz", tmp_path / "their_D.npz"
+    np.savez(generator, **generator_to_reference_state_dict(build_generator(nf=4, n_blocks=1, block="official")))
+    np.savez(discriminator, **discriminator_to_reference_state_dict(build_discriminator(nf=4, image_size=128)))
+    convert_checkpoint(generator, out_dir=tmp_path / "converted")  # the authors' 256²
+    convert_checkpoint(generator, discriminator, out_dir=tmp_path / "with_d")  # their D says 128²
+    _small_files(tmp_path)
+    for model in (tmp_path / "converted", tmp_path / "with_d", generator):
+        assert _inpaint(tmp_path, "--model", str(model)) == 0
+    assert strategy_sizes == [256, 128, 256]
+    metadata = read_model_metadata(str(tmp_path / "with_d" / "generator.keras"))
+    assert metadata.provenance.made_by == "dmfn convert" and str(tmp_path) not in metadata.provenance.data
+    assert (metadata.architecture.nf, metadata.architecture.n_blocks, metadata.architecture.block) == (4, 1, "official")
+
+
+def test_the_shipped_model_inpaints_at_128_and_the_flag_overrides(shipped_model, tiny_generator_file, tmp_path,
+                                                                  strategy_sizes, capsys):
+    _small_files(tmp_path)
+    assert _inpaint(tmp_path) == 0  # no --model: the shipped one
+    assert _inpaint(tmp_path, "--model", "shipped", "--trained-size", "96") == 0
+    assert _inpaint(tmp_path, "--model", tiny_generator_file) == 0  # records nothing: 256, said once
+    assert strategy_sizes == [128, 96, 256]
+    assert capsys.readouterr().err.count("does not record the size it was trained on; assuming 256") == 1

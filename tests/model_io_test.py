@@ -1,5 +1,6 @@
 """Tests for `load_generator`: .keras files, run directories, reference checkpoints, bad paths."""
 
+import json
 import os
 
 import keras
@@ -75,3 +76,24 @@ def test_absent_shipped_model_is_a_clear_error(no_shipped_model):
     for load in (default_model_path, load_generator, lambda: load_generator("shipped")):
         with pytest.raises(ModelLoadError, match=r"no shipped model at .*dmfn_photo_cpu.keras .*name a model with --model"):
             load()
+
+
+def test_the_shipped_file_describes_itself():
+    """`saved_models/dmfn_photo_cpu.keras`: trained at 128², the architecture of configs/photo_cpu.yaml, its run named
+    relative to ~/runs, no path of the machine it was made on."""
+    from dmfn_tf.config import load_config
+    from dmfn_tf.model_io import SHIPPED_MODEL, SHIPPED_MODEL_DIR
+    from dmfn_tf.model_metadata import read_model_metadata
+
+    path = SHIPPED_MODEL_DIR / SHIPPED_MODEL
+    if not path.is_file():
+        pytest.skip("no shipped model in this tree")
+    metadata = read_model_metadata(str(path))
+    recipe = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "photo_cpu.yaml")).model
+    assert metadata.trained_size == recipe.image_size == 128
+    assert metadata.architecture.generator_kwargs() == recipe.generator_kwargs()
+    provenance = metadata.provenance
+    assert (provenance.run, provenance.step, provenance.cpu_hours) == ("bf16", 9100, 1.16)
+    assert "image_size: 128" in provenance.config_yaml
+    text = json.dumps(metadata.to_dict())
+    assert os.path.expanduser("~") not in text and not os.path.isabs(provenance.run)

@@ -143,6 +143,34 @@ def test_generator_file_is_the_latest_checkpoint_generator(run_dir):
     assert loaded(np.zeros((1, 64, 64, 4), np.float32)).shape == (1, 64, 64, 3)
 
 
+def test_generator_file_describes_the_run(run_dir, monkeypatch):
+    from dmfn_tf import high_resolution
+    from dmfn_tf.cli import main
+    from dmfn_tf.model_metadata import read_model_metadata
+
+    metadata = read_model_metadata(str(run_dir / "generator.keras"))
+    cfg = load_config(run_dir / "config.yaml")
+    assert metadata.trained_size == cfg.model.image_size == 64
+    assert metadata.architecture.generator_kwargs() == cfg.model.generator_kwargs()
+    assert (metadata.provenance.made_by, metadata.provenance.run, metadata.provenance.step) == ("dmfn train", "tiny", STEPS)
+    assert 0 < metadata.provenance.cpu_hours < 1
+    assert load_config_text(metadata.provenance.config_yaml) == cfg
+    # ... so the run inpaints at its trained size with no flag.
+    sizes = []
+    monkeypatch.setattr(high_resolution, "inpaint_hd", lambda g, image, mask, options, **kw: sizes.append(options.trained_size) or image)
+    Image.fromarray(np.zeros((40, 44, 3), np.uint8)).save(run_dir.parent / "photo.png")
+    Image.fromarray(np.full((40, 44), 255, np.uint8)).save(run_dir.parent / "mask.png")
+    assert main(["inpaint", "--model", str(run_dir), "--image", str(run_dir.parent / "photo.png"),
+                 "--mask", str(run_dir.parent / "mask.png"), "--out", str(run_dir.parent / "out")]) == 0
+    assert sizes == [64]
+
+
+def load_config_text(text):
+    from dmfn_tf.config import config_from_dict
+
+    return config_from_dict(yaml.safe_load(text))
+
+
 def test_resume_of_a_finished_run_does_nothing(run_dir, capsys):
     cfg = load_config(run_dir / "config.yaml")
     result = train(cfg, run_dir, resume=True)
@@ -344,6 +372,12 @@ def test_snapshots_record_step_and_a_clock_that_continues_over_resume(tmp_path, 
     # The resumed process starts from the checkpoint's clock (step 4), not from zero.
     assert 0 < records[0]["cpu_seconds"] <= first["cpu_seconds"] < records[2]["cpu_seconds"]
     assert records[2]["wall_seconds"] > first["wall_seconds"]
+    # Each snapshot describes itself: its step and the run's CPU time when it was written.
+    from dmfn_tf.model_metadata import read_model_metadata
+
+    for step, record in zip((2, 4, 6), records):
+        provenance = read_model_metadata(str(out / "snapshots" / f"generator-{step:08d}.keras")).provenance
+        assert provenance.step == step and abs(provenance.cpu_hours * 3600 - record["cpu_seconds"]) < 2
     # generator.keras is the averaged generator of the last checkpoint, as the last snapshot is.
     snapshot_model = keras.saving.load_model(out / "snapshots" / "generator-00000006.keras")
     latest = keras.saving.load_model(out / "generator.keras")

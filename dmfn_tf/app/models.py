@@ -12,7 +12,8 @@ Each is resolved (a run directory to its `generator.keras`) and checked to be a 
 (`os.stat`, without opening it) when the server starts, and again before it is loaded. The page
 sees labels only: `shipped`, or the file's (run directory's) base name, made unique with
 " (2)", " (3)"; `/api/config` lists them. A request naming anything else gets one message, the
-same for every unknown name. One model is kept in memory at a time.
+same for every unknown name. One model is kept in memory at a time. Each model's trained size is
+what its file records (`dmfn_tf.model_io.trained_size`), read without loading it.
 
 Example:
 
@@ -72,7 +73,9 @@ class ModelChoices:
         for path in allowed:
             self._add(path)
         self._loaded: tuple[tuple, object] | None = None
+        self._sizes: dict[tuple, int | None] = {}
         self._lock = threading.Lock()
+        self._sizes_lock = threading.Lock()  # apart: reading a size never waits for a model to load
 
     def _add(self, path: str) -> str:
         """Resolves and checks `path` (a UserError names it: this runs when the server starts) and returns its label."""
@@ -106,6 +109,12 @@ class ModelChoices:
                                "(start dmfn app with --allow-model to offer another)")
         return label, self.paths[label]
 
+    def _key(self, path: str, label: str) -> tuple:
+        """`(path, inode, size, mtime)` of a model file that is still a regular file within the byte budget."""
+        info = check_regular_file(path, label)
+        check_file_bytes(path)
+        return (path, info.st_ino, info.st_size, info.st_mtime_ns)
+
     def load(self, label):
         """The generator of `label`, loaded once and kept until another model is asked for."""
         from dmfn_tf.model_io import load_generator
@@ -113,12 +122,24 @@ class ModelChoices:
         label, path = self.path(label)
         with self._lock:
             try:
-                info = check_regular_file(path, label)
-                check_file_bytes(path)
-                key = (path, info.st_ino, info.st_size, info.st_mtime_ns)
+                key = self._key(path, label)
                 if self._loaded is None or self._loaded[0] != key:
                     self._loaded = None  # keep one model in memory
                     self._loaded = (key, load_generator(path))
             except UserError as err:
                 raise Refusal(400, str(err).replace(path, label)) from None
             return self._loaded[1]
+
+    def trained_size(self, label) -> int | None:
+        """The trained size the model `label` records (None: it records none), read once per version of its file."""
+        from dmfn_tf.model_io import trained_size
+
+        label, path = self.path(label)
+        with self._sizes_lock:
+            try:
+                key = self._key(path, label)
+                if key not in self._sizes:
+                    self._sizes[key] = trained_size(path)
+            except UserError as err:
+                raise Refusal(400, str(err).replace(path, label)) from None
+            return self._sizes[key]

@@ -11,6 +11,9 @@ Routes:
   the page to paint on: `{"id", "width", "height", "png"}` (base64).
 - `POST /api/inpaint`: JSON `{"id", "mask", "model", "strategy"}` (strings), `mask` a base64 PNG of
   the photo's size (white = hole, `dmfn_tf.data.load_mask_file`'s rule). Returns `{"png", "info"}`.
+  The high-resolution strategies use the trained size of the model the request names: the
+  start-up model's is `AppState.hd.trained_size` (`dmfn app --trained-size`, or what it records),
+  any other's is what its file records (`dmfn_tf.app.models.ModelChoices.trained_size`).
 
 Hardening (issue 19), each behaviour tested in `tests/app_server_test.py`:
 - every request must name this server (`Host`) and come from its page (`Origin`): 403 otherwise
@@ -65,7 +68,15 @@ from dmfn_tf.app.origin import HostGuard
 from dmfn_tf.app.refusal import Refusal, one_line
 from dmfn_tf.app.uploads import UPLOAD_MEMORY_BYTES, UploadStore
 from dmfn_tf.errors import UserError
-from dmfn_tf.high_resolution import STRATEGIES, HDOptions, check_budget, holes_of, inpaint_hd, plan
+from dmfn_tf.high_resolution import (
+    DEFAULT_TRAINED_SIZE,
+    STRATEGIES,
+    HDOptions,
+    check_budget,
+    holes_of,
+    inpaint_hd,
+    plan,
+)
 from dmfn_tf.inference import DEFAULT_MAX_PIXELS
 from dmfn_tf.input_limits import MAX_INPUT_BYTES
 
@@ -116,6 +127,7 @@ class AppState:
     Args:
         model: the model path the page starts with (None: the shipped model where present).
         hd: the high-resolution options; the page chooses the strategy, the rest comes from here.
+            `hd.trained_size` is the start-up model's; other models use the size they record.
         max_pixels: the pixel budget for every model input.
         allowed_models: further model paths the page may choose (`dmfn_tf.app.models`).
         upload_bytes: memory budget of the kept photos (`dmfn_tf.app.uploads`).
@@ -149,6 +161,15 @@ class AppState:
             shown = repr(strategy[:40]) if isinstance(strategy, str) else "that"
             raise AppError(f"unknown strategy {shown}; choose one of {', '.join(STRATEGIES)}")
         return dataclasses.replace(self.hd, strategy=strategy)
+
+    def trained_size(self, label: str) -> int:
+        """The trained size of the model `label` (as `ModelChoices.path` returns it) for the strategies."""
+        if label == self.models.default:
+            return self.hd.trained_size
+        size = self.models.trained_size(label)
+        if size is None:
+            log.warning("%s does not record the size it was trained on; using %d", label, DEFAULT_TRAINED_SIZE)
+        return DEFAULT_TRAINED_SIZE if size is None else size
 
     def config(self) -> dict:
         return {"model": self.models.default or "", "models": self.models.labels, "strategies": list(STRATEGIES),
@@ -191,7 +212,8 @@ class AppState:
             raise AppError("upload a photo first (this one is unknown, or was dropped to make room for newer "
                            "uploads: upload it again)")
         options = self.options(request.get("strategy") or self.hd.strategy)
-        self.models.path(request.get("model"))  # an unknown name fails before any decoding
+        label, _ = self.models.path(request.get("model"))  # an unknown name fails before any decoding
+        options = dataclasses.replace(options, trained_size=self.trained_size(label))
         image = upload.image
         with self._one_at_a_time(self.decoding, "reading other masks"):
             mask = read_mask(_decode_base64(request.get("mask"), "mask"), *image.shape[:2])

@@ -4,12 +4,13 @@ Example:
 
 ```
 dmfn app                              # the shipped model; then open http://127.0.0.1:7860/
-dmfn app --model runs/demo --trained-size 128
+dmfn app --model runs/demo             # at the trained size the run records (--trained-size overrides it)
 dmfn app --allow-model runs/other --allow-model ref.pth   # more models the page may choose from
 ```
 
 The page chooses among the models named here (and the shipped one) by their labels; it never types
-a path (`dmfn_tf.app.models`).
+a path (`dmfn_tf.app.models`). Each runs at the trained size it records; `--trained-size` overrides
+that of the `--model` one.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def run(args) -> int:
     except OSError as err:
         raise UserError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err})") from None
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    hd_options.announce_assumed_size(args, args.model)
     host, port = server.server_address[:2]
     print(f"dmfn app: open http://{host}:{port}/ (Ctrl+C stops it)", flush=True)
     try:

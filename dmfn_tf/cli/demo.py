@@ -79,8 +79,9 @@ def _showcase(generators: dict, eval_files: list[Path], out_dir: Path, size: int
     return written
 
 
-def _export_and_check(generator, eval_files: list[Path], out_dir: Path, size: int) -> dict:
-    """Exports SavedModel and TFLite (float32, int8) and measures their difference from Keras."""
+def _export_and_check(generator, eval_files: list[Path], out_dir: Path, size: int, metadata=None) -> dict:
+    """Exports SavedModel (with the model's description, `metadata`) and TFLite (float32, int8) and measures
+    their difference from Keras."""
     import numpy as np
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
@@ -96,7 +97,7 @@ def _export_and_check(generator, eval_files: list[Path], out_dir: Path, size: in
     keras_composite = np.asarray(inpaint_float(generator, images, masks))
 
     saved_model_dir = out_dir / "saved_model" / "1"
-    export_saved_model(generator, str(saved_model_dir))
+    export_saved_model(generator, str(saved_model_dir), metadata=metadata)
     served = tf.saved_model.load(str(saved_model_dir))
     served_out = served.signatures["inpaint_float"](image=tf.constant(images), mask=tf.constant(masks))["inpainted"].numpy()
     figures = {"saved_model": str(saved_model_dir), "saved_model_max_abs_diff": float(np.abs(served_out - keras_composite).max())}
@@ -120,7 +121,7 @@ def run(args) -> int:
     size = cfg.model.image_size
     timings = {}
 
-    from dmfn_tf.model_io import is_shipped, load_generator, resolve_generator_path
+    from dmfn_tf.model_io import is_shipped, load_generator, model_metadata, resolve_generator_path
 
     start = cfg.model.init_generator
     # The model training starts from (none: random initialisation) and the trained one, by row name.
@@ -163,7 +164,7 @@ def run(args) -> int:
     timings["inpaint_s"] = time.perf_counter() - t
 
     t = _stage(5, "exporting to SavedModel and TFLite, checking both against Keras")
-    export = _export_and_check(generators[trained_row], eval_files, out / "export", size)
+    export = _export_and_check(generators[trained_row], eval_files, out / "export", size, model_metadata(str(run_dir)))
     timings["export_s"] = time.perf_counter() - t
     failed = [f"{name} differs from Keras by {export[f'{name}_max_abs_diff']:.2e} (> {bound:g})"
               for name, bound in EXPORT_TOLERANCE.items() if export[f"{name}_max_abs_diff"] > bound]

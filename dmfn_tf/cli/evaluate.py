@@ -1,6 +1,7 @@
 """`dmfn evaluate`: score a generator (and classic baselines) on the paper's Table 1 protocol.
 
-Images are centre-cropped to a square and resized (bicubic) to `--image-size` (256), the hole is a
+Images are centre-cropped to a square and resized (bicubic) to `--image-size` (the model's trained
+size, `dmfn_tf.model_io.trained_size`; 256, the paper's, without a model or where it records none), the hole is a
 centred square of half the side unless `--mask` says otherwise, and every method is scored on the
 composite against the ground truth (LPIPS, PSNR, SSIM, L1; docs/design.md §7). The report goes to `--out`:
 `per_image.csv`, `summary.json`, `table.md` and `cases.png`; each model is compared with each
@@ -54,7 +55,9 @@ def register(subparsers) -> None:
                         help="mask files use 0 = hole (MAT style) instead of white/1 = hole")
     parser.add_argument("--mask-from-alpha", action="store_true",
                         help="read the hole from the mask files' alpha channel")
-    parser.add_argument("--image-size", type=int, default=256, help="square side images are resized to (default 256)")
+    parser.add_argument("--image-size", type=int,
+                        help="square side images are resized to (default: the size the model was trained on, as it "
+                             "records it; 256, the paper's protocol, without --model or where the model records none)")
     parser.add_argument("--lpips", default="alex", choices=("alex", "vgg", "none"),
                         help="LPIPS backbone (default alex); none skips LPIPS")
     parser.add_argument("--lpips-weights",
@@ -140,14 +143,17 @@ def _routes_note(settings: dict) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmfn_tf.evaluation.protocol import evaluate
-    from dmfn_tf.model_io import load_generator
+    from dmfn_tf.evaluation.protocol import EvaluationSettings, evaluate
+    from dmfn_tf.model_io import load_generator, trained_size
 
     baselines = _parse_baselines(args.baselines)
     if args.model is None and not baselines:
         raise EvaluateInputError("nothing to evaluate: give --model, or --baselines other than none")
+    model = None if args.model is None else model_option.model_or_shipped(args)
+    if args.image_size is None:
+        args.image_size = (trained_size(model) if model is not None else None) or EvaluationSettings.image_size  # the paper's 256
     settings = _settings(args, baselines)
-    generator = None if args.model is None else load_generator(model_option.model_or_shipped(args))
+    generator = None if model is None else load_generator(model)
     progress = ProgressReport()
     try:
         result = evaluate(args.data, settings, generator=generator, name=args.name, dataset_name=args.dataset_name,

@@ -5,6 +5,9 @@ Outputs under `--out` (default `saved_models/`):
 - `tflite`: `<out>/<name>_<size>_<quantization>.tflite` (fixed size) and
   `<out>/<name>_dynamic_<quantization>.tflite` for each requested quantisation.
 - `keras`: `<out>/<name>.keras`.
+The SavedModel and `.keras` outputs carry the model's description (`dmfn_tf.model_metadata`:
+trained size, architecture, input convention, provenance); the fixed TFLite size defaults to the
+model's trained size (`dmfn_tf.model_io.trained_size`).
 Existing outputs are only replaced with `--overwrite`; an incomplete leftover (a 0-byte file, a
 SavedModel folder without `saved_model.pb`) is replaced without it. Every output is written under a
 temporary name beside it and renamed into place (`dmfn_tf.atomic_files`): an interrupted export
@@ -34,7 +37,8 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default="saved_models", help="output folder (default: saved_models/)")
     parser.add_argument("--name", default="dmfn", help="base name of the exported files (default: dmfn)")
     parser.add_argument("--version", type=int, default=1, help="SavedModel version folder for TF Serving (default: 1)")
-    parser.add_argument("--size", type=int, default=256, help="side of the fixed-size TFLite model (default: 256)")
+    parser.add_argument("--size", type=int,
+                        help="side of the fixed-size TFLite model (default: the model's trained size, else 256)")
     parser.add_argument(
         "--quantization", nargs="+", choices=QUANTIZATIONS, default=list(QUANTIZATIONS),
         help="TFLite variants to write (default: all three)",
@@ -79,7 +83,7 @@ def check_plain_name(name: str) -> str:
 
 
 # What a SavedModel folder holds besides `saved_model.pb`.
-_SAVED_MODEL_PARTS = {"variables", "assets", "fingerprint.pb"}
+_SAVED_MODEL_PARTS = {"variables", "assets", "assets.extra", "fingerprint.pb"}
 
 
 def _is_leftover(path: str) -> bool:
@@ -107,22 +111,34 @@ def _validate(args) -> list[str]:
     return paths
 
 
-def run(args) -> int:
-    from dmfn_tf.model_io import load_generator
+def _default_size(args) -> None:
+    """`--size` left out: the model's trained size for TFLite (256 where it records none)."""
+    from dmfn_tf.high_resolution import DEFAULT_TRAINED_SIZE
+    from dmfn_tf.model_io import trained_size
 
+    if args.size is None:
+        args.size = (trained_size(args.model) or DEFAULT_TRAINED_SIZE) if args.format == "tflite" else DEFAULT_TRAINED_SIZE
+
+
+def run(args) -> int:
+    from dmfn_tf.model_io import load_generator, model_metadata
+
+    _default_size(args)
     paths = _validate(args)
-    generator = load_generator(model_option.model_or_shipped(args))
+    model = model_option.model_or_shipped(args)
+    metadata = model_metadata(model) if args.format != "tflite" else None
+    generator = load_generator(model)
     os.makedirs(args.out, exist_ok=True)
     for folder in {os.path.dirname(path) for path in paths}:
         remove_stale_temporaries(folder)  # what a killed export left
     if args.format == "saved_model":
         from dmfn_tf.serving.saved_model_export import export_saved_model
 
-        export_saved_model(generator, paths[0], max_pixels=args.max_pixels)
+        export_saved_model(generator, paths[0], max_pixels=args.max_pixels, metadata=metadata)
     elif args.format == "keras":
         from dmfn_tf.serving.keras_export import export_keras
 
-        export_keras(generator, paths[0])
+        export_keras(generator, paths[0], metadata=metadata)
     else:
         from dmfn_tf.serving.tflite_export import convert_to_tflite
 

@@ -1,6 +1,12 @@
-"""The high-resolution options shared by `dmfn inpaint` and `dmfn app` (see `dmfn_tf.high_resolution`)."""
+"""The high-resolution options shared by `dmfn inpaint` and `dmfn app` (see `dmfn_tf.high_resolution`).
+
+The trained size comes from the model itself (`dmfn_tf.model_io.trained_size`: its file's
+description, its run's `config.yaml`, 256 for the authors' checkpoints); `--trained-size` overrides it.
+"""
 
 from __future__ import annotations
+
+import sys
 
 from dmfn_tf.high_resolution import (
     DEFAULT_CROP_MARGIN,
@@ -10,7 +16,7 @@ from dmfn_tf.high_resolution import (
     STRATEGIES,
     HDOptions,
 )
-from dmfn_tf.model_io import SHIPPED_MODEL_TRAINED_SIZE, trained_size
+from dmfn_tf.model_io import ModelLoadError, trained_size
 
 
 def add_arguments(parser) -> None:
@@ -23,8 +29,9 @@ def add_arguments(parser) -> None:
         f"auto (default): original up to --crop-trigger pixels on the longer side, crop above",
     )
     group.add_argument("--trained-size", type=int,
-                       help=f"side of the squares the model was trained on (default: {SHIPPED_MODEL_TRAINED_SIZE} "
-                       f"for the shipped model, {DEFAULT_TRAINED_SIZE} for others)")
+                       help="side of the squares the model was trained on (default: what the model records: its "
+                       "file's description, its run's config.yaml, 256 for the authors' checkpoints; "
+                       f"{DEFAULT_TRAINED_SIZE} where it records nothing)")
     group.add_argument("--crop-trigger", type=int, default=DEFAULT_CROP_TRIGGER,
                        help=f"auto uses crop for images whose longer side exceeds this (default {DEFAULT_CROP_TRIGGER})")
     group.add_argument("--crop-margin", type=int, default=DEFAULT_CROP_MARGIN,
@@ -33,12 +40,35 @@ def add_arguments(parser) -> None:
                        help=f"longer side of the image the model sees with resize (default {DEFAULT_RESIZE_LIMIT})")
 
 
-def options_from_args(args, model: str | None) -> HDOptions:
-    """The `HDOptions` the arguments describe for `model` (its path; None: the shipped one); bad values are UserErrors."""
+def options_from_args(args, model: str | None, strict: bool = True) -> HDOptions:
+    """The `HDOptions` the arguments describe for `model` (its path; None: the shipped one); bad values are UserErrors.
+
+    The trained size is `--trained-size`, else what the model records, else `DEFAULT_TRAINED_SIZE`
+    (`announce_assumed_size` says so once the run's checks have passed). With `strict` False, a
+    model that cannot be read also gets the default: its error comes when it is loaded, after the
+    inputs were checked.
+    """
+    size = args.trained_size
+    if size is None:
+        try:
+            size = trained_size(model) or DEFAULT_TRAINED_SIZE
+        except ModelLoadError:
+            if strict:
+                raise
+            size = DEFAULT_TRAINED_SIZE
     return HDOptions(
         strategy=args.hd_strategy,
-        trained_size=args.trained_size if args.trained_size is not None else trained_size(model) or DEFAULT_TRAINED_SIZE,
+        trained_size=size,
         crop_trigger=args.crop_trigger,
         crop_margin=args.crop_margin,
         resize_limit=args.resize_limit,
     )
+
+
+def announce_assumed_size(args, model: str | None) -> None:
+    """One line on stderr when a strategy that uses the trained size falls back to `DEFAULT_TRAINED_SIZE`."""
+    if args.trained_size is not None or args.hd_strategy not in ("auto", "crop"):
+        return
+    if trained_size(model) is None:
+        print(f"{model or 'the shipped model'}: the model does not record the size it was trained on; assuming "
+              f"{DEFAULT_TRAINED_SIZE} (pass --trained-size to set it)", file=sys.stderr, flush=True)

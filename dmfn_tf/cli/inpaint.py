@@ -141,12 +141,17 @@ def check_jobs(
         mask_from_alpha: the holes come from an alpha channel (of the mask, or of the image).
         hd: the high-resolution strategy, which decides what the model runs on.
     """
-    from dmfn_tf.high_resolution import check_budget
+    check_headers(jobs, mask_from_alpha)
+    check_budgets(jobs, max_pixels, hd)
+    check_decoding(jobs, mask_from_alpha)
+
+
+def check_headers(jobs: list[InpaintJob], mask_from_alpha: bool = False) -> None:
+    """From the headers only: every image and mask readable, sizes equal, alpha where needed, masks not animated."""
     from dmfn_tf.inference import read_header
 
     for job in jobs:
         image = read_header(job.image, "image")
-        check_budget(image.height, image.width, hd, max_pixels, source=job.image)
         if job.mask is None:
             if not image.has_alpha:
                 raise PairingError(f"{job.image}: --mask-from-alpha without --mask needs images with an alpha channel")
@@ -159,13 +164,26 @@ def check_jobs(
         if mask_from_alpha and not mask.has_alpha:
             raise PairingError(f"{job.mask}: --mask-from-alpha needs masks with an alpha channel, this one has none")
         _check_single_frame(job.mask)
-    # Only then decoded, with the decoders the run uses: a truncated file or a format one of them
-    # cannot read (a .tif mask) stops the run here instead of after earlier outputs were written.
+
+
+def check_decoding(jobs: list[InpaintJob], mask_from_alpha: bool = False) -> None:
+    """Decodes every pair with the decoders the run uses: a truncated file or a format one of them cannot
+    read (a .tif mask) stops the run here instead of after earlier outputs were written."""
     for job in jobs:
         image, mask = read_job(job, invert_mask=False, mask_from_alpha=mask_from_alpha)
         if mask.shape[:2] != image.shape[:2]:
             raise PairingError(f"mask {job.mask} decodes to {mask.shape[1]}x{mask.shape[0]} but image {job.image} "
                                f"to {image.shape[1]}x{image.shape[0]}")
+
+
+def check_budgets(jobs: list[InpaintJob], max_pixels: int, hd: HDOptions) -> None:
+    """Refuses a job whose model inputs under `hd` exceed `max_pixels`, from the image headers."""
+    from dmfn_tf.high_resolution import check_budget
+    from dmfn_tf.inference import read_header
+
+    for job in jobs:
+        image = read_header(job.image, "image")
+        check_budget(image.height, image.width, hd, max_pixels, source=job.image)
 
 
 def _check_single_frame(mask: str) -> None:
@@ -203,10 +221,12 @@ def run(args) -> int:
 
     if args.max_pixels <= 0:
         raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
-    hd = hd_options.options_from_args(args, args.model)
     jobs = plan_jobs(args.image, args.mask, args.out, mask_from_alpha=args.mask_from_alpha)
+    # The pairs are checked before the model loads; an unusable model path is reported then.
+    hd = hd_options.options_from_args(args, args.model, strict=False)
     check_jobs(jobs, args.max_pixels, mask_from_alpha=args.mask_from_alpha, hd=hd)
     prepare_output_folder(args.out)
+    hd_options.announce_assumed_size(args, args.model)
     generator = load_generator(model_option.model_or_shipped(args))
     for job in tqdm(jobs, desc="inpainting", unit="image", disable=len(jobs) == 1):
         image, mask = read_job(job, invert_mask=args.invert_mask, mask_from_alpha=args.mask_from_alpha)

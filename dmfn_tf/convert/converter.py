@@ -21,7 +21,13 @@ from typing import Mapping
 import numpy as np
 
 from dmfn_tf.atomic_files import atomic_path, write_text_atomically
-from dmfn_tf.convert.reference import discriminator_from_state, generator_from_state, read_reference_state_dict
+from dmfn_tf.convert.reference import (
+    REFERENCE_TRAINED_SIZE,
+    discriminator_from_state,
+    generator_from_state,
+    read_reference_state_dict,
+    reference_metadata,
+)
 from dmfn_tf.errors import UserError
 from dmfn_tf.model_io import GENERATOR_FILE, save_model_atomically
 
@@ -64,8 +70,8 @@ def _checkpoint_record(path: str, state: Mapping[str, np.ndarray], config: dict,
     }
 
 
-def _save(model, out_dir: str, model_file: str, weights_file: str) -> None:
-    save_model_atomically(model, os.path.join(out_dir, model_file))
+def _save(model, out_dir: str, model_file: str, weights_file: str, metadata=None) -> None:
+    save_model_atomically(model, os.path.join(out_dir, model_file), metadata=metadata)
     with atomic_path(os.path.join(out_dir, weights_file), suffix=".weights.h5") as temporary:
         model.save_weights(temporary)
 
@@ -78,7 +84,8 @@ def convert_checkpoint(
 ) -> dict:
     """Converts the authors' generator (and optionally discriminator) checkpoint into Keras files.
 
-    Writes to `out_dir`: `generator.keras` and `generator.weights.h5`; with a discriminator,
+    Writes to `out_dir`: `generator.keras` (describing itself: trained at 256², or at the
+    discriminator's image size when one is given; `dmfn_tf.model_metadata`) and `generator.weights.h5`; with a discriminator,
     `discriminator.keras` and `discriminator.weights.h5`; and `conversion.json`, which records each source
     file's absolute path, SHA-256, tensor count and dtypes (float16 checkpoints are widened to
     float32), the inferred configuration and the files written. Nothing is written unless both
@@ -110,12 +117,14 @@ def convert_checkpoint(
         discriminator, discriminator_config = discriminator_from_state(discriminator_state, discriminator_path)
 
     _prepare_out_dir(out_dir)
-    _save(generator, out_dir, GENERATOR_FILE, GENERATOR_WEIGHTS_FILE)
     record = {
         "generator": _checkpoint_record(
             generator_path, generator_state, generator_config, [GENERATOR_FILE, GENERATOR_WEIGHTS_FILE]
         )
     }
+    trained = discriminator_config["image_size"] if discriminator_path is not None else REFERENCE_TRAINED_SIZE
+    metadata = reference_metadata(generator_path, generator_config, record["generator"]["sha256"], trained)
+    _save(generator, out_dir, GENERATOR_FILE, GENERATOR_WEIGHTS_FILE, metadata)
     if discriminator_path is not None:
         _save(discriminator, out_dir, DISCRIMINATOR_FILE, DISCRIMINATOR_WEIGHTS_FILE)
         record["discriminator"] = _checkpoint_record(

@@ -28,7 +28,11 @@ from dmfn_tf.convert.official_mapping import (
 )
 from dmfn_tf.convert.torch_checkpoint import load_state_dict
 from dmfn_tf.errors import UserError
+from dmfn_tf.model_metadata import Architecture, InputConvention, ModelMetadata, Provenance
 
+# The side of the crops the authors trained every published model on (CelebA-HQ, Places2, Paris
+# StreetView, FFHQ: 256² images, the shared spec's training recipe and the configs/ of each dataset).
+REFERENCE_TRAINED_SIZE = 256
 # `torch.nn.DataParallel` prefixes every name with this; the authors unwrap before saving, others may not.
 _DATA_PARALLEL_PREFIX = "module."
 
@@ -78,6 +82,23 @@ def discriminator_from_state(state: Mapping[str, np.ndarray], source: str):
     discriminator = build_discriminator(**config)
     load_reference_discriminator_weights(discriminator, state, source=source)
     return discriminator, config
+
+
+def reference_metadata(path: str | os.PathLike, config: Mapping, digest: str = "",
+                       trained_size: int = REFERENCE_TRAINED_SIZE) -> ModelMetadata:
+    """The description of a generator made from the authors' checkpoint at `path` (`dmfn_tf.model_metadata`).
+
+    Args:
+        path: the checkpoint; only its file name is recorded, never its folder.
+        config: its `infer_generator_config` (nf, n_blocks, block).
+        digest: its SHA-256, where computed.
+        trained_size: the side of their training images (their discriminator's `image_size` where known).
+    """
+    checksum = f" (SHA-256 {digest})" if digest else ""
+    provenance = Provenance(made_by="dmfn convert", data=f"the authors' published checkpoint "
+                            f"{os.path.basename(os.fspath(path))}{checksum}, trained on {trained_size}x{trained_size} images")
+    architecture = Architecture(int(config["nf"]), int(config["n_blocks"]), str(config["block"]))
+    return ModelMetadata(trained_size, architecture, provenance, InputConvention())
 
 
 def load_generator_from_reference(path: str | os.PathLike):

@@ -18,6 +18,11 @@ composite. Encoded mask images follow `dmfn_tf.data.masks.mask_from_image`, the 
 mask files (luma of colour masks, alpha ignored, 0/1 and 0/255 files). Known pixels of the uint8
 and PNG outputs are the input's, bit for bit.
 
+The model's description (`dmfn_tf.model_metadata`: trained size, architecture, input convention,
+provenance) is `assets.extra/dmfn_model.json` (`METADATA_FILE`), the folder SavedModel leaves to
+files that travel with the model without being part of its graph: plain JSON, readable without
+TensorFlow.
+
 Errors are `InvalidArgumentError`s (HTTP 400 in TF Serving): undecodable bytes, an image and mask
 of different sizes or batch sizes, an empty image, or a request of more than `max_pixels` pixels
 in all (batch x height x width; encoded images and masks are all sized from their headers before
@@ -26,6 +31,9 @@ any is decoded, see `dmfn_tf.serving.request_checks`), NaN or inf at known pixel
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 import tensorflow as tf
 
@@ -36,6 +44,8 @@ from dmfn_tf.inpainting import binarise_mask, inpaint_float, inpaint_uint8
 from dmfn_tf.serving.request_checks import check_encoded_request, check_finite_mask, image_for_generator
 
 SIGNATURE_NAMES = ("serving_default", "inpaint_bytes", "inpaint_float")
+# The model's description inside a SavedModel folder (`assets.extra`: files beside the graph, not in it).
+METADATA_FILE = os.path.join("assets.extra", "dmfn_model.json")
 
 
 
@@ -126,7 +136,7 @@ class InpaintingModule(tf.Module):
         }
 
 
-def export_saved_model(generator, directory: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+def export_saved_model(generator, directory: str, max_pixels: int = DEFAULT_MAX_PIXELS, metadata=None) -> str:
     """Writes the generator as a self-contained SavedModel.
 
     For TF Serving, point `directory` at `<model_base_path>/<version>` (e.g. `saved_models/dmfn/1`).
@@ -137,6 +147,7 @@ def export_saved_model(generator, directory: str, max_pixels: int = DEFAULT_MAX_
             temporary name beside it and renamed into place: an existing folder is replaced whole
             (no old file survives), and a failure leaves it as it was (`atomic_directory`).
         max_pixels: the largest batch x height x width a request may have.
+        metadata: the generator's `dmfn_tf.model_metadata.ModelMetadata`, written to `METADATA_FILE`; or None.
 
     Returns:
         `directory`.
@@ -152,4 +163,8 @@ def export_saved_model(generator, directory: str, max_pixels: int = DEFAULT_MAX_
     module = InpaintingModule(generator, max_pixels=max_pixels)
     with atomic_directory(directory) as temporary:  # an old folder is replaced whole, or kept on failure
         tf.saved_model.save(module, temporary, signatures=module.signatures())
+        if metadata is not None:
+            os.makedirs(os.path.join(temporary, os.path.dirname(METADATA_FILE)), exist_ok=True)
+            with open(os.path.join(temporary, METADATA_FILE), "w", encoding="utf-8") as file:
+                json.dump(metadata.to_dict(), file, indent=1)
     return directory

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from typing import Callable
 
 import keras
 import numpy as np
@@ -20,6 +21,7 @@ from tensorflow.core.framework import summary_pb2
 from dmfn_tf.atomic_files import write_text_atomically
 from dmfn_tf.inpainting import composite, inpaint_float
 from dmfn_tf.model_io import save_model_atomically
+from dmfn_tf.model_metadata import ModelMetadata
 from dmfn_tf.training.checkpoints import TrainingCheckpointer
 
 
@@ -138,6 +140,8 @@ class CheckpointCallback(_StepCallback):
         final_step: also save at this step (the end of the run), whatever `every` says.
         generator_path: where to write the latest generator (`out_dir/generator.keras`), or None.
         initial_step: the global step the run starts at.
+        describe: `step -> ModelMetadata`, the description written inside the generator file
+            (`dmfn_tf.model_metadata`; the clock is `checkpointer.clock`), or None for a plain file.
     """
 
     def __init__(
@@ -147,6 +151,7 @@ class CheckpointCallback(_StepCallback):
         final_step: int,
         generator_path: str | None = None,
         initial_step: int = 0,
+        describe: Callable[[int], ModelMetadata] | None = None,
     ):
         super().__init__(initial_step)
         if every < 1:
@@ -155,6 +160,7 @@ class CheckpointCallback(_StepCallback):
         self.every = every
         self.final_step = final_step
         self.generator_path = generator_path
+        self.describe = describe
         self.last_saved_step: int | None = None
 
     def on_step_end(self, step, logs):
@@ -163,8 +169,9 @@ class CheckpointCallback(_StepCallback):
         if step % self.every == 0 or step == self.final_step:
             self.checkpointer.save(step)
             if self.generator_path and self.checkpointer.chief:
+                metadata = self.describe(step) if self.describe else None
                 with self.model.averaged_generator() as generator:
-                    save_model_atomically(generator, self.generator_path)
+                    save_model_atomically(generator, self.generator_path, metadata=metadata)
             self.last_saved_step = step
 
 
@@ -179,11 +186,13 @@ class SnapshotCallback(_StepCallback):
         clock: the run's `TrainingClock` (the checkpointer's).
         every: steps between snapshots.
         initial_step: the global step the run starts at.
+        describe: `step -> ModelMetadata` written inside each snapshot (`dmfn_tf.model_metadata`), or None.
     """
 
-    def __init__(self, directory: str, clock, every: int, initial_step: int = 0):
+    def __init__(self, directory: str, clock, every: int, initial_step: int = 0,
+                 describe: Callable[[int], ModelMetadata] | None = None):
         super().__init__(initial_step)
-        self.directory, self.clock, self.every = directory, clock, every
+        self.directory, self.clock, self.every, self.describe = directory, clock, every, describe
 
     def on_step_end(self, step, logs):
         if non_finite_terms(logs) or step % self.every:
@@ -191,8 +200,9 @@ class SnapshotCallback(_StepCallback):
         cpu_seconds, wall_seconds = self.clock.now()
         os.makedirs(self.directory, exist_ok=True)
         stem = os.path.join(self.directory, f"generator-{step:08d}")
+        metadata = self.describe(step) if self.describe else None
         with self.model.averaged_generator() as generator:
-            save_model_atomically(generator, stem + ".keras")
+            save_model_atomically(generator, stem + ".keras", metadata=metadata)
         record = {"step": int(step), "cpu_seconds": round(cpu_seconds, 1), "wall_seconds": round(wall_seconds, 1)}
         write_text_atomically(stem + ".json", json.dumps(record) + "\n")
 

@@ -21,6 +21,7 @@ from dmfn_tf.data import build_dataset
 from dmfn_tf.errors import ConfigError, UserError
 from dmfn_tf.atomic_files import remove_stale_temporaries
 from dmfn_tf.model_io import load_generator, resolve_generator_path
+from dmfn_tf.model_metadata import metadata_from_config
 from dmfn_tf.training.callbacks import (
     CheckpointCallback,
     NonFiniteLossGuard,
@@ -231,16 +232,22 @@ def _train(cfg, out_dir, resume, log_every, verbose, callbacks) -> TrainingResul
         print(f"No checkpoint in {run.checkpoint_dir} yet; training {run.path} from step 0")
 
     guard = NonFiniteLossGuard(initial_step)
+
+    def describe(step):  # what the generator files say about themselves (dmfn_tf.model_metadata)
+        return metadata_from_config(cfg, "dmfn train", run.path, step, checkpointer.clock.now()[0])
+
     saver = CheckpointCallback(
         checkpointer,
         every=train_cfg.checkpoint_every,
         final_step=total_steps,
         generator_path=run.generator_path,
         initial_step=initial_step,
+        describe=describe,
     )
     callbacks = [guard, saver, StopAtStep(total_steps, initial_step)]
     if chief and train_cfg.snapshot_every:
-        callbacks.append(SnapshotCallback(run.snapshot_dir, checkpointer.clock, train_cfg.snapshot_every, initial_step))
+        callbacks.append(SnapshotCallback(run.snapshot_dir, checkpointer.clock, train_cfg.snapshot_every, initial_step,
+                                          describe=describe))
     logger = None
     if chief:
         logger = TensorBoardLogger(

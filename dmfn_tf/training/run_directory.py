@@ -3,7 +3,8 @@
 ```
 run/
   config.yaml          the configuration the run uses (command-line overrides applied)
-  generator.keras      the generator of the latest checkpoint (`dmfn inpaint/export --model run/`)
+  generator.keras      the generator of the latest checkpoint (`dmfn inpaint/export --model run/`), describing
+                       itself: trained size, architecture, run, step, CPU hours, recipe (`dmfn_tf.model_metadata`)
   checkpoints/
     latest.json        names the latest complete checkpoint
     ckpt-<step>/       generator, discriminator, both optimizers, the global step (last K kept)
@@ -29,12 +30,12 @@ import os
 
 from dmfn_tf.config import ExperimentConfig, keys_in_file, load_config, save_config
 from dmfn_tf.errors import ConfigError, UserError
-from dmfn_tf.model_io import GENERATOR_FILE
+from dmfn_tf.model_io import GENERATOR_FILE, RUN_CONFIG_FILE
 from dmfn_tf.training.checkpoints import read_latest
 
 logger = logging.getLogger("dmfn_tf")
 
-CONFIG_FILE = "config.yaml"
+CONFIG_FILE = RUN_CONFIG_FILE
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 SNAPSHOT_DIR = "snapshots"
