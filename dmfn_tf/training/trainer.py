@@ -122,9 +122,14 @@ def _to_unit_range(images):
     return tf.clip_by_value((images + 1.0) * 0.5, 0.0, 1.0)
 
 
+# The training log's PSNR of an exact reconstruction (a flat, saturated crop can be one), so that the
+# running mean stays finite and the non-finite guard keeps meaning "a loss diverged".
+MAX_LOGGED_PSNR = 100.0
+
+
 def _psnr_per_example(output, target):
-    """PSNR in dB on [0, 1]-scaled images (the evaluation module has the 8-bit protocol version)."""
-    return tf.image.psnr(_to_unit_range(output), _to_unit_range(target), max_val=1.0)
+    """PSNR in dB on [0, 1]-scaled images, at most `MAX_LOGGED_PSNR` (the evaluation module has the 8-bit protocol version)."""
+    return tf.minimum(tf.image.psnr(_to_unit_range(output), _to_unit_range(target), max_val=1.0), MAX_LOGGED_PSNR)
 
 
 def _ssim_per_example(output, target):
