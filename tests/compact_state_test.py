@@ -48,7 +48,9 @@ def test_the_state_restores_the_generator_exactly_and_the_discriminator_in_float
             np.testing.assert_allclose(copy[key], value, rtol=1e-3, atol=1e-6, err_msg=key)
         else:
             np.testing.assert_array_equal(copy[key], value, err_msg=key)
-    assert (tmp_path / "copy" / "config.yaml").read_text() == (trained_run / "config.yaml").read_text()
+    from dmfn_tf.model_metadata import home_relative
+
+    assert (tmp_path / "copy" / "config.yaml").read_text() == home_relative((trained_run / "config.yaml").read_text())
 
 
 def test_an_imported_run_resumes_and_refuses_to_go_back(trained_run, tmp_path, training_photos):

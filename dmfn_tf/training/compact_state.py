@@ -5,7 +5,8 @@ The compact state keeps what the run cannot do without, in one `.npz` file of a 
 
 - the generator's weights, its Adam moments and moving average, and its iteration count (exact);
 - the discriminator's weights and BatchNorm statistics, in float16;
-- the global step, the training clock (CPU and wall seconds) and the run's `config.yaml`.
+- the global step, the training clock (CPU and wall seconds) and the run's `config.yaml` (paths
+  under the home folder written `~/...`: give `--data` when resuming on another machine).
 
 It leaves out the discriminator's Adam moments. `import_compact_state` writes a checkpoint with those
 at zero and the discriminator optimizer's iteration count at 0, so its bias correction starts again
@@ -33,6 +34,7 @@ import tensorflow as tf
 
 from dmfn_tf.atomic_files import atomic_path, write_text_atomically
 from dmfn_tf.errors import UserError
+from dmfn_tf.model_metadata import home_relative
 from dmfn_tf.training.checkpoints import CHECKPOINT_PREFIX, LATEST_FILE, read_latest
 from dmfn_tf.training.run_directory import RunDirectory
 
@@ -83,7 +85,7 @@ def export_compact_state(run_dir: str | os.PathLike, out_path: str | os.PathLike
         if kind not in ("zeros", "reset"):
             arrays[f"t{index}"] = _stored(kind, reader.get_tensor(key))
     with open(run.config_path, encoding="utf-8") as f:
-        config_text = f.read()
+        config_text = home_relative(f.read())  # no path of this machine travels in the file
     manifest = {"format": FORMAT_VERSION, "step": latest["step"], "config_yaml": config_text, "tensors": entries}
     arrays[_MANIFEST] = np.frombuffer(json.dumps(manifest).encode("utf-8"), np.uint8)
     with atomic_path(out_path) as temporary, open(temporary, "wb") as f:
