@@ -295,6 +295,9 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, training_phot
     assert any("moving_mean" in name for name in expected)
     worst = 0.0
     for name, value in expected.items():
+        if name.startswith("clock/"):  # the training clock measures time, not state: it differs by design
+            assert actual[name][0] > 0 and value[0] > 0
+            continue
         if np.issubdtype(value.dtype, np.floating):
             worst = max(worst, float(np.max(np.abs(actual[name] - value), initial=0.0)))
         else:
