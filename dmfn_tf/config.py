@@ -1,4 +1,4 @@
-"""Typed experiment configuration, loaded from YAML.
+"""Typed experiment configuration, loaded from YAML (read by `dmfn_tf.config_yaml`).
 
 Every section is a dataclass; `load_config` rejects unknown or misspelt keys and values of the
 wrong type with a `ConfigError` that names the key and the file, so a typo never silently falls
@@ -17,21 +17,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import reprlib
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from dmfn_tf.atomic_files import write_text_atomically
+from dmfn_tf.config_yaml import dump_yaml, parse_yaml, read_yaml_file
 from dmfn_tf.errors import ConfigError
 
 BLOCK_VARIANTS = ("paper", "official")
 GUIDANCE_MODES = ("minmax", "max")
-STRATEGIES = ("default", "mirrored", "multi_worker")
+# `train.strategy`: the `tf.distribute` strategy a run trains under (dmfn_tf.training.distribute).
+DISTRIBUTION_STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DATA_SOURCES = ("folder", "list", "tfds")
 CROP_MODES = ("random", "center")
@@ -48,10 +47,6 @@ BATCHNORM_VARIANCES = ("unbiased", "biased")
 ADAM_EPSILON_CONVENTIONS = ("pytorch", "keras")
 # `data.mask_shrink`: how a random box shrinks (dmfn_tf.data.masks.random_box).
 MASK_SHRINKS = ("independent", "reference")
-# Configuration files are a few hundred bytes; the cap bounds parsing time and memory for any file.
-MAX_CONFIG_BYTES = 16 * 1024
-# Deepest nesting of YAML collections accepted (configurations use 2 or 3 levels).
-_MAX_YAML_NESTING = 32
 # Integers must fit TensorFlow's int64 (steps, seeds and sizes become int64 tensors).
 _INT64_RANGE = (-(2**63), 2**63 - 1)
 # Random seeds: NumPy's legacy seeding (`keras.utils.set_random_seed`) takes 32-bit values.
@@ -233,8 +228,10 @@ class TrainConfig:
         _require(self.warmup_steps >= 0, where, "warmup_steps", ">= 0", self.warmup_steps)
         _require(0 <= self.ema_momentum < 1, where, "ema_momentum", "in [0, 1)", self.ema_momentum)
         _require(self.snapshot_every >= 0, where, "snapshot_every", ">= 0", self.snapshot_every)
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"{where}.strategy: unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
+        if self.strategy not in DISTRIBUTION_STRATEGIES:
+            raise ConfigError(
+                f"{where}.strategy: unknown strategy {self.strategy!r}; expected one of {DISTRIBUTION_STRATEGIES}"
+            )
         if self.precision not in PRECISIONS:
             raise ConfigError(f"{where}.precision: unknown policy {self.precision!r}; expected one of {PRECISIONS}")
         _require(all(a < b for a, b in zip(steps, steps[1:])), where, "lr_decay_steps", "increasing", steps)
@@ -401,7 +398,7 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
             the file and the command line.
     """
     path = os.fspath(path)
-    cfg = config_from_dict(_read_yaml_file(path), source=path)  # an empty file is all defaults
+    cfg = config_from_dict(read_yaml_file(path), source=path)  # an empty file is all defaults
     if overrides:
         cfg = apply_overrides(cfg, overrides, source=f"{path} + command line")
     return cfg
@@ -409,94 +406,8 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
 
 def keys_in_file(path: str | os.PathLike) -> set[str]:
     """The dotted keys a configuration file sets itself (the others take their defaults when loaded)."""
-    data = _read_yaml_file(os.fspath(path))
+    data = read_yaml_file(os.fspath(path))
     return set(_flatten(data)) if isinstance(data, dict) else set()
-
-
-def _read_yaml_file(path: str) -> Any:
-    """A configuration file parsed with the bounded loader; every failure is a one-line `ConfigError`."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the configuration file ({err.strerror or err})") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes, too large for a configuration file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
-    return _parse_yaml(text, path)
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """PyYAML's safe loader without anchors, aliases (`&a`, `*a`) or duplicate keys, with bounded nesting.
-
-    Configurations never need aliases, and nested aliases let a few hundred bytes stand for
-    billions of values; refusing them while composing, and deep `[[[...` while scanning, keeps the
-    parse's time and memory roughly linear in the file's size (itself capped by `MAX_CONFIG_BYTES`).
-    """
-
-    def fetch_flow_collection_start(self, token_class):
-        # The scanner's work grows with the square of the flow nesting depth ("[[[[..."); cap it.
-        if self.flow_level >= _MAX_YAML_NESTING:
-            raise yaml.scanner.ScannerError(
-                None, None, f"nested deeper than {_MAX_YAML_NESTING} levels", self.get_mark()
-            )
-        super().fetch_flow_collection_start(token_class)
-
-    def construct_mapping(self, node, deep=False):
-        # PyYAML keeps the last of two equal keys; a repeated key is a mistake to report instead.
-        mapping = super().construct_mapping(node, deep=deep)
-        if len(mapping) < len(node.value):
-            seen = set()
-            for key_node, _ in node.value:
-                if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
-                    )
-                seen.add(key_node.value)
-        return mapping
-
-    def compose_node(self, parent, index):
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.composer.ComposerError(
-                None, None, "anchors and aliases (&name, *name) are not accepted", event.start_mark
-            )
-        # Block nesting ("- - - ...") recurses here; stop long before Python's recursion limit.
-        self._depth = getattr(self, "_depth", 0) + 1
-        try:
-            if self._depth > _MAX_YAML_NESTING:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested deeper than {_MAX_YAML_NESTING} levels", event.start_mark
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-
-# YAML 1.1 (PyYAML) reads an exponent without a dot, `1e-7`, as a string; YAML 1.2, and anyone
-# writing a learning rate or an epsilon, means a number.
-_NoAliasLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-def _parse_yaml(text: str, source: str) -> Any:
-    """`text` parsed as YAML with `_NoAliasLoader`; any failure is a one-line `ConfigError` naming `source`."""
-    loader = _NoAliasLoader(text)
-    loader.name = source  # positions in error messages name the file, not "<unicode string>"
-    try:
-        return loader.get_single_data()
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(err).split())}") from None
-    finally:
-        loader.dispose()
 
 
 def parse_overrides(assignments: Iterable[str] | None) -> dict[str, Any]:
@@ -524,7 +435,7 @@ def parse_overrides(assignments: Iterable[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not separator or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"--set expects key=value with a dotted key such as model.nf=8, got {assignment!r}")
-        overrides[key] = _parse_yaml(text, f"--set {key}")
+        overrides[key] = parse_yaml(text, f"--set {key}")
     return overrides
 
 
@@ -576,7 +487,7 @@ def apply_overrides(
 
 def config_to_yaml(cfg: ExperimentConfig) -> str:
     """`cfg` as the YAML text `save_config` writes (what a run's `config.yaml` and a model file record)."""
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    return dump_yaml(cfg.to_dict())
 
 
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from dmfn_tf.config import STRATEGIES
+from dmfn_tf.config import DISTRIBUTION_STRATEGIES
 
 DEFAULT_RUNS_DIR = "runs"
 
@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--config", required=True, help="experiment YAML file (configs/*.yaml)")
     parser.add_argument("--data", help="training images (a folder or a list file); overrides data.path")
     parser.add_argument("--out", help=f"run directory (default: {DEFAULT_RUNS_DIR}/<config name>)")
-    parser.add_argument("--strategy", choices=STRATEGIES, help="distribution strategy (default: train.strategy)")
+    parser.add_argument("--strategy", choices=DISTRIBUTION_STRATEGIES, help="distribution strategy (default: train.strategy)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     parser.add_argument("--steps", type=int, help="total training steps of the run; overrides train.total_steps")
     parser.add_argument(

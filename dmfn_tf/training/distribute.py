@@ -71,7 +71,7 @@ import os
 import keras
 import tensorflow as tf
 
-from dmfn_tf.config import STRATEGIES
+from dmfn_tf.config import DISTRIBUTION_STRATEGIES
 from dmfn_tf.errors import ConfigError, UserError
 
 
@@ -123,8 +123,8 @@ def make_strategy(name: str = "default", devices: list[str] | None = None) -> tf
     # -> 1
     ```
     """
-    if name not in STRATEGIES:
-        raise ConfigError(f"train.strategy: unknown strategy {name!r}; expected one of {STRATEGIES}")
+    if name not in DISTRIBUTION_STRATEGIES:
+        raise ConfigError(f"train.strategy: unknown strategy {name!r}; expected one of {DISTRIBUTION_STRATEGIES}")
     if devices is not None and name != "mirrored":
         raise ConfigError(f"train.strategy: devices can only be given for 'mirrored', not {name!r}")
     if name == "default":
