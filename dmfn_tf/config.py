@@ -156,7 +156,8 @@ class PerceptualConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the generator objective; `dmfn_tf.models.losses.generator_total_loss` says which term each weighs."""
+    """Weights of the generator objective: each float field is the `weight_key` of one or more terms of
+    `dmfn_tf.models.losses.GENERATOR_LOSS_TERMS` (a new term with its own weight adds a field here)."""
 
     lambda_vgg: float = 25.0
     eta_dis_fm: float = 5.0
@@ -175,7 +176,8 @@ class LossConfig:
             raise ConfigError(
                 f"{where}.perceptual_region: unknown value {self.perceptual_region!r}; expected one of {PERCEPTUAL_REGIONS}"
             )
-        for name in ("lambda_vgg", "eta_dis_fm", "mu_adv", "gamma_align"):
+        weights = [name for name, hint in typing.get_type_hints(type(self)).items() if hint is float]
+        for name in weights:  # every float field weighs a term of the objective
             _require(getattr(self, name) >= 0, where, name, ">= 0", getattr(self, name))
 
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from dmfn_tf.errors import ConfigError, UserError
 from dmfn_tf.training import distribute
 from dmfn_tf.training.distribute import StrategyError, custom_loop_fit, fit, make_strategy
-from dmfn_tf.training.trainer import TRAIN_METRICS
+from dmfn_tf.training.trainer import train_metric_names
 
 HELPER = os.path.join(os.path.dirname(__file__), "distribute_helper.py")
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,8 +78,8 @@ def test_mirrored_step_equals_one_device_step_on_the_global_batch(tmp_path):
     # ... and ended with the same generator and discriminator (moving statistics included).
     assert max_difference(single, mirrored) <= TOLERANCE
     logs_single, logs_mirrored = json.loads(str(archive["logs_single"])), json.loads(str(archive["logs_mirrored"]))
-    assert set(logs_single) == set(TRAIN_METRICS)
-    for name in TRAIN_METRICS:
+    assert set(logs_single) == set(train_metric_names())
+    for name in train_metric_names():
         assert logs_mirrored[name] == pytest.approx(logs_single[name], rel=1e-5), name
 
 
@@ -115,7 +115,7 @@ def test_two_workers_train_to_identical_weights(tmp_path):
     assert max_difference(weights(first, "initial"), weights(first, "final")) > 50 * TOLERANCE
     history = json.loads(str(first["logs"]))
     assert history == json.loads(str(second["logs"]))
-    assert set(history) == set(TRAIN_METRICS) and all(len(v) == 2 for v in history.values())
+    assert set(history) == set(train_metric_names()) and all(len(v) == 2 for v in history.values())
 
 
 class RecordingCallback(keras.callbacks.Callback):
@@ -133,10 +133,10 @@ class RecordingCallback(keras.callbacks.Callback):
         self.events.append(f"batch_begin {batch}")
 
     def on_train_batch_end(self, batch, logs=None):
-        self.events.append(f"batch_end {batch} {sorted(logs) == sorted(TRAIN_METRICS)}")
+        self.events.append(f"batch_end {batch} {sorted(logs) == sorted(train_metric_names())}")
 
     def on_epoch_end(self, epoch, logs=None):
-        self.events.append(f"epoch_end {epoch} {sorted(logs) == sorted(TRAIN_METRICS)}")
+        self.events.append(f"epoch_end {epoch} {sorted(logs) == sorted(train_metric_names())}")
 
     def on_train_end(self, logs=None):
         self.events.append("train_end")
@@ -162,8 +162,8 @@ def test_custom_loop_matches_keras_fit_and_drives_callbacks_the_same_way(tiny_tr
         "epoch_begin 2", "batch_begin 0", "batch_end 0 True", "batch_begin 1", "batch_end 1 True", "epoch_end 2 True",
         "train_end",
     ]
-    assert set(custom_history) == set(keras_history) == set(TRAIN_METRICS)
-    for name in TRAIN_METRICS:
+    assert set(custom_history) == set(keras_history) == set(train_metric_names())
+    for name in train_metric_names():
         np.testing.assert_allclose(custom_history[name], keras_history[name], rtol=1e-5, err_msg=name)
     assert max_difference(keras_weights, custom_weights) <= TOLERANCE
 

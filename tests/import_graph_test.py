@@ -14,8 +14,8 @@ PACKAGE = PROJECT_ROOT / "dmfn_tf"
 # of its own layer. Longest prefix wins, so `dmfn_tf.convert.converter` sits above `dmfn_tf.convert`.
 LAYERS = (
     ("dmfn_tf.errors",),
-    ("dmfn_tf.config_yaml",),  # reading configuration files (below the configuration dataclasses)
-    ("dmfn_tf.atomic_files", "dmfn_tf.input_limits", "dmfn_tf.restricted_pickle", "dmfn_tf.layers", "dmfn_tf.inpainting"),
+    ("dmfn_tf.atomic_files", "dmfn_tf.input_limits", "dmfn_tf.restricted_pickle", "dmfn_tf.layers", "dmfn_tf.inpainting",
+     "dmfn_tf.config_yaml"),
     ("dmfn_tf.config", "dmfn_tf.output_files", "dmfn_tf.inference_precision", "dmfn_tf.model_file_checks"),
     ("dmfn_tf.models", "dmfn_tf.data", "dmfn_tf.demo_data", "dmfn_tf.model_metadata"),
     ("dmfn_tf.convert",),  # reading the authors' checkpoints into models

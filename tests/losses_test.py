@@ -397,6 +397,27 @@ def test_generator_total_loss_uses_configured_weights():
         assert difference == pytest.approx(expected_difference, rel=1e-5), name
 
 
+def test_generator_total_loss_adds_the_groups_in_the_papers_order_bit_for_bit():
+    # The registry's grouped sum is the paper's formula as written before it, operation for operation
+    # in float32 (the trained campaign's totals do not move by one ulp).
+    rng = _rng(21)
+    cfg = LossConfig(lambda_vgg=2.5, eta_dis_fm=3.25, mu_adv=0.003, gamma_align=7.0)
+    terms = {name: tf.constant(rng.uniform(0, 3, (5,)).astype(np.float32)) for name in losses.GENERATOR_LOSS_TERMS}
+    written_out = (terms["l1"] + cfg.lambda_vgg * (terms["self_guided"] + terms["vgg_fm"]) + cfg.eta_dis_fm * terms["dis_fm"]
+                   + cfg.mu_adv * terms["adv_g"] + cfg.gamma_align * terms["align"])
+    np.testing.assert_array_equal(losses.generator_total_loss(terms, cfg).numpy(), written_out.numpy())
+    assert [(term.name, term.weight_key, term.adversarial) for term in losses.GENERATOR_LOSS_TERMS.values()] == [
+        ("l1", None, False), ("self_guided", "lambda_vgg", False), ("vgg_fm", "lambda_vgg", False),
+        ("dis_fm", "eta_dis_fm", True), ("adv_g", "mu_adv", True), ("align", "gamma_align", False)]
+
+
+def test_a_loss_term_name_is_registered_once():
+    with pytest.raises(ValueError, match="'l1' is already registered"):
+        losses.generator_loss_term("l1")(lambda inputs, loss_cfg: inputs.output)
+    with pytest.raises(ValueError, match="'g_total' is already registered"):
+        losses.generator_loss_term("g_total")(lambda inputs, loss_cfg: inputs.output)
+
+
 def test_generator_total_loss_matches_the_authors_training_steps(fixtures_dir):
     # The terms and total of three training steps of the authors' code, with the reference weights.
     with np.load(fixtures_dir / "train_step_reference.npz", allow_pickle=False) as reference:

@@ -27,7 +27,7 @@ from dmfn_tf.models.losses import GENERATOR_LOSS_TERMS, generator_total_loss
 from dmfn_tf.training import run as run_module
 from dmfn_tf.training.checkpoints import CHECKPOINT_PREFIX, TrainingCheckpointer, list_checkpoints, read_latest
 from dmfn_tf.training.run import NonFiniteLossError, epoch_segments, train
-from dmfn_tf.training.trainer import TRAIN_METRICS, build_trainer
+from dmfn_tf.training.trainer import build_trainer, train_metric_names
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY_CONFIG = PROJECT_ROOT / "configs" / "tiny.yaml"
@@ -90,10 +90,10 @@ def test_run_directory_layout_and_resolved_config(run_dir, training_photos):
 def test_scalars_of_every_loss_term_and_learning_rates(run_dir):
     events = read_events(run_dir / "logs")
     cfg = load_config(run_dir / "config.yaml")
-    for metric in TRAIN_METRICS:
+    for metric in train_metric_names():
         assert sorted(events[f"train/{metric}"]) == list(range(1, STEPS + 1)), metric
     for step in range(1, STEPS + 1):
-        logged = {metric: float(events[f"train/{metric}"][step][0]) for metric in TRAIN_METRICS}
+        logged = {metric: float(events[f"train/{metric}"][step][0]) for metric in train_metric_names()}
         assert all(np.isfinite(list(logged.values())))
         # The logged terms are the right ones: the total is their weighted sum. Running means are
         # linear, so this holds for Keras' epoch averages too.

@@ -1,5 +1,6 @@
 """Tests of `dmfn_tf.training.trainer`: the DMFN training model on one device."""
 
+import dataclasses
 import math
 import warnings
 
@@ -10,14 +11,15 @@ import tensorflow as tf
 
 from dmfn_tf.models import losses
 from dmfn_tf.config import DataConfig, LossConfig, TrainConfig
+from dmfn_tf.errors import ConfigError
 from dmfn_tf.inpainting import composite, generator_input
 from dmfn_tf.training.trainer import (
     TEST_METRICS,
-    TRAIN_METRICS,
     build_trainer,
     crop_local,
     learning_rate_schedule,
     make_optimizer,
+    train_metric_names,
 )
 from dmfn_tf.models.perceptual import RandomPerceptualWeightsWarning
 from dmfn_tf.training.optimizers import TorchAdam
@@ -83,7 +85,7 @@ def test_fit_learns_and_logs_every_term(tiny_trainer):
     trainer = tiny_trainer(loss=LOSS)
     history = trainer.fit(as_dataset(fixed_batch()), steps_per_epoch=1, epochs=30, verbose=0).history
 
-    assert set(history) == set(TRAIN_METRICS)
+    assert set(history) == set(train_metric_names())
     for name, values in history.items():
         assert all(math.isfinite(v) for v in values), name
     # The composite's L1 of the last step is well below that of the first.
@@ -246,7 +248,7 @@ def test_mixed_precision_keeps_losses_in_float32(policy, tiny_trainer):
     # float16 needs loss scaling (its gradients underflow otherwise); bfloat16 has float32's range.
     assert isinstance(trainer.g_optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
     assert isinstance(getattr(trainer.g_optimizer, "inner_optimizer", trainer.g_optimizer), TorchAdam)
-    assert set(logs) == set(TRAIN_METRICS)
+    assert set(logs) == set(train_metric_names())
     for name, value in logs.items():
         assert value.dtype == tf.float32 and math.isfinite(float(value)), name
 
@@ -339,3 +341,37 @@ def test_an_exact_reconstruction_logs_a_finite_psnr():
     psnr = _psnr_per_example(white, white).numpy()
     assert np.all(psnr == MAX_LOGGED_PSNR)
     assert float(_psnr_per_example(white * 0.5, white)[0]) == pytest.approx(20 * math.log10(1 / 0.25), rel=1e-5)
+
+
+@dataclasses.dataclass
+class _LossConfigWithToyTerm(LossConfig):
+    """`LossConfig` plus the toy term's weight, as a new term with its own weight adds a field."""
+
+    zeta_colour: float = 4.0
+
+
+@pytest.fixture
+def toy_loss_term():
+    """The toy generator term `colour` (|mean colour error| per image, weighed by `zeta_colour`), for one test."""
+
+    @losses.generator_loss_term("colour", weight_key="zeta_colour")
+    def colour(inputs, loss_cfg):
+        return tf.abs(tf.reduce_mean(inputs.output - inputs.target, axis=[1, 2, 3]))
+
+    yield colour
+    del losses.GENERATOR_LOSS_TERMS["colour"]
+
+
+def test_a_registered_loss_term_is_trained_weighed_and_logged(tiny_trainer, toy_loss_term):
+    loss_cfg = _LossConfigWithToyTerm(**dataclasses.asdict(LOSS))
+    trainer = tiny_trainer(loss=loss_cfg)
+    history = trainer.fit(as_dataset(fixed_batch()), steps_per_epoch=1, epochs=2, verbose=0).history
+    assert "colour" in train_metric_names() and set(history) == set(train_metric_names())
+    last = {name: values[-1] for name, values in history.items()}
+    assert last["colour"] > 0
+    # The paper's five weighted terms, written out, plus the toy's weight times its value.
+    without_toy = (last["l1"] + LOSS.lambda_vgg * (last["self_guided"] + last["vgg_fm"]) + LOSS.eta_dis_fm * last["dis_fm"]
+                   + LOSS.mu_adv * last["adv_g"] + LOSS.gamma_align * last["align"])
+    assert last["g_total"] == pytest.approx(without_toy + 4.0 * last["colour"], rel=1e-5)
+    with pytest.raises(ConfigError, match="loss.zeta_colour: must be >= 0"):
+        _LossConfigWithToyTerm(zeta_colour=-1.0).validate()

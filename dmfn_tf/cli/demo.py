@@ -9,7 +9,8 @@
 3. Evaluates the shipped and the fine-tuned model on the held-out photos with the paper's protocol,
    side by side with classic baselines.
 4. Inpaints the held-out photos and saves before/after pictures of every model, Telea and PatchMatch.
-5. Exports the fine-tuned generator to SavedModel and TFLite and checks both reproduce Keras.
+5. Exports the fine-tuned generator to SavedModel and TFLite (`dmfn_tf.serving.export`, the files
+   `dmfn export` writes) and checks both reproduce Keras.
 
 Every stage's output goes under `--out`; a killed demo resumes its training when run again.
 """
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_CONFIG = "configs/demo.yaml"
@@ -27,6 +30,8 @@ SHOWCASE_BASELINES = {"telea": "Telea", "patchmatch": "PatchMatch"}
 # Largest difference from the Keras composite (in [-1, 1] units) an export may show and still pass.
 # TFLite sums the instance-norm statistics sequentially in float32, hence its looser bound.
 EXPORT_TOLERANCE = {"saved_model": 1e-5, "tflite_float32": 1e-3}
+# The fixed-size TFLite variants the demo writes and checks.
+TFLITE_CHECKED = ("float32", "int8")
 
 
 def register(subparsers) -> None:
@@ -38,11 +43,6 @@ def register(subparsers) -> None:
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="override a configuration value, e.g. --set train.total_steps=50 (repeatable)")
     parser.set_defaults(func=run)
-
-
-def _stage(number: int, title: str) -> float:
-    print(f"\n=== [{number}/5] {title}", flush=True)
-    return time.perf_counter()
 
 
 def _showcase(generators: dict, eval_files: list[Path], out_dir: Path, size: int) -> list[Path]:
@@ -80,8 +80,9 @@ def _showcase(generators: dict, eval_files: list[Path], out_dir: Path, size: int
 
 
 def _export_and_check(generator, eval_files: list[Path], out_dir: Path, size: int, metadata=None) -> dict:
-    """Exports SavedModel (with the model's description, `metadata`) and TFLite (float32, int8) and measures
-    their difference from Keras."""
+    """Exports SavedModel (with the model's description, `metadata`) and fixed-size TFLite (float32, int8)
+    through `dmfn_tf.serving.export`, under the names `dmfn export` gives them, and measures their
+    difference from Keras."""
     import numpy as np
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
@@ -89,111 +90,152 @@ def _export_and_check(generator, eval_files: list[Path], out_dir: Path, size: in
 
     from dmfn_tf.data.masks import center_box
     from dmfn_tf.inpainting import inpaint_float, to_model_range
-    from dmfn_tf.serving.saved_model_export import export_saved_model
-    from dmfn_tf.serving.tflite_export import convert_to_tflite, run_tflite
+    from dmfn_tf.serving.export import export
+    from dmfn_tf.serving.tflite_export import run_tflite
 
     images = np.asarray(to_model_range(np.stack([np.asarray(Image.open(path).convert("RGB")) for path in eval_files[:4]])))
     masks = np.broadcast_to(center_box(size)[0].numpy(), images.shape[:3] + (1,)).copy()
     keras_composite = np.asarray(inpaint_float(generator, images, masks))
 
-    saved_model_dir = out_dir / "saved_model" / "1"
-    export_saved_model(generator, str(saved_model_dir), metadata=metadata)
-    served = tf.saved_model.load(str(saved_model_dir))
+    (saved_model_dir,) = export(generator, "saved_model", str(out_dir), metadata=metadata)
+    served = tf.saved_model.load(saved_model_dir)
     served_out = served.signatures["inpaint_float"](image=tf.constant(images), mask=tf.constant(masks))["inpainted"].numpy()
-    figures = {"saved_model": str(saved_model_dir), "saved_model_max_abs_diff": float(np.abs(served_out - keras_composite).max())}
-    for quantization in ("float32", "int8"):
-        path = out_dir / f"dmfn_{size}_{quantization}.tflite"
-        path.write_bytes(convert_to_tflite(generator, size, quantization))
-        tflite_out = run_tflite(Interpreter(model_path=str(path)), images, masks)
-        figures[f"tflite_{quantization}"] = str(path)
-        figures[f"tflite_{quantization}_bytes"] = path.stat().st_size
+    figures = {"saved_model": saved_model_dir, "saved_model_max_abs_diff": float(np.abs(served_out - keras_composite).max())}
+    tflite_paths = export(generator, "tflite", str(out_dir), size=size, quantization=TFLITE_CHECKED, dynamic=False)
+    for quantization, path in zip(TFLITE_CHECKED, tflite_paths):
+        tflite_out = run_tflite(Interpreter(model_path=path), images, masks)
+        figures[f"tflite_{quantization}"] = path
+        figures[f"tflite_{quantization}_bytes"] = Path(path).stat().st_size
         figures[f"tflite_{quantization}_max_abs_diff"] = float(np.abs(tflite_out - keras_composite).max())
     return figures
 
 
-def run(args) -> int:
+@dataclass(frozen=True)
+class _Plan:
+    """What the demo trains: its configuration, the model it starts from and the rows its tables name."""
+
+    cfg: object  # dmfn_tf.config.ExperimentConfig
+    start_file: str | None  # the generator file training starts from; None: random initialisation
+    start_row: str | None  # the starting model's row ("shipped" or "initial"), None without one
+    trained_row: str  # the trained model's row
+
+    @property
+    def size(self) -> int:
+        return self.cfg.model.image_size
+
+    @property
+    def verb(self) -> str:
+        return f"fine-tuning {self.start_file}" if self.start_file else "training from random weights"
+
+
+def _plan(args) -> _Plan:
+    """Reads the configuration; a missing starting model fails here, before the data is built."""
     from dmfn_tf.config import load_config, parse_overrides
-    from dmfn_tf.errors import UserError
+    from dmfn_tf.model_io import is_shipped, resolve_generator_path
 
-    started = time.perf_counter()
-    out = Path(args.out)
     cfg = load_config(args.config, parse_overrides(args.overrides))
-    size = cfg.model.image_size
-    timings = {}
-
-    from dmfn_tf.model_io import is_shipped, load_generator, model_metadata, resolve_generator_path
-
     start = cfg.model.init_generator
-    # The model training starts from (none: random initialisation) and the trained one, by row name.
-    start_row = ("shipped" if is_shipped(start) else "initial") if start else None
-    trained_row = "fine-tuned" if start else "dmfn"
-    start_file = resolve_generator_path(start) if start else None  # a missing model fails before the data is built
-    verb = f"fine-tuning {start_file}" if start else "training from random weights"
+    if not start:
+        return _Plan(cfg, None, None, "dmfn")
+    return _Plan(cfg, resolve_generator_path(start), "shipped" if is_shipped(start) else "initial", "fine-tuned")
 
-    t = _stage(1, "building the photo set (training crops + held-out photos)")
+
+@contextmanager
+def _stage(timings: dict, key: str, number: int, title: str):
+    """Prints the stage's title, then records its seconds in `timings[key]`."""
+    print(f"\n=== [{number}/5] {title}", flush=True)
+    started = time.perf_counter()
+    yield
+    timings[key] = time.perf_counter() - started
+
+
+def _photo_set(args, plan: _Plan, out: Path) -> tuple[dict, list[Path]]:
+    """Builds the training crops and held-out photos; returns their description and the evaluation files."""
     from dmfn_tf.demo_data import build_demo_photo_set
 
-    photos = build_demo_photo_set(out / "data", size=size, train_crops=args.train_crops,
-                                  eval_crops_per_photo=args.eval_crops, seed=cfg.train.seed)
+    photos = build_demo_photo_set(out / "data", size=plan.size, train_crops=args.train_crops,
+                                  eval_crops_per_photo=args.eval_crops, seed=plan.cfg.train.seed)
     eval_files = sorted(Path(photos["eval_dir"]).glob("*.png"))
     print(f"{args.train_crops} training crops of {len(photos['train_photos'])} photos -> {photos['train_dir']}")
     print(f"{len(eval_files)} evaluation images of {len(photos['eval_photos'])} held-out photos -> {photos['eval_dir']}")
-    timings["data_s"] = time.perf_counter() - t
+    return photos, eval_files
 
-    t = _stage(2, f"{verb} ({cfg.train.total_steps} steps, {size}², perceptual network {cfg.perceptual.network})")
+
+def _train(plan: _Plan, train_dir: str, run_dir: Path) -> None:
     from dmfn_tf.config import apply_overrides
     from dmfn_tf.training.run import train
 
-    run_dir = out / "run"
-    train(apply_overrides(cfg, {"data.path": photos["train_dir"]}), run_dir, resume=True)
-    timings["train_s"] = time.perf_counter() - t
+    train(apply_overrides(plan.cfg, {"data.path": train_dir}), run_dir, resume=True)
 
-    t = _stage(3, "evaluating on the held-out photos (LPIPS / PSNR / SSIM, centred hole) against baselines")
+
+def _evaluate(plan: _Plan, eval_dir: str, run_dir: Path, out_dir: Path):
+    """The starting and the trained model (by row) and their evaluation beside the baselines."""
     from dmfn_tf.evaluation.protocol import EvaluationSettings, evaluate
+    from dmfn_tf.model_io import load_generator
 
-    sources = ({start_row: start_file} if start else {}) | {trained_row: str(run_dir)}
+    sources = ({plan.start_row: plan.start_file} if plan.start_file else {}) | {plan.trained_row: str(run_dir)}
     generators = {row: load_generator(path) for row, path in sources.items()}
-    eval_dir = out / "evaluation"
-    evaluation = evaluate(photos["eval_dir"], EvaluationSettings(image_size=size), generator=generators,
-                          dataset_name="held-out photos", out=eval_dir, record={"models": sources})
+    evaluation = evaluate(eval_dir, EvaluationSettings(image_size=plan.size), generator=generators,
+                          dataset_name="held-out photos", out=out_dir, record={"models": sources})
     print(evaluation.table, end="")
-    timings["evaluate_s"] = time.perf_counter() - t
+    return generators, evaluation
 
-    t = _stage(4, "inpainting held-out photos: before/after pictures")
-    pictures = _showcase(generators, eval_files, out / "inpainted", size)
-    timings["inpaint_s"] = time.perf_counter() - t
 
-    t = _stage(5, "exporting to SavedModel and TFLite, checking both against Keras")
-    export = _export_and_check(generators[trained_row], eval_files, out / "export", size, model_metadata(str(run_dir)))
-    timings["export_s"] = time.perf_counter() - t
+def _check_exports(export: dict) -> None:
+    """Raises a `UserError` naming each export that differs from Keras by more than `EXPORT_TOLERANCE`."""
+    from dmfn_tf.errors import UserError
+
     failed = [f"{name} differs from Keras by {export[f'{name}_max_abs_diff']:.2e} (> {bound:g})"
               for name, bound in EXPORT_TOLERANCE.items() if export[f"{name}_max_abs_diff"] > bound]
     if failed:
         raise UserError("export check failed: " + "; ".join(failed))
-    timings["total_s"] = time.perf_counter() - started
 
-    report = {"config": args.config, "perceptual_network": f"{cfg.perceptual.network} ({cfg.perceptual.weights})",
-              "start_model": start_file, "run_dir": str(run_dir),
-              "evaluation": {"settings": evaluation.settings, "methods": evaluation.summary,
-                             "comparisons": evaluation.comparisons},
-              "export": export, "pictures": [str(p) for p in pictures],
-              "timings_s": {k: round(v, 1) for k, v in timings.items()}}
-    (out / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
 
+def _print_summary(plan: _Plan, report: dict, evaluation, out: Path, columns: list[str], eval_count: int) -> None:
+    cfg, timings, export = plan.cfg, report["timings_s"], report["export"]
     print("\n" + "=" * 78)
     print(f"DMFN demo finished in {timings['total_s'] / 60:.1f} min   (outputs under {out}/)")
-    print(f"  model: {cfg.model.block} blocks, nf {cfg.model.nf}, {cfg.model.n_blocks} blocks, {size}², "
-          f"{verb} for {cfg.train.total_steps} steps; perceptual network: {report['perceptual_network']}")
-    print(f"  training run (checkpoints, generator.keras, TensorBoard logs): {run_dir}")
-    print(f"  evaluation on {len(eval_files)} held-out images (never seen in training): {eval_dir}/table.md")
+    print(f"  model: {cfg.model.block} blocks, nf {cfg.model.nf}, {cfg.model.n_blocks} blocks, {plan.size}², "
+          f"{plan.verb} for {cfg.train.total_steps} steps; perceptual network: {report['perceptual_network']}")
+    print(f"  training run (checkpoints, generator.keras, TensorBoard logs): {report['run_dir']}")
+    print(f"  evaluation on {eval_count} held-out images (never seen in training): {out / 'evaluation'}/table.md")
     print(evaluation.table.rstrip())
-    print(f"  before/after pictures: {out / 'inpainted'}/*_comparison.png "
-          f"(masked | {' | '.join([*generators, *SHOWCASE_BASELINES.values()])} | original)")
+    print(f"  before/after pictures: {out / 'inpainted'}/*_comparison.png (masked | {' | '.join(columns)} | original)")
     print(f"  SavedModel: {export['saved_model']}  (max |diff| vs Keras {export['saved_model_max_abs_diff']:.1e})")
-    for quantization in ("float32", "int8"):
+    for quantization in TFLITE_CHECKED:
         print(f"  TFLite {quantization}: {export[f'tflite_{quantization}']}  ({export[f'tflite_{quantization}_bytes'] / 1e6:.2f} MB, "
               f"max |diff| vs Keras {export[f'tflite_{quantization}_max_abs_diff']:.1e})")
     print(f"  report: {out / 'demo_report.json'}")
     print("  stage times (s): " + ", ".join(f"{k[:-2]} {v:.0f}" for k, v in timings.items()))
     print("=" * 78)
+
+
+def run(args) -> int:
+    started, out, timings = time.perf_counter(), Path(args.out), {}
+    plan = _plan(args)
+    with _stage(timings, "data_s", 1, "building the photo set (training crops + held-out photos)"):
+        photos, eval_files = _photo_set(args, plan, out)
+    cfg = plan.cfg
+    with _stage(timings, "train_s", 2, f"{plan.verb} ({cfg.train.total_steps} steps, {plan.size}², "
+                                       f"perceptual network {cfg.perceptual.network})"):
+        _train(plan, photos["train_dir"], out / "run")
+    with _stage(timings, "evaluate_s", 3, "evaluating on the held-out photos (LPIPS / PSNR / SSIM, centred hole) against baselines"):
+        generators, evaluation = _evaluate(plan, photos["eval_dir"], out / "run", out / "evaluation")
+    with _stage(timings, "inpaint_s", 4, "inpainting held-out photos: before/after pictures"):
+        pictures = _showcase(generators, eval_files, out / "inpainted", plan.size)
+    with _stage(timings, "export_s", 5, "exporting to SavedModel and TFLite, checking both against Keras"):
+        from dmfn_tf.model_io import model_metadata
+
+        export = _export_and_check(generators[plan.trained_row], eval_files, out / "export", plan.size,
+                                   model_metadata(str(out / "run")))
+    _check_exports(export)
+    timings["total_s"] = time.perf_counter() - started
+    report = {"config": args.config, "perceptual_network": f"{cfg.perceptual.network} ({cfg.perceptual.weights})",
+              "start_model": plan.start_file, "run_dir": str(out / "run"),
+              "evaluation": {"settings": evaluation.settings, "methods": evaluation.summary,
+                             "comparisons": evaluation.comparisons},
+              "export": export, "pictures": [str(p) for p in pictures],
+              "timings_s": {k: round(v, 1) for k, v in timings.items()}}
+    (out / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    _print_summary(plan, report, evaluation, out, [*generators, *SHOWCASE_BASELINES.values()], len(eval_files))
     return 0

@@ -4,10 +4,13 @@ Every image loss is computed on the composite `I_out = mask * G(x) + (1 - mask) 
 `I_gt`; the caller builds the composite. Inputs are NHWC; everything is computed in float32.
 
 Terms. The generator objective has six terms, named everywhere (here, the trainer's logs,
-TensorBoard, README) as in `GENERATOR_LOSS_TERMS`: `l1` (the paper's L_mae), `self_guided`
-(L_self-guided), `vgg_fm` (L_fm_vgg), `dis_fm` (L_fm_dis), `adv_g` (L_adv, generator side) and
-`align` (L_align). `generator_total_loss` weighs them into `g_total`; `d_loss` is the
-discriminator's RaGAN loss.
+TensorBoard, README) as in the registry `GENERATOR_LOSS_TERMS`: `l1` (the paper's L_mae),
+`self_guided` (L_self-guided), `vgg_fm` (L_fm_vgg), `dis_fm` (L_fm_dis), `adv_g` (L_adv, generator
+side) and `align` (L_align). Each is registered with `@generator_loss_term(name, weight_key=...)`:
+a function of the batch's `GeneratorLossInputs` and the `LossConfig` field that weighs it; the
+trainer computes every registered term (`generator_loss_terms`) and `generator_total_loss` weighs
+them into `g_total`. A new term is one function, one registration and its weight's `LossConfig`
+field. `d_loss` is the discriminator's RaGAN loss.
 
 Reductions. Each `<loss>_per_example(...)` returns a `[B]` vector: one value per image, each a
 mean over all of that image's elements (pixels, channels, layers weighted as the equation says).
@@ -33,7 +36,10 @@ loss = tf.nn.compute_average_loss(per_example, global_batch_size=16)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import tensorflow as tf
 
@@ -44,8 +50,6 @@ from dmfn_tf.errors import ConfigError
 VGG_LAYER_CHANNELS = (64, 128, 256, 512, 512)
 # Added to every response before normalising it into a spatial distribution (reference code).
 ALIGNMENT_EPSILON = 1e-7
-# Names of the terms `generator_total_loss` combines.
-GENERATOR_LOSS_TERMS = ("l1", "self_guided", "vgg_fm", "dis_fm", "adv_g", "align")
 
 
 def layer_weights(channels: Sequence[int]) -> list[float]:
@@ -350,18 +354,140 @@ def ragan_generator_loss_per_example(real_logits, fake_logits, real_mean=None, f
     return 0.5 * (_bce(real_relative, 0.0) + _bce(fake_relative, 1.0))
 
 
+# The generator objective's terms ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratorLossInputs:
+    """What the generator's loss terms are computed from, for one batch (per replica under `tf.distribute`).
+
+    Args:
+        output: the composite `I_out`, `[B, S, S, 3]`.
+        target: the ground truth `I_gt`, same shape.
+        seen_output: what the perceptual terms see of `output` (the whole image, or the local box:
+            `loss.perceptual_region`).
+        seen_target: the same of `target`.
+        features_output: the perceptual network's features of `seen_output` (relu1_1 ... relu5_1).
+        features_target: the same of `seen_target` (constants of the objective).
+        dis_features_output: the local discriminator's features of `output`.
+        dis_features_target: the same of `target`.
+        fake_logits: `D(I_out)`, `[B]` or `[B, 1]`.
+        real_logits: `D(I_gt)`.
+        real_mean: the batch mean of `real_logits` (over the global batch), or None.
+        fake_mean: the same of `fake_logits`.
+    """
+
+    output: tf.Tensor
+    target: tf.Tensor
+    seen_output: tf.Tensor
+    seen_target: tf.Tensor
+    features_output: Sequence[tf.Tensor]
+    features_target: Sequence[tf.Tensor]
+    dis_features_output: Sequence[tf.Tensor]
+    dis_features_target: Sequence[tf.Tensor]
+    fake_logits: tf.Tensor
+    real_logits: tf.Tensor
+    real_mean: tf.Tensor | None = None
+    fake_mean: tf.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class GeneratorLossTerm:
+    """One term of the generator objective.
+
+    Args:
+        name: the term's name in logs, TensorBoard and `generator_total_loss`'s `terms`.
+        compute: `(inputs: GeneratorLossInputs, loss_cfg) -> [B]` float32, the term per example.
+        weight_key: the `dmfn_tf.config.LossConfig` field that weighs it, or None for weight 1.
+            Terms sharing a weight are summed before it multiplies them.
+        adversarial: it comes from the discriminator, so the reconstruction warm-up
+            (`train.warmup_steps`) gives it zero weight.
+    """
+
+    name: str
+    compute: Callable[..., tf.Tensor]
+    weight_key: str | None = None
+    adversarial: bool = False
+
+
+# The registry: name -> term, in the order the total adds them. Iterating it gives the names.
+GENERATOR_LOSS_TERMS: dict[str, GeneratorLossTerm] = {}
+
+
+def generator_loss_term(name: str, weight_key: str | None = None, adversarial: bool = False):
+    """Registers `compute(inputs, loss_cfg) -> [B]` as the generator loss term `name` (a decorator).
+
+    A new term is one such function, this registration and, if it has its own weight, a
+    `LossConfig` field named by `weight_key`; the trainer computes, weighs and logs it.
+
+    Example:
+
+    ```python
+    @generator_loss_term("l1")
+    def _l1(inputs, loss_cfg):
+        return l1_loss_per_example(inputs.output, inputs.target)
+    ```
+    """
+
+    def register(compute):
+        if name in GENERATOR_LOSS_TERMS or name == "g_total":  # "g_total" is the weighted sum's own name
+            raise ValueError(f"generator loss term {name!r} is already registered")
+        GENERATOR_LOSS_TERMS[name] = GeneratorLossTerm(name, compute, weight_key, adversarial)
+        return compute
+
+    return register
+
+
+@generator_loss_term("l1")
+def _l1_term(inputs: GeneratorLossInputs, loss_cfg) -> tf.Tensor:
+    return l1_loss_per_example(inputs.output, inputs.target)
+
+
+@generator_loss_term("self_guided", weight_key="lambda_vgg")
+def _self_guided_term(inputs: GeneratorLossInputs, loss_cfg) -> tf.Tensor:
+    return self_guided_regression_loss_per_example(
+        inputs.seen_output, inputs.seen_target, inputs.features_target, inputs.features_output, mode=loss_cfg.guidance
+    )
+
+
+@generator_loss_term("vgg_fm", weight_key="lambda_vgg")
+def _vgg_fm_term(inputs: GeneratorLossInputs, loss_cfg) -> tf.Tensor:
+    return vgg_feature_matching_loss_per_example(inputs.features_target, inputs.features_output)
+
+
+@generator_loss_term("dis_fm", weight_key="eta_dis_fm", adversarial=True)
+def _dis_fm_term(inputs: GeneratorLossInputs, loss_cfg) -> tf.Tensor:
+    return discriminator_feature_matching_loss_per_example(inputs.dis_features_target, inputs.dis_features_output)
+
+
+@generator_loss_term("adv_g", weight_key="mu_adv", adversarial=True)
+def _adv_g_term(inputs: GeneratorLossInputs, loss_cfg) -> tf.Tensor:
+    return ragan_generator_loss_per_example(inputs.real_logits, inputs.fake_logits, inputs.real_mean, inputs.fake_mean)
+
+
+@generator_loss_term("align", weight_key="gamma_align")
+def _align_term(inputs: GeneratorLossInputs, loss_cfg) -> tf.Tensor:
+    return geometrical_alignment_loss_per_example(inputs.features_target[3], inputs.features_output[3])
+
+
+def generator_loss_terms(inputs: GeneratorLossInputs, loss_cfg) -> dict[str, tf.Tensor]:
+    """Every registered term on `inputs`: `{name: [B] float32}`, in `GENERATOR_LOSS_TERMS`' order."""
+    return {name: term.compute(inputs, loss_cfg) for name, term in GENERATOR_LOSS_TERMS.items()}
+
+
 def generator_total_loss(terms: Mapping[str, tf.Tensor], loss_cfg) -> tf.Tensor:
     """The generator objective `g_total = l1 + λ(self_guided + vgg_fm) + η dis_fm + μ adv_g + γ align`.
 
-    The one place this weighted sum is written. The terms may be scalars (batch means) or `[B]`
-    per-example vectors; the result has the same shape, so per-example terms give a per-example
-    total for `tf.nn.compute_average_loss`.
+    The one place this weighted sum is written: the terms of `GENERATOR_LOSS_TERMS`, each group of
+    terms sharing a weight summed and multiplied by it, the groups added in registration order.
+    The terms may be scalars (batch means) or `[B]` per-example vectors; the result has the same
+    shape, so per-example terms give a per-example total for `tf.nn.compute_average_loss`.
 
     Args:
-        terms: exactly the keys of `GENERATOR_LOSS_TERMS`: `"l1"`, `"self_guided"`, `"vgg_fm"`,
-            `"dis_fm"`, `"adv_g"`, `"align"`.
+        terms: exactly the names of `GENERATOR_LOSS_TERMS`: `"l1"`, `"self_guided"`, `"vgg_fm"`,
+            `"dis_fm"`, `"adv_g"`, `"align"` and any registered since.
         loss_cfg: a `dmfn_tf.config.LossConfig` (λ = `lambda_vgg`, η = `eta_dis_fm`,
-            μ = `mu_adv`, γ = `gamma_align`).
+            μ = `mu_adv`, γ = `gamma_align`: each term's `weight_key`).
 
     Returns:
         float32 tensor, the weighted sum.
@@ -384,11 +510,12 @@ def generator_total_loss(terms: Mapping[str, tf.Tensor], loss_cfg) -> tf.Tensor:
             f"generator_total_loss: missing terms {missing}, unknown terms {unknown}; "
             f"expected exactly {list(GENERATOR_LOSS_TERMS)}"
         )
-    term = {name: _float32(value) for name, value in terms.items()}
-    return (
-        term["l1"]
-        + loss_cfg.lambda_vgg * (term["self_guided"] + term["vgg_fm"])
-        + loss_cfg.eta_dis_fm * term["dis_fm"]
-        + loss_cfg.mu_adv * term["adv_g"]
-        + loss_cfg.gamma_align * term["align"]
-    )
+    groups: dict[str | None, list[tf.Tensor]] = {}
+    for name, term in GENERATOR_LOSS_TERMS.items():
+        groups.setdefault(term.weight_key, []).append(_float32(terms[name]))
+    total = None
+    for weight_key, members in groups.items():
+        summed = functools.reduce(operator.add, members)
+        weighted = summed if weight_key is None else getattr(loss_cfg, weight_key) * summed
+        total = weighted if total is None else total + weighted
+    return total

@@ -22,8 +22,8 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from dmfn_tf.inpainting import SIZE_MULTIPLE, inpaint_float
+from dmfn_tf.serving.export import TFLITE_QUANTIZATIONS as QUANTIZATIONS
 
-QUANTIZATIONS = ("float32", "float16", "int8")
 
 
 def _inpainting_function(generator, size: int | None):

@@ -13,7 +13,7 @@ Public API (stable; `dmfn_tf.training.run` and the `dmfn train` command build on
   - `.build_optimizers()`: creates both optimizers' slots; call it inside `strategy.scope()`
   - `.train_step(data)` = `.generator_step(...)` then `.discriminator_step(...)`
   - `.test_step(data)`, `.call({"image", "mask"})` (the composite, so `predict` works)
-  - `TRAIN_METRICS`, `TEST_METRICS`: the names that `fit` / `evaluate` log
+  - `train_metric_names()`, `TEST_METRICS`: the names that `fit` / `evaluate` log
 - `build_trainer(cfg, strategy=None) -> DMFNTrainer` (compiled, optimizers built)
 - `make_optimizer(train_cfg, name) -> keras.optimizers.Optimizer` (Adam with the halving schedule)
 - `learning_rate_schedule(train_cfg)`
@@ -69,12 +69,17 @@ from dmfn_tf.models.initializers import initialize
 from dmfn_tf.models.perceptual import build_perceptual_network
 from dmfn_tf.training.optimizers import ema_weights, make_adam
 
-# Metric names logged by `fit`: one Mean per loss term (named as in `losses.GENERATOR_LOSS_TERMS`), the
+# Metric names logged by `fit` besides one per registered loss term (`train_metric_names`): the
 # weighted generator total, the discriminator loss, and "psnr" of the composite in dB.
-TRAIN_METRICS = (*losses.GENERATOR_LOSS_TERMS, "g_total", "d_loss", "psnr")
+TRAIN_SUMMARY_METRICS = ("g_total", "d_loss", "psnr")
 # Metric names logged by `evaluate`.
 TEST_METRICS = ("l1", "psnr", "ssim")
 REQUIRED_TRAIN_KEYS = ("image", "mask", "bbox")
+
+
+def train_metric_names() -> tuple[str, ...]:
+    """The names `fit` logs: one per term of `losses.GENERATOR_LOSS_TERMS`, then `TRAIN_SUMMARY_METRICS`."""
+    return (*losses.GENERATOR_LOSS_TERMS, *TRAIN_SUMMARY_METRICS)
 
 
 def crop_local(images, bbox, size: int):
@@ -154,7 +159,7 @@ class DMFNTrainer(keras.Model):
     """Trains the DMFN generator against the global + local discriminator (docs/design.md §5–6).
 
     Each `train_step` makes one generator update, then one discriminator update on the same batch,
-    and logs one running mean per loss term (`TRAIN_METRICS`). `call` returns the composite, so
+    and logs one running mean per loss term (`train_metric_names()`). `call` returns the composite, so
     `predict` inpaints; `test_step` logs L1, PSNR and SSIM of the composite (`TEST_METRICS`).
 
     Build it inside the strategy's scope, then `compile` and `build_optimizers` there too (or use
@@ -205,7 +210,7 @@ class DMFNTrainer(keras.Model):
         self.image_size = int(discriminator.inputs[1].shape[1])
         self.g_optimizer = None
         self.d_optimizer = None
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in dict.fromkeys(TRAIN_METRICS + TEST_METRICS)}
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in dict.fromkeys(train_metric_names() + TEST_METRICS)}
         # Every sub-model is already built; nothing is left for Keras to infer from data.
         self.built = True
 
@@ -299,16 +304,13 @@ class DMFNTrainer(keras.Model):
             fake_logits, dis_fake = self._discriminate(output, bbox)
             real_logits, dis_real = self._discriminate(image, bbox)
             real_mean, fake_mean = self._global_logit_means(real_logits, fake_logits, global_batch_size)
-            terms = {
-                "l1": losses.l1_loss_per_example(output, image),
-                "self_guided": losses.self_guided_regression_loss_per_example(
-                    seen_fake, seen_real, vgg_real, vgg_fake, mode=cfg.guidance
-                ),
-                "vgg_fm": losses.vgg_feature_matching_loss_per_example(vgg_real, vgg_fake),
-                "dis_fm": losses.discriminator_feature_matching_loss_per_example(dis_real, dis_fake),
-                "adv_g": losses.ragan_generator_loss_per_example(real_logits, fake_logits, real_mean, fake_mean),
-                "align": losses.geometrical_alignment_loss_per_example(vgg_real[3], vgg_fake[3]),
-            }
+            inputs = losses.GeneratorLossInputs(
+                output=output, target=image, seen_output=seen_fake, seen_target=seen_real,
+                features_output=vgg_fake, features_target=vgg_real, dis_features_output=dis_fake,
+                dis_features_target=dis_real, fake_logits=fake_logits, real_logits=real_logits,
+                real_mean=real_mean, fake_mean=fake_mean,
+            )
+            terms = losses.generator_loss_terms(inputs, cfg)
             terms["g_total"] = losses.generator_total_loss(self._warmup_weighted(terms), cfg)
             loss = _share_of_global_mean(terms["g_total"], global_batch_size)
             scaled_loss = self.g_optimizer.scale_loss(loss)
@@ -328,7 +330,8 @@ class DMFNTrainer(keras.Model):
         if not self.warmup_steps:
             return terms
         after_warmup = tf.cast(self.g_optimizer.iterations >= self.warmup_steps, tf.float32)
-        return {**terms, "dis_fm": terms["dis_fm"] * after_warmup, "adv_g": terms["adv_g"] * after_warmup}
+        adversarial = [name for name, term in losses.GENERATOR_LOSS_TERMS.items() if term.adversarial]
+        return {**terms, **{name: terms[name] * after_warmup for name in adversarial}}
 
     def discriminator_step(self, image, fake, bbox, global_batch_size):
         """One discriminator update on the real `image` and the detached `fake`. Returns the `[B]` RaGAN loss.
