@@ -42,6 +42,11 @@ def _unit(module: str) -> tuple[int, str]:
     return layer, prefix
 
 
+def _is_module(path: pathlib.Path) -> bool:
+    """`path` (without suffix) is a module file or a package folder."""
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
 def _imports(path: pathlib.Path) -> set[str]:
     """Every `dmfn_tf` module a file imports, at any depth (lazy imports inside functions too)."""
     found = set()
@@ -52,7 +57,7 @@ def _imports(path: pathlib.Path) -> set[str]:
             found.add(node.module)
             # `from dmfn_tf.data import masks` imports the module `dmfn_tf.data.masks`.
             found.update(f"{node.module}.{alias.name}" for alias in node.names
-                         if (PACKAGE.parent / f"{node.module}.{alias.name}".replace(".", "/")).with_suffix(".py").exists())
+                         if _is_module(PACKAGE.parent / f"{node.module}.{alias.name}".replace(".", "/")))
     return {name for name in found if name == "dmfn_tf" or name.startswith("dmfn_tf.")}
 
 

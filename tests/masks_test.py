@@ -1,4 +1,7 @@
-"""Mask generators and mask files, checked against NumPy re-derivations."""
+"""Mask generators and mask files (dmfn_tf.data.masks.generators, .files), checked against NumPy re-derivations.
+
+The registry of mask kinds is tested in mask_kinds_test.py.
+"""
 
 import numpy as np
 import pytest
@@ -6,6 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from dmfn_tf.data import masks
+from dmfn_tf.data.masks import generators
 from dmfn_tf.errors import UserError
 
 SIZE = 64
@@ -142,7 +146,7 @@ def test_free_form_refuses_a_range_narrower_than_one_stroke():
 @pytest.mark.parametrize("size", [64, 256])
 def test_one_stroke_never_exceeds_the_bound_the_ratio_guarantee_relies_on(size):
     bound = masks.max_stroke_fraction(size)
-    areas = [masks._stroke(size, _seed(n)).numpy().mean() for n in range(40)]
+    areas = [generators._stroke(size, _seed(n)).numpy().mean() for n in range(40)]
     assert 0 < min(areas) and max(areas) <= bound, (max(areas), bound)
 
 
@@ -231,38 +235,6 @@ def test_bad_mask_files_raise_a_user_error_naming_the_file(tmp_path, name, conte
 def test_missing_mask_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="not found.*nowhere.png"):
         masks.load_mask_file(tmp_path / "nowhere.png")
-
-
-def test_registry_makers_are_the_generators():
-    assert masks.MASK_KINDS == ("center_box", "random_box", "free_form", "mixture", "file")
-    seed = _seed(3)
-    centre = masks.mask_maker("center_box", SIZE)(0, seed)
-    np.testing.assert_array_equal(centre[0], masks.center_box(SIZE)[0])
-    box = masks.mask_maker("random_box", SIZE, masks.MaskSettings(delta=8))(5, seed)
-    np.testing.assert_array_equal(box[0], masks.random_box(SIZE, 8, seed)[0])
-    stroke = masks.mask_maker("free_form", SIZE)(5, seed)
-    np.testing.assert_array_equal(stroke[0], masks.free_form(SIZE, seed)[0])
-    with pytest.raises(UserError, match="unknown mask kind 'ring'; expected one of center_box, random_box"):
-        masks.mask_maker("ring", SIZE)
-    with pytest.raises(UserError, match="needs mask files"):
-        masks.mask_maker("file", SIZE)
-
-
-def test_a_registered_kind_reaches_the_training_pipeline(tmp_path, monkeypatch):
-    from dmfn_tf.config import DataConfig
-    from dmfn_tf.data.pipeline import build_dataset
-
-    monkeypatch.setattr(masks, "MASK_MAKERS", dict(masks.MASK_MAKERS))
-
-    @masks.mask_kind("top_half")
-    def _top_half(size, settings):
-        mask = np.zeros((size, size, 1), np.float32)
-        mask[: size // 2] = 1
-        return lambda index, seed: (tf.constant(mask), tf.constant([0, 0, size // 2, size // 2]))
-
-    Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(tmp_path / "a.png")
-    batch = next(iter(build_dataset(DataConfig(path=str(tmp_path), mask="top_half"), SIZE, 1)))
-    assert batch["mask"].numpy()[0, : SIZE // 2].min() == 1 and batch["mask"].numpy()[0, SIZE // 2 :].max() == 0
 
 
 def test_any_box_spans_a_quarter_to_a_half_and_lies_in_its_bbox():

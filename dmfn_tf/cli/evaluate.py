@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from dmfn_tf.cli import model_option
+from dmfn_tf.data.masks.kinds import MASK_KINDS, describe_mask_kinds
 from dmfn_tf.errors import UserError
 from dmfn_tf.evaluation.baselines import BASELINES
 from dmfn_tf.evaluation.paper import PAPER_DMFN_RESULTS
@@ -47,10 +48,9 @@ def register(subparsers) -> None:
                         help="folder of images (searched recursively, sorted) or a text file listing one image "
                              "path per line (relative paths are relative to the list file)")
     parser.add_argument("--mask", default="center_box",
-                        help="center_box (centred hole of half the side, the paper's protocol), random_box (a box "
-                             "of half the side at a random position), free_form (random brush strokes), or a folder "
-                             "of mask files used in sorted order, cycling (default: center_box). Random masks "
-                             "depend only on --seed and the image's index")
+                        help=f"a mask kind ({_kinds_help()}) or a folder of mask files "
+                             "used in sorted order, cycling (default: center_box). Random masks depend only on "
+                             "--seed and the image's index")
     parser.add_argument("--invert-mask", action="store_true",
                         help="mask files use 0 = hole (MAT style) instead of white/1 = hole")
     parser.add_argument("--mask-from-alpha", action="store_true",
@@ -85,14 +85,21 @@ def _parse_baselines(text: str) -> list[str]:
     return [name.strip().lower() for name in text.split(",") if name.strip()]  # checked by the protocol
 
 
+def _generated_mask_kinds() -> list[str]:
+    """The mask kinds `--mask` names: every registered kind but "file" (which `--mask FOLDER` picks)."""
+    return [kind for kind in MASK_KINDS if kind != "file"]
+
+
+def _kinds_help() -> str:
+    return describe_mask_kinds(_generated_mask_kinds()).replace("%", "%%")  # argparse formats help with %
+
+
 def _mask_kind(text: str) -> tuple[str, str | None]:
     """`--mask`: a mask kind, or a folder of mask files (kind "file")."""
-    from dmfn_tf.data.masks import MASK_KINDS
-
-    if text in MASK_KINDS and text != "file":
+    if text in _generated_mask_kinds():
         return text, None
     if not Path(text).expanduser().is_dir():
-        choices = ", ".join(kind for kind in MASK_KINDS if kind != "file")
+        choices = ", ".join(_generated_mask_kinds())
         raise EvaluateInputError(f"--mask {text!r}: expected {choices} or a folder of mask files")
     return "file", str(Path(text).expanduser())
 

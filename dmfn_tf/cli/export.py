@@ -26,7 +26,8 @@ MAX_NAME_LENGTH = 200
 
 
 def _format_help() -> str:
-    return "; ".join(f"{name}: {export_format.help}" for name, export_format in EXPORT_FORMATS.items())
+    help_text = "; ".join(f"{name}: {export_format.help}" for name, export_format in EXPORT_FORMATS.items())
+    return help_text.replace("%", "%%")  # argparse formats help with %
 
 
 def register(subparsers) -> None:

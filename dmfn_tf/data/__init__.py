@@ -2,9 +2,12 @@
 
 - `build_dataset`, `build_eval_dataset` (the evaluation protocol's input): dict batches
   `{"image", "mask", "bbox"}` (+ `"path"`).
-- `MASK_KINDS`, `mask_maker`, `MaskSettings`: the registry of mask kinds (name -> maker).
-- `center_box`, `random_box`, `free_form`, `random_bbox`: mask generators (1 = hole).
-- `load_mask_file`: a user's mask file as a binary NumPy array, for training and inference.
+- `MASK_KINDS`, `mask_kind`, `mask_maker`, `MaskSettings`: the registry of mask kinds (name ->
+  kind with its help and settings; `dmfn_tf.data.masks.kinds`).
+- `center_box`, `random_box`, `free_form`, `random_bbox`: mask generators (1 = hole;
+  `dmfn_tf.data.masks.generators`).
+- `load_mask_file`: a user's mask file as a binary NumPy array, for training and inference
+  (`dmfn_tf.data.masks.files`).
 - `find_image_files`, `read_file_list`, `check_files`: source discovery and validation.
 
 TensorFlow is imported lazily, so that file discovery works without paying for it.
@@ -17,15 +20,16 @@ _LAZY_EXPORTS = {
     "build_eval_dataset": "dmfn_tf.data.pipeline",
     "crop_and_resize": "dmfn_tf.data.pipeline",
     "decode_image": "dmfn_tf.data.pipeline",
-    "MASK_KINDS": "dmfn_tf.data.masks",
-    "MaskSettings": "dmfn_tf.data.masks",
-    "mask_maker": "dmfn_tf.data.masks",
-    "center_box": "dmfn_tf.data.masks",
-    "random_box": "dmfn_tf.data.masks",
-    "free_form": "dmfn_tf.data.masks",
-    "random_bbox": "dmfn_tf.data.masks",
-    "load_mask_file": "dmfn_tf.data.masks",
-    "mask_from_image": "dmfn_tf.data.masks",
+    "MASK_KINDS": "dmfn_tf.data.masks.kinds",
+    "MaskSettings": "dmfn_tf.data.masks.kinds",
+    "mask_kind": "dmfn_tf.data.masks.kinds",
+    "mask_maker": "dmfn_tf.data.masks.kinds",
+    "center_box": "dmfn_tf.data.masks.generators",
+    "random_box": "dmfn_tf.data.masks.generators",
+    "free_form": "dmfn_tf.data.masks.generators",
+    "random_bbox": "dmfn_tf.data.masks.generators",
+    "load_mask_file": "dmfn_tf.data.masks.files",
+    "mask_from_image": "dmfn_tf.data.masks.files",
     "find_image_files": "dmfn_tf.data.image_files",
     "read_file_list": "dmfn_tf.data.image_files",
     "list_source_files": "dmfn_tf.data.image_files",
