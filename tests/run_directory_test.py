@@ -64,12 +64,13 @@ def test_a_run_is_refused_without_resume_and_with_a_changed_computation(tmp_path
     run.check_can_start(cfg, resume=True)
 
     # Every key not listed as resumable is refused, and named with both values.
-    for key, value in (("model.nf", 16), ("loss.mu_adv", 0.5), ("train.learning_rate", 1e-3), ("data.mask", "free_form")):
+    for key, value in (("model.nf", 16), ("loss.mu_adv", 0.5), ("train.beta_1", 0.9), ("data.mask", "free_form")):
         assert key not in RESUMABLE_CHANGES
         with pytest.raises(ConfigError, match=rf"differs from .*config\.yaml in {key} \(.* -> {value!r}\)"):
             run.check_can_start(apply_overrides(cfg, {key: value}), resume=True)
     # The run's length, bookkeeping and the data's location may change.
-    resumable = {"train.total_steps": 99, "train.strategy": "mirrored", "data.path": "elsewhere", "name": "renamed"}
+    resumable = {"train.total_steps": 99, "train.strategy": "mirrored", "data.path": "elsewhere", "name": "renamed",
+                 "train.learning_rate": 1e-3, "train.lr_decay_steps": [7], "train.lr_decay_factor": 0.1}
     assert set(resumable) <= set(RESUMABLE_CHANGES)
     run.check_can_start(apply_overrides(cfg, resumable), resume=True)
 

@@ -386,3 +386,43 @@ def test_snapshots_record_step_and_a_clock_that_continues_over_resume(tmp_path, 
     latest = keras.saving.load_model(out / "generator.keras")
     for a, b in zip(snapshot_model.get_weights(), latest.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_decay_steps_can_be_added_to_a_run_trained_at_a_constant_rate(tmp_path, training_photos):
+    out = tmp_path / "run"
+    train(tiny_run_config(training_photos, total_steps=2, checkpoint_every=2, lr_decay_steps=[]), out, verbose=0)
+    decayed = tiny_run_config(training_photos, total_steps=4, checkpoint_every=2, lr_decay_steps=[3], lr_decay_factor=0.25)
+    assert train(decayed, out, resume=True, verbose=0).final_step == 4
+    reader = tf.train.load_checkpoint(str(out / "checkpoints" / read_latest(out / "checkpoints")["checkpoint"] / CHECKPOINT_PREFIX))
+    rate = decayed.train.learning_rate
+    # Update 4 (after boundary 3) used the decayed rate, in both optimizers; config.yaml records the new steps.
+    for optimizer in ("g_optimizer", "d_optimizer"):
+        assert reader.get_tensor(f"{optimizer}/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE") == pytest.approx(rate * 0.25)
+    assert load_config(out / "config.yaml").train.lr_decay_steps == [3]
+    # And back to a constant rate.
+    constant = tiny_run_config(training_photos, total_steps=5, checkpoint_every=5, lr_decay_steps=[])
+    assert train(constant, out, resume=True, verbose=0).final_step == 5
+
+
+def test_a_run_saved_with_its_schedule_in_the_optimizer_still_resumes(tmp_path, training_photos):
+    """Checkpoints of earlier versions hold no rate variable: the run is rebuilt the way it was saved."""
+    from dmfn_tf.training.run_directory import RunDirectory
+
+    out = tmp_path / "run"
+    cfg = tiny_run_config(training_photos, total_steps=3, checkpoint_every=3, lr_decay_steps=[2])
+    trainer = build_trainer(cfg, rate_variable=False)
+    RunDirectory(out).save_config(cfg)
+    TrainingCheckpointer(out / "checkpoints", trainer.generator, trainer.discriminator,
+                         trainer.g_optimizer, trainer.d_optimizer).save(step=1)
+    assert train(cfg, out, resume=True, verbose=0).final_step == 3
+
+
+def test_a_resume_that_fails_leaves_the_runs_settings_as_they_were(tmp_path, training_photos):
+    out = tmp_path / "run"
+    train(tiny_run_config(training_photos, total_steps=2, checkpoint_every=2), out, verbose=0)
+    before = (out / "config.yaml").read_text()
+    checkpoint = out / "checkpoints" / read_latest(out / "checkpoints")["checkpoint"]
+    (checkpoint / f"{CHECKPOINT_PREFIX}.data-00000-of-00001").write_bytes(b"damaged")
+    with pytest.raises(UserError, match="damaged"):
+        train(tiny_run_config(training_photos, total_steps=4, checkpoint_every=2, lr_decay_steps=[3]), out, resume=True, verbose=0)
+    assert (out / "config.yaml").read_text() == before

@@ -217,7 +217,27 @@ def test_learning_rate_halves_after_each_decay_step():
     # `step` counts the updates made so far: updates 1..3 use 1e-3, updates 4..5 use 5e-4, then 2.5e-4.
     rates = [float(schedule(step)) for step in range(8)]
     np.testing.assert_allclose(rates, [1e-3] * 3 + [5e-4] * 2 + [2.5e-4] * 3, rtol=1e-6)
-    assert learning_rate_schedule(TrainConfig(learning_rate=2e-4, lr_decay_steps=[])) == 2e-4
+    constant = learning_rate_schedule(TrainConfig(learning_rate=2e-4, lr_decay_steps=[]))
+    np.testing.assert_allclose([float(constant(step)) for step in (0, 1, 10**6)], [2e-4] * 3, rtol=1e-6)
+
+
+def test_rate_variable_follows_the_schedule_as_an_optimizer_given_the_schedule(tiny_trainer, tiny_config):
+    """New runs keep the rate in a variable set from the schedule; Keras' own schedule handling is the reference."""
+    batch = fixed_batch()
+    weights = {}
+    for rate_variable in (True, False):
+        keras.utils.set_random_seed(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RandomPerceptualWeightsWarning)
+            trainer = build_trainer(tiny_config(loss=LOSS, lr_decay_steps=[2, 3], lr_decay_factor=0.1), rate_variable=rate_variable)
+        assert isinstance(trainer.g_optimizer.learning_rate, keras.Variable) == rate_variable
+        for _ in range(4):
+            trainer.train_step(batch)
+        weights[rate_variable] = [w.numpy() for w in trainer.generator.weights + trainer.discriminator.weights]
+        if rate_variable:  # update 4 used the twice-decayed rate
+            np.testing.assert_allclose(float(trainer.d_optimizer.learning_rate), 1e-3 * 0.01, rtol=1e-6)
+    for with_variable, with_schedule in zip(weights[True], weights[False]):
+        np.testing.assert_allclose(with_variable, with_schedule, rtol=1e-5, atol=1e-7)
 
 
 def test_build_trainer_builds_two_adam_optimizers_from_the_config(tiny_trainer, tiny_config):

@@ -104,6 +104,24 @@ def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def keeps_rate_variable(directory: str | os.PathLike) -> bool:
+    """Whether the latest checkpoint in `directory` holds the generator optimizer's rate as a variable.
+
+    Runs made by this version do (`trainer.make_optimizer(rate_variable=True)`); earlier runs with
+    decay steps saved the schedule instead, and must be rebuilt that way to restore. True when there
+    is no checkpoint (a new run).
+    """
+    latest = read_latest(directory)
+    if latest is None:
+        return True
+    prefix = os.path.join(os.fspath(directory), latest["checkpoint"], CHECKPOINT_PREFIX)
+    try:
+        keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except (ValueError, tf.errors.OpError) as err:
+        raise CheckpointError(f"checkpoint {os.path.dirname(prefix)} is missing or unreadable: {type(err).__name__}") from None
+    return any(key.startswith("g_optimizer/") and "/_learning_rate/" in key for key in keys)
+
+
 def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
     """Whether this worker writes the run's files: always, except on non-chief workers of a multi-worker strategy.
 

@@ -29,7 +29,7 @@ from dmfn_tf.training.callbacks import (
     StopAtStep,
     TensorBoardLogger,
 )
-from dmfn_tf.training.checkpoints import TrainingCheckpointer, is_chief
+from dmfn_tf.training.checkpoints import TrainingCheckpointer, is_chief, keeps_rate_variable
 from dmfn_tf.training.distribute import fit, make_strategy
 from dmfn_tf.training.run_directory import RunDirectory
 from dmfn_tf.training.run_lock import hold_run_lock, lock_file_name
@@ -207,9 +207,8 @@ def _train(cfg, out_dir, resume, log_every, verbose, callbacks) -> TrainingResul
         resolve_generator_path(cfg.model.init_generator)  # a wrong path fails before the networks are built
     if chief:
         remove_stale_temporaries(out_dir)  # e.g. `.generator.keras.tmp-<pid>-*` of a killed run
-        run.save_config(cfg)
 
-    trainer = build_trainer(cfg, strategy)
+    trainer = build_trainer(cfg, strategy, rate_variable=keeps_rate_variable(run.checkpoint_dir) if start_step else True)
     checkpointer = TrainingCheckpointer(
         run.checkpoint_dir,
         trainer.generator,
@@ -220,6 +219,8 @@ def _train(cfg, out_dir, resume, log_every, verbose, callbacks) -> TrainingResul
         chief=chief,
     )
     initial_step = checkpointer.restore() if start_step else 0
+    if chief:
+        run.save_config(cfg)  # after the restore: a run that cannot resume keeps the settings it had
     if not initial_step and cfg.model.init_generator:
         initialise_generator(trainer.generator, cfg.model.init_generator)
     total_steps = train_cfg.total_steps

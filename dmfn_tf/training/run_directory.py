@@ -48,8 +48,11 @@ RESUMABLE_CHANGES = (
     "train.checkpoint_every",
     "train.image_log_every",
     "train.snapshot_every",
-    # A campaign continued over days sets its decay steps as it goes (docs/training_on_cpu.md).
+    # A campaign continued over days sets its learning-rate schedule as it goes (docs/training_on_cpu.md):
+    # the trainer sets the optimizers' rate from the schedule at every step, none of it is state.
+    "train.learning_rate",
     "train.lr_decay_steps",
+    "train.lr_decay_factor",
     "train.strategy",
     "train.deterministic",
     "data.path",

@@ -14,9 +14,9 @@ Public API (stable; `dmfn_tf.training.run` and the `dmfn train` command build on
   - `.train_step(data)` = `.generator_step(...)` then `.discriminator_step(...)`
   - `.test_step(data)`, `.call({"image", "mask"})` (the composite, so `predict` works)
   - `train_metric_names()`, `TEST_METRICS`: the names that `fit` / `evaluate` log
-- `build_trainer(cfg, strategy=None) -> DMFNTrainer` (compiled, optimizers built)
-- `make_optimizer(train_cfg, name) -> keras.optimizers.Optimizer` (Adam with the halving schedule)
-- `learning_rate_schedule(train_cfg)`
+- `build_trainer(cfg, strategy=None, rate_variable=True) -> DMFNTrainer` (compiled, optimizers built)
+- `make_optimizer(train_cfg, name, ema_momentum=0, rate_variable=True) -> keras.optimizers.Optimizer` (Adam)
+- `learning_rate_schedule(train_cfg)` (the halving schedule; `ConstantLearningRate` without decay steps)
 - `crop_local(images, bbox, size)`: the differentiable local-discriminator crop
 
 Batches are dicts (a tuple would be unpacked by Keras as `(x, y)`):
@@ -210,6 +210,7 @@ class DMFNTrainer(keras.Model):
         self.image_size = int(discriminator.inputs[1].shape[1])
         self.g_optimizer = None
         self.d_optimizer = None
+        self.learning_rate_schedule = None
         self._trackers = {name: keras.metrics.Mean(name=name) for name in dict.fromkeys(train_metric_names() + TEST_METRICS)}
         # Every sub-model is already built; nothing is left for Keras to infer from data.
         self.built = True
@@ -219,12 +220,15 @@ class DMFNTrainer(keras.Model):
         # Listed here so that Keras resets them at the start of every epoch and evaluation.
         return list(self._trackers.values())
 
-    def compile(self, g_optimizer, d_optimizer, **kwargs):
+    def compile(self, g_optimizer, d_optimizer, learning_rate_schedule=None, **kwargs):
         """Sets the two optimizers; other keyword arguments go to `keras.Model.compile`.
 
         Args:
             g_optimizer: optimizer of the generator's weights.
             d_optimizer: optimizer of the discriminator's weights (a different instance).
+            learning_rate_schedule: sets each optimizer's rate VARIABLE before every update from the
+                number of training steps done (the generator's updates); `None` leaves the rates
+                to the optimizers. An optimizer given a schedule of its own is left alone.
             **kwargs: e.g. `run_eagerly`, `steps_per_execution`, `jit_compile` (default False).
         """
         if g_optimizer is d_optimizer:
@@ -233,6 +237,17 @@ class DMFNTrainer(keras.Model):
         super().compile(**kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
+        self.learning_rate_schedule = learning_rate_schedule
+
+    def _follow_learning_rate_schedule(self):
+        """Sets the rate variables of both optimizers for this step (see `compile`)."""
+        if self.learning_rate_schedule is None:
+            return
+        rate = self.learning_rate_schedule(self.g_optimizer.iterations)
+        for optimizer in (self.g_optimizer, self.d_optimizer):
+            variable = optimizer.learning_rate
+            if isinstance(variable, keras.Variable):
+                variable.assign(keras.ops.cast(rate, variable.dtype))
 
     def build_optimizers(self):
         """Creates the optimizers' slot variables. Call it inside the strategy's scope, before `fit`:
@@ -382,6 +397,7 @@ class DMFNTrainer(keras.Model):
         bbox = tf.cast(data["bbox"], tf.int32)
         global_batch_size = _all_reduce_sum(tf.cast(tf.shape(image)[0], tf.float32))
 
+        self._follow_learning_rate_schedule()
         output, terms = self.generator_step(image, mask, bbox, global_batch_size)
         d_loss = self.discriminator_step(image, output, bbox, global_batch_size)
 
@@ -401,7 +417,21 @@ class DMFNTrainer(keras.Model):
         return self._update_with_global_means(per_example, global_batch_size)
 
 
-def learning_rate_schedule(train_cfg: TrainConfig):
+@keras.saving.register_keras_serializable(package="dmfn_tf")
+class ConstantLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """The same rate at every step: the schedule of a recipe without decay steps."""
+
+    def __init__(self, rate: float):
+        self.rate = float(rate)
+
+    def __call__(self, step):
+        return keras.ops.convert_to_tensor(self.rate, "float32")
+
+    def get_config(self):
+        return {"rate": self.rate}
+
+
+def learning_rate_schedule(train_cfg: TrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
     """The reference schedule: `learning_rate`, multiplied by `lr_decay_factor` after each of `lr_decay_steps`.
 
     The first `m` updates use the rate before the boundary `m`; update `m + 1` onwards the decayed
@@ -411,33 +441,38 @@ def learning_rate_schedule(train_cfg: TrainConfig):
         train_cfg: the `train` section of the configuration.
 
     Returns:
-        A `keras.optimizers.schedules.PiecewiseConstantDecay`, or the constant rate when there is
-        no decay step.
+        A `keras.optimizers.schedules.PiecewiseConstantDecay`, or a `ConstantLearningRate` when there
+        is no decay step. Called with the number of updates already made.
     """
     steps = [int(step) for step in train_cfg.lr_decay_steps]
     if not steps:
-        return train_cfg.learning_rate
+        return ConstantLearningRate(train_cfg.learning_rate)
     values = [train_cfg.learning_rate * train_cfg.lr_decay_factor**i for i in range(len(steps) + 1)]
     # `optimizer.iterations` counts the updates already made: update m + 1 sees iterations = m > m - 1.
     return keras.optimizers.schedules.PiecewiseConstantDecay([step - 1 for step in steps], values)
 
 
-def make_optimizer(train_cfg: TrainConfig, name: str, ema_momentum: float = 0.0):
-    """Adam(schedule, beta_1, beta_2, epsilon) of the configuration; loss-scaled under `mixed_float16`.
+def make_optimizer(train_cfg: TrainConfig, name: str, ema_momentum: float = 0.0, rate_variable: bool = True):
+    """Adam(rate, beta_1, beta_2, epsilon) of the configuration; loss-scaled under `mixed_float16`.
 
     Epsilon is placed by `train.adam_epsilon_convention` (`dmfn_tf.training.optimizers.make_adam`).
+    The rate is a variable that `DMFNTrainer` sets from `learning_rate_schedule` before each update
+    (`rate_variable=True`, what new runs use): the checkpoint's structure is then the same whatever
+    the decay steps, so a run can be resumed with other ones. `rate_variable=False` gives the
+    optimizer the schedule itself, as earlier versions saved their runs (checkpoints with no rate variable).
 
     Args:
         train_cfg: the `train` section of the configuration.
         name: the optimizer's name (e.g. "generator_adam"); names its variables in checkpoints.
         ema_momentum: keep an exponential moving average of the weights it updates (0 = none).
+        rate_variable: keep the rate in a variable (see above) rather than give it the schedule.
 
     Returns:
         A `keras.optimizers.Adam` (or its `TorchAdam` subclass), or a
         `keras.optimizers.LossScaleOptimizer` wrapping one.
     """
     optimizer = make_adam(
-        learning_rate_schedule(train_cfg),
+        train_cfg.learning_rate if rate_variable else learning_rate_schedule(train_cfg),
         train_cfg.beta_1,
         train_cfg.beta_2,
         train_cfg.adam_epsilon,
@@ -450,7 +485,9 @@ def make_optimizer(train_cfg: TrainConfig, name: str, ema_momentum: float = 0.0)
     return optimizer
 
 
-def build_trainer(cfg: ExperimentConfig, strategy: tf.distribute.Strategy | None = None) -> DMFNTrainer:
+def build_trainer(
+    cfg: ExperimentConfig, strategy: tf.distribute.Strategy | None = None, rate_variable: bool = True
+) -> DMFNTrainer:
     """Builds the networks, the trainer and both optimizers inside `strategy.scope()`, and compiles.
 
     Args:
@@ -459,6 +496,8 @@ def build_trainer(cfg: ExperimentConfig, strategy: tf.distribute.Strategy | None
             the initialisation).
         strategy: a `tf.distribute.Strategy` (see `dmfn_tf.training.distribute.make_strategy`);
             `None` uses the current one (the default strategy outside any scope).
+        rate_variable: the optimizers keep their rate in a variable that the trainer sets from the
+            schedule (new runs); False for a checkpoint saved without one (`make_optimizer`).
 
     Returns:
         A compiled `DMFNTrainer` whose optimizers are built, ready for `fit`.
@@ -484,8 +523,9 @@ def build_trainer(cfg: ExperimentConfig, strategy: tf.distribute.Strategy | None
             generator, discriminator, perceptual, cfg.loss, name=f"{cfg.name}_trainer", warmup_steps=cfg.train.warmup_steps
         )
         trainer.compile(
-            g_optimizer=make_optimizer(cfg.train, "generator_adam", cfg.train.ema_momentum),
-            d_optimizer=make_optimizer(cfg.train, "discriminator_adam"),
+            g_optimizer=make_optimizer(cfg.train, "generator_adam", cfg.train.ema_momentum, rate_variable),
+            d_optimizer=make_optimizer(cfg.train, "discriminator_adam", rate_variable=rate_variable),
+            learning_rate_schedule=learning_rate_schedule(cfg.train),
         )
         trainer.build_optimizers()
     return trainer
