@@ -54,7 +54,7 @@ def _parse_args(argv=None):
     parser.add_argument("--mask", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.trained_size is None:
-        from dmfn_tf.high_resolution import DEFAULT_TRAINED_SIZE
+        from dmfn_tf.inpaint.strategies import DEFAULT_TRAINED_SIZE
         from dmfn_tf.model_io import trained_size
 
         args.trained_size = (trained_size(args.model) if args.model else None) or DEFAULT_TRAINED_SIZE

@@ -22,7 +22,7 @@ import os
 from dmfn_tf.atomic_files import atomic_path, remove_stale_temporaries
 from dmfn_tf.cli import model_option
 from dmfn_tf.errors import UserError
-from dmfn_tf.inference import DEFAULT_MAX_PIXELS
+from dmfn_tf.inpaint.budget import DEFAULT_MAX_PIXELS
 
 FORMATS = ("saved_model", "tflite", "keras")
 QUANTIZATIONS = ("float32", "float16", "int8")
@@ -95,7 +95,7 @@ def _is_leftover(path: str) -> bool:
 
 
 def _validate(args) -> list[str]:
-    from dmfn_tf.inpainting import SIZE_MULTIPLE
+    from dmfn_tf.inpaint.contract import SIZE_MULTIPLE
 
     if args.size <= 0 or args.size % SIZE_MULTIPLE:
         raise UserError(f"--size must be a positive multiple of {SIZE_MULTIPLE}, got {args.size}")
@@ -113,7 +113,7 @@ def _validate(args) -> list[str]:
 
 def _default_size(args) -> None:
     """`--size` left out: the model's trained size for TFLite (256 where it records none)."""
-    from dmfn_tf.high_resolution import DEFAULT_TRAINED_SIZE
+    from dmfn_tf.inpaint.strategies import DEFAULT_TRAINED_SIZE
     from dmfn_tf.model_io import trained_size
 
     if args.size is None:
