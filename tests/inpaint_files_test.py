@@ -187,3 +187,15 @@ def test_photos_decoded_by_strips_match_a_whole_conversion(tmp_path, monkeypatch
         np.testing.assert_array_equal(rgb, expected)
         if mode == "RGBA":
             np.testing.assert_array_equal(alpha, np.asarray(whole)[..., 3])
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (7, 5), (9, 300)])
+def test_write_png_strip_by_strip_reads_back_exactly(tmp_path, monkeypatch, height, width):
+    from dmfn_tf.inpaint.files import write_png
+
+    monkeypatch.setattr(files, "STRIP_ROWS", 4)
+    rgb = _random_image(height, width, seed=height)
+    write_png(tmp_path / "out.png", rgb)
+    with Image.open(tmp_path / "out.png") as written:
+        assert written.mode == "RGB" and written.format == "PNG"
+        np.testing.assert_array_equal(np.asarray(written), rgb)

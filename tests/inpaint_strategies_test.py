@@ -13,8 +13,8 @@ from dmfn_tf.inpaint.windows import Window, crop_windows as crop_windows_of
 from dmfn_tf.models.generator import build_generator
 
 
-def crop_windows(hole, options):
-    return crop_windows_of(hole, options.trained_size, options.crop_margin)
+def crop_windows(hole, options, pack_specks=True):
+    return crop_windows_of(hole, options.trained_size, options.crop_margin, pack_specks=pack_specks)
 
 
 def check_budget(height, width, options, max_pixels, source="image"):
@@ -249,7 +249,7 @@ def test_crop_windows_of_specks_match_pairwise_merging(seed):
     pairs = rng.choice(70, 10, replace=False)
     hole[rows[pairs] + rng.integers(3, 6, 10), cols[pairs]] = True
     options = HDOptions(trained_size=8, crop_margin=6)
-    windows = crop_windows(hole, options)
+    windows = crop_windows(hole, options, pack_specks=False)
     assert [tuple(w[:4]) for w in windows] == _pairwise_merged_windows(hole, options)
     assert len(windows) > 20  # most specks stay apart: the grouping is put to the test
     _assert_disjoint_and_covering(windows, hole, 8)
@@ -306,4 +306,36 @@ def test_batches_group_windows_of_one_size_within_the_budget():
 
     windows = [Window(0, 0, 8, 8, 8, 8), Window(0, 10, 8, 18, 8, 8), Window(0, 20, 16, 36, 8, 8), Window(20, 0, 30, 9, 10, 9)]
     assert batches(windows, 128) == [windows[:2], windows[2:3], windows[3:]]
+    many = [Window(0, 0, 128, 128, 128, 128)] * 20
+    assert [len(batch) for batch in batches(many, 10**6)] == [8, 8, 4]  # BATCH_PIXELS: 8 windows of 128²
     assert batches(windows, 10) == [[w] for w in windows[:3]] + [windows[3:]]  # one window even over the budget
+
+
+def test_specks_share_windows_and_stay_filled(generator):
+    """400 one-pixel holes, 20 pixels apart: 400 windows of 16², or packed per cell of 4 trained sizes (64 pixels)."""
+    image = _photo(400, 400)
+    hole = np.zeros((400, 400), bool)
+    spots = np.arange(20) * 20 + 6
+    hole[np.ix_(spots, spots)] = True
+    options = HDOptions(strategy="crop", trained_size=16, crop_margin=4)
+    unpacked, packed = crop_windows(hole, options, pack_specks=False), crop_windows(hole, options)
+    assert len(unpacked) == 400 and len(packed) <= 49  # 7 x 7 cells of 64 pixels at most
+    covered = np.zeros(hole.shape, bool)
+    for top, left, bottom, right, model_height, model_width in packed:
+        covered[top:bottom, left:right] = True
+        assert max(model_height, model_width) == 16
+    assert covered[hole].all()
+    result = inpaint_hd(generator, image, hole, options)
+    np.testing.assert_array_equal(result[~hole], image[~hole])
+    assert np.mean(np.any(result[hole] != image[hole], axis=-1)) > 0.5
+
+
+def test_a_speck_near_a_large_hole_joins_its_window():
+    hole = np.zeros((300, 300), bool)
+    hole[100:160, 100:160] = True  # large
+    hole[95, 170] = hole[97, 175] = True  # two specks in the large hole's window
+    hole[280, 280] = hole[285, 290] = True  # two specks far away: one pack
+    windows = crop_windows(hole, HDOptions(trained_size=64, crop_margin=8))
+    assert len(windows) == 2
+    first = windows[0]
+    assert first.top <= 95 and first.right > 175  # the large hole's window holds the near specks

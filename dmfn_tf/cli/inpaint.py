@@ -240,13 +240,12 @@ def _check_single_frame(mask: str) -> None:
 
 
 def _write_png(image, output: str) -> None:
-    from PIL import Image
-
     from dmfn_tf.atomic_files import atomic_path
+    from dmfn_tf.inpaint.files import write_png
 
     try:
         with atomic_path(output, suffix=".png") as temporary:
-            Image.fromarray(image).save(temporary, format="PNG")
+            write_png(temporary, image)
     except OSError as err:  # disk full, file-size limit: the earlier outputs are complete, this one untouched
         raise UserError(f"{output}: cannot write the output ({err.strerror or err})") from None
 
@@ -258,7 +257,6 @@ def inpaint_job(generator, checked: CheckedJob, args) -> None:
 
     request = checked.request or read_job(checked.job, args.invert_mask, args.mask_from_alpha)
     result = run_plan(generator, request, plan(checked.size, request.hole), args.max_pixels)
-    del request
     _write_png(result, checked.job.output)
 
 

@@ -1,9 +1,9 @@
 """Running a plan: the model on each window, in batches, the result composited into the photo in place.
 
 `run_plan` takes a request (`dmfn_tf.inpaint.request`) and its plan (`dmfn_tf.inpaint.planner`).
-Windows the model sees at the same size run together, as many per batch as the pixel budget allows
-(a 128² window alone costs as much Python and TensorFlow dispatch as its convolutions; 16 of them in
-one call run about five times faster on a CPU). A window larger than its model input is scaled down
+Windows the model sees at the same size run together, up to `BATCH_PIXELS` (and the pixel budget)
+per call (a 128² window alone costs as much Python and TensorFlow dispatch as its convolutions; 16
+of them in one call ran five times faster on a CPU). A window larger than its model input is scaled down
 (bicubic) with its hole (`dmfn_tf.inpaint.windows.scaled_hole`), and the generated pixels scaled
 back up. Only hole pixels are written into the photo (`dmfn_tf.inpaint.contract.paste_holes`), so
 every known pixel stays bit for bit, and memory beyond the photo is bounded by the windows.
@@ -28,8 +28,9 @@ from dmfn_tf.inpaint.request import InpaintRequest, request_from_arrays
 from dmfn_tf.inpaint.strategies import HDOptions
 from dmfn_tf.inpaint.windows import Window, scaled_hole
 
-# Most windows in one model call (beyond, a batch saves no dispatch time worth its memory).
-MAX_BATCH = 32
+# Most pixels in one model call of several windows (8 windows of 128², 2 of 256²): the dispatch time a
+# batch saves is mostly saved by then, and its memory stays small; a single window may be larger.
+BATCH_PIXELS = 8 * 128 * 128
 
 
 def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -46,13 +47,13 @@ def _model_input(request: InpaintRequest, window: Window) -> tuple[np.ndarray, n
 
 
 def batches(windows: list[Window], max_pixels: int) -> list[list[Window]]:
-    """Windows of equal model size grouped into batches of at most `max_pixels` pixels (at least one window)."""
+    """Windows of equal model size grouped into batches of at most `min(max_pixels, BATCH_PIXELS)` pixels (at least one window)."""
     groups: dict[tuple[int, int], list[Window]] = {}
     for window in windows:
         groups.setdefault((window.model_height, window.model_width), []).append(window)
     result = []
     for (height, width), group in groups.items():
-        size = max(1, min(MAX_BATCH, max_pixels // (height * width)))
+        size = max(1, min(max_pixels, BATCH_PIXELS) // (height * width))
         result += [group[start:start + size] for start in range(0, len(group), size)]
     return result
 

@@ -25,6 +25,10 @@ import numpy as np
 SCALED_HOLE_GROWTH = 2
 # Columns counted at a time when a hole is scaled down (`scaled_hole`).
 STRIP_COLUMNS = 512
+# Specks: hole regions whose longer side is at most `trained_size // SPECK_FRACTION`. Specks in one cell
+# of `PACK_FACTOR * trained_size` pixels share a window (`crop_windows`).
+SPECK_FRACTION = 8
+PACK_FACTOR = 4
 
 
 class Window(NamedTuple):
@@ -105,6 +109,8 @@ def _merge_overlapping(boxes: np.ndarray, grow) -> np.ndarray:
     """Windows of `boxes`, the boxes of overlapping windows merged until no two windows overlap."""
     from scipy.sparse.csgraph import connected_components
 
+    if len(boxes) == 0:
+        return np.zeros((0, 4), np.int64)
     while True:
         windows = np.array([grow(tuple(box)) for box in boxes], np.int64).reshape(-1, 4)
         # Windows [top, bottom) x [left, right) overlap when they overlap on both axes.
@@ -117,26 +123,76 @@ def _merge_overlapping(boxes: np.ndarray, grow) -> np.ndarray:
                            boxes[group == g, 3].max()] for g in range(count)])
 
 
-def crop_windows(hole: np.ndarray, trained_size: int, crop_margin: int) -> list[Window]:
+def _packs(boxes: np.ndarray, trained_size: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """(boxes of the specks packed per cell, where a cell holds two or more; the other boxes)."""
+    longer = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    speck = longer <= max(1, trained_size // SPECK_FRACTION)
+    cell = PACK_FACTOR * trained_size
+    cells = ((boxes[:, 0] + boxes[:, 2]) // 2 // cell) * (1 << 32) + (boxes[:, 1] + boxes[:, 3]) // 2 // cell
+    packed = np.zeros(len(boxes), bool)
+    packs = []
+    for value in np.unique(cells[speck]):
+        members = speck & (cells == value)
+        if members.sum() >= 2:
+            packs.append(boxes[members])
+            packed |= members
+    return packs, boxes[~packed]
+
+
+def _overlaps(window, windows: np.ndarray) -> bool:
+    top, left, bottom, right = window
+    return bool(np.any((windows[:, 0] < bottom) & (top < windows[:, 2]) & (windows[:, 1] < right) & (left < windows[:, 3])))
+
+
+def _pack_window(pack: np.ndarray, height: int, width: int, trained_size: int, crop_margin: int):
+    """The window of a pack of specks: their box plus `crop_margin`, at least `trained_size`, inside the photo."""
+    top, bottom = _span(int(pack[:, 0].min()), int(pack[:, 2].max()), crop_margin, trained_size, height)
+    left, right = _span(int(pack[:, 1].min()), int(pack[:, 3].max()), crop_margin, trained_size, width)
+    return top, left, bottom, right
+
+
+def _packed_and_merged(boxes: np.ndarray, height: int, width: int, trained_size: int, crop_margin: int) -> np.ndarray:
+    """Windows of packs of specks (each its specks' box plus `crop_margin`) and of the other regions (merged)."""
+    grow = lambda box: _grown(box, height, width, trained_size, crop_margin)  # noqa: E731
+    packs, rest = _packs(boxes, trained_size)
+    while True:
+        regular = _merge_overlapping(rest, grow)
+        pack_windows = [_pack_window(pack, height, width, trained_size, crop_margin) for pack in packs]
+        clashing = [i for i, window in enumerate(pack_windows) if _overlaps(window, regular)]
+        if not clashing:  # packs near a larger hole join its window instead
+            return np.concatenate([regular, np.array(pack_windows, np.int64).reshape(-1, 4)])
+        rest = np.concatenate([rest, *(packs[i] for i in clashing)])
+        packs = [pack for i, pack in enumerate(packs) if i not in clashing]
+
+
+def crop_windows(hole: np.ndarray, trained_size: int, crop_margin: int, pack_specks: bool = True) -> list[Window]:
     """The `crop` strategy's windows for a hole mask.
 
     Each connected hole region (8-connectivity) gets a window: its bounding box grown by a context
     margin on every side (`max(crop_margin, half the region's longer side)`), at least
     `trained_size` wide and high where the photo allows, kept inside the photo. Regions whose
-    windows overlap are merged into one window, until no two windows overlap. A window whose longer
+    windows overlap are merged into one window, until no two windows overlap. With `pack_specks`,
+    specks (regions of at most `trained_size / SPECK_FRACTION` pixels a side) that lie in one cell of
+    `PACK_FACTOR * trained_size` pixels share one window (their box plus `crop_margin`), so that a
+    thousand specks are a few dozen windows, not a thousand; such windows may overlap one another
+    (a hole pixel in two is filled by the later), never another window. A window whose longer
     side is over `trained_size` is seen scaled down so that its longer side is `trained_size`.
 
     Args:
         hole: bool `[H, W]`, True = hole.
         trained_size: the side of the squares the model was trained on.
         crop_margin: the least context around each region, in photo pixels.
+        pack_specks: share windows between specks as above.
 
     Returns:
-        Non-overlapping windows, each holding whole hole regions, sorted by position.
+        Windows holding whole hole regions, sorted by position.
     """
     height, width = hole.shape
     boxes = _region_boxes(hole, max(1, crop_margin))
-    windows = _merge_overlapping(boxes, lambda box: _grown(box, height, width, trained_size, crop_margin))
+    if pack_specks:
+        windows = _packed_and_merged(boxes, height, width, trained_size, crop_margin)
+    else:
+        windows = _merge_overlapping(boxes, lambda box: _grown(box, height, width, trained_size, crop_margin))
     return [Window(top, left, bottom, right, *scaled_size(bottom - top, right - left, trained_size))
             for top, left, bottom, right in sorted(windows.tolist())]
 
