@@ -329,3 +329,16 @@ def test_a_folder_keeps_its_decoded_requests_for_the_run(model_path, tmp_path, m
     assert _inpaint(model_path, tmp_path / "images", _save(_box_mask(40, 40), tmp_path / "m.png"), tmp_path / "out") == 0
     assert counts == {"photo decoded": 3}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+def test_running_out_of_memory_names_what_helps(model_path, tmp_path, monkeypatch, capsys):
+    from dmfn_tf.inpaint import runner
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(runner, "run_plan", exhausted)
+    image = _save(_image(40, 40, 40), tmp_path / "a.png")
+    assert _inpaint(model_path, image, _save(_box_mask(40, 40), tmp_path / "m.png"), tmp_path / "out",
+                    "--hd-strategy", "crop", "--trained-size", "32") == 2
+    _assert_one_line_error(capsys, "a.png: ran out of memory (crop strategy)", "--trained-size")

@@ -45,6 +45,12 @@ from dmfn_tf.output_files import check_outputs_are_not_inputs
 # Decoded requests kept from the check to the run (the first is always kept): a folder of photos is
 # decoded once up to this many bytes, photos beyond it once to check and once to run.
 KEPT_DECODED_BYTES = 512 * 1024 * 1024
+# What lowers the memory of a request when it runs out (the photo itself is held once, decoded).
+MEMORY_HELPS = {
+    "original": "use --hd-strategy crop or resize, or a lower --max-pixels",
+    "resize": "lower --resize-limit, or use --hd-strategy crop",
+    "crop": "lower --trained-size or --max-pixels (smaller model calls), or downscale the photo",
+}
 
 
 class PairingError(UserError):
@@ -255,8 +261,12 @@ def inpaint_job(generator, checked: CheckedJob, args) -> None:
     from dmfn_tf.inpaint.planner import plan
     from dmfn_tf.inpaint.runner import run_plan
 
-    request = checked.request or read_job(checked.job, args.invert_mask, args.mask_from_alpha)
-    result = run_plan(generator, request, plan(checked.size, request.hole), args.max_pixels)
+    try:
+        request = checked.request or read_job(checked.job, args.invert_mask, args.mask_from_alpha)
+        result = run_plan(generator, request, plan(checked.size, request.hole), args.max_pixels)
+    except MemoryError:
+        raise UserError(f"{checked.job.image}: ran out of memory ({checked.size.strategy} strategy); "
+                        f"{MEMORY_HELPS.get(checked.size.strategy, MEMORY_HELPS['crop'])}") from None
     _write_png(result, checked.job.output)
 
 

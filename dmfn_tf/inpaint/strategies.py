@@ -10,7 +10,8 @@ so every known pixel of the photo stays bit for bit.
 
 - `original`: the whole image through the model at its own size.
 - `crop`: a window around each group of hole regions (`dmfn_tf.inpaint.windows.crop_windows`),
-  scaled down to `trained_size` on its longer side when larger. Memory is bounded by the windows.
+  scaled down to `trained_size` on its longer side when larger; specks (dust, a scatter of
+  one-pixel holes) near one another share a window. Memory is bounded by the windows.
 - `resize`: the whole photo scaled down so that its longer side is at most `resize_limit`.
 
 `auto` (the default) is the rule: `original` when the photo's longer side is at most
