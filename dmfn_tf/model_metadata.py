@@ -38,9 +38,9 @@ from dmfn_tf.config import BLOCK_VARIANTS, COLOUR_CONVENTIONS, ExperimentConfig,
 from dmfn_tf.input_limits import MAX_MODEL_METADATA_BYTES
 from dmfn_tf.model_file_checks import METADATA_MEMBER, ModelLoadError, read_keras_metadata
 
-# The inpainting contract (`dmfn_tf.inpainting`, docs/design.md §1) in words, as model files record it:
+# The inpainting contract (`dmfn_tf.inpaint.contract`, docs/design.md §1) in words, as model files record it:
 # a runtime without this package reads from the file what to feed the generator. (Here, not in
-# `dmfn_tf.inpainting`, so that reading a description never imports TensorFlow.)
+# `dmfn_tf.inpaint.contract`, so that reading a description never imports TensorFlow.)
 INPUT_CONVENTION = {
     "pixels": "float32 in [-1, 1]: uint8 x / 127.5 - 1",
     "mask": "[B, H, W, 1] float32, 1 = hole, 0 = known",

@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     from skimage import data
 
     from dmfn_tf.app.server import AppState, make_server
-    from dmfn_tf.high_resolution import DEFAULT_TRAINED_SIZE, HDOptions
+    from dmfn_tf.inpaint.strategies import DEFAULT_TRAINED_SIZE, HDOptions
     from dmfn_tf.model_io import trained_size
 
     size = args.trained_size or trained_size(args.model) or DEFAULT_TRAINED_SIZE

@@ -2,7 +2,7 @@
 
 For each block variant it times, interleaved round by round: the machine's attainable FLOP rate
 (a large 3x3 convolution and a matmul), the float32 generator under `tf.function`, optionally the
-same model compiled with XLA, the bfloat16 inference copy (`dmfn_tf.inference_precision`) and the
+same model compiled with XLA, the bfloat16 inference copy (`dmfn_tf.inpaint.precision`) and the
 same architecture in PyTorch (`--compare-torch`). Each record gives medians and the ratios that
 matter: the model's FLOP rate over the machine's, TensorFlow's time over PyTorch's, bfloat16's
 speed-up over float32 and the PSNR between their outputs.
@@ -104,7 +104,7 @@ def main(argv=None) -> None:
             generator.set_weights([rng.normal(0, 0.02, weight.shape).astype("float32") for weight in generator.get_weights()])
         models = {"float32": generator}
         if "bfloat16" in args.precisions:
-            from dmfn_tf.inference_precision import bfloat16_generator
+            from dmfn_tf.inpaint.precision import bfloat16_generator
 
             models["bfloat16"] = bfloat16_generator(generator)
         compiled = {name: tf.function(model.__call__) for name, model in models.items() if name in args.precisions}

@@ -1,4 +1,4 @@
-"""Memory, time and quality of the high-resolution strategies (dmfn_tf/high_resolution.py).
+"""Memory, time and quality of the high-resolution strategies (dmfn_tf/inpaint/strategies.py).
 
 `memory`: a 4000 x 3000 photo (scikit-image's `coffee`, upscaled bicubically) with three holes of
 different sizes is inpainted with each strategy, each in its own process, so that the process's
@@ -12,11 +12,18 @@ upscaled to 1024 on the longer side, where `original` still runs, with the same 
 PSNR (whole image and hole pixels) and LPIPS (AlexNet) of each strategy against the photo, and
 how far `crop` and `resize` move them from `original`.
 
+`photos`: `dmfn inpaint` on synthetic photos of any size (issue 19), each case in its own process
+(peak resident memory of that process, wall time of the whole command: decoding, planning, the
+model, writing the PNG): 8000² with one 200² hole (`crop`), 12000² with one 200² hole (`crop`), and
+961 one-pixel holes (a 31 x 31 grid) in 8000² (`crop`). Only the command is run in the child, so the
+same script measures any checkout: `PYTHONPATH=/other/checkout python scripts/bench_hd.py photos`.
+
 Usage:
 
     python scripts/bench_hd.py memory --nf 16 --n-blocks 4 --trained-size 256
     python scripts/bench_hd.py memory --model runs/demo           # at the trained size the model records
     python scripts/bench_hd.py quality --model runs/demo --resize-limit 512
+    nice -n 19 python scripts/bench_hd.py photos --cases 8000_crop 12000_crop 8000_961_holes
 """
 
 from __future__ import annotations
@@ -33,11 +40,19 @@ import time
 import numpy as np
 
 STRATEGIES = ("original", "crop", "resize")
+# photos mode: case -> (side, hole layout, extra `dmfn inpaint` arguments)
+PHOTO_CASES = {
+    "8000_crop": (8000, "one", ["--hd-strategy", "crop"]),
+    "12000_crop": (12000, "one", ["--hd-strategy", "crop"]),
+    "8000_961_holes": (8000, "grid", ["--hd-strategy", "crop"]),
+}
 
 
 def _parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("memory", "quality", "_child"))
+    parser.add_argument("mode", choices=("memory", "quality", "photos", "_child", "_cli"))
+    parser.add_argument("--cases", nargs="+", default=list(PHOTO_CASES), choices=list(PHOTO_CASES),
+                        help="photos mode: which cases (default: all, one after the other)")
     parser.add_argument("--model", help=".keras generator or run directory (default: random weights)")
     parser.add_argument("--nf", type=int, default=16, help="base width of the random generator (default 16)")
     parser.add_argument("--n-blocks", type=int, default=4, help="DMFBs of the random generator (default 4)")
@@ -52,9 +67,12 @@ def _parse_args(argv=None):
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
     parser.add_argument("--mask", help=argparse.SUPPRESS)
+    parser.add_argument("--cli-args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.mode in ("_cli", "photos"):  # the command itself reads the model's trained size
+        return args
     if args.trained_size is None:
-        from dmfn_tf.high_resolution import DEFAULT_TRAINED_SIZE
+        from dmfn_tf.inpaint.strategies import DEFAULT_TRAINED_SIZE
         from dmfn_tf.model_io import trained_size
 
         args.trained_size = (trained_size(args.model) if args.model else None) or DEFAULT_TRAINED_SIZE
@@ -82,7 +100,7 @@ def _generator(args):
 
 
 def _options(args, strategy):
-    from dmfn_tf.high_resolution import HDOptions
+    from dmfn_tf.inpaint.strategies import HDOptions
 
     return HDOptions(strategy=strategy, trained_size=args.trained_size, crop_margin=args.crop_margin,
                      resize_limit=args.resize_limit)
@@ -95,8 +113,9 @@ def _peak_mib() -> float:
 def _child(args) -> None:
     """One strategy on one photo, in this process; prints one JSON line."""
     from dmfn_tf.errors import UserError
-    from dmfn_tf.high_resolution import holes_of, inpaint_hd, plan
-    from dmfn_tf.inference import read_image, read_mask
+    from dmfn_tf.inpaint.files import read_image, read_mask
+    from dmfn_tf.inpaint.planner import check_size, plan
+    from dmfn_tf.inpaint.runner import inpaint_hd
 
     generator = _generator(args)
     image, _ = read_image(args.image)
@@ -112,10 +131,10 @@ def _child(args) -> None:
     else:
         row["seconds"] = round(time.perf_counter() - start, 2)
         row["peak_mib"] = round(_peak_mib())
-        hole = holes_of(mask[..., 0])
+        hole = mask[..., 0] > 0.5
         row["known_pixels_bit_exact"] = bool(np.array_equal(result[~hole], image[~hole]))
         row["hole_pixels_changed"] = round(float(np.mean(np.any(result[hole] != image[hole], axis=-1))), 3)
-        _, windows = plan(hole, options)
+        _, windows = plan(check_size(*hole.shape, options, args.max_pixels), hole)
         row["model_inputs"] = [f"{w.model_width}x{w.model_height}" for w in windows]
     print(json.dumps(row), flush=True)
 
@@ -158,7 +177,7 @@ def _quality(args) -> list[dict]:
     from dmfn_tf.demo_data import EVAL_PHOTOS, load_photo
     from dmfn_tf.evaluation.lpips import LPIPS
     from dmfn_tf.evaluation.metrics import psnr
-    from dmfn_tf.high_resolution import inpaint_hd
+    from dmfn_tf.inpaint.runner import inpaint_hd
 
     generator = _generator(args)
     lpips = LPIPS("alex")
@@ -198,13 +217,65 @@ def _quality(args) -> list[dict]:
     return rows
 
 
+def _photo_files(directory: str, side: int, layout: str) -> tuple[str, str]:
+    """A smooth synthetic photo (gradients: small PNG, quick to decode) and its mask, written once per side."""
+    from PIL import Image
+
+    image_path = os.path.join(directory, f"photo_{side}.png")
+    if not os.path.exists(image_path):
+        rows = (np.arange(side, dtype=np.uint32) * 255 // side).astype(np.uint8)
+        image = np.empty((side, side, 3), np.uint8)
+        image[..., 0], image[..., 1], image[..., 2] = rows[:, None], rows[None, :], 128
+        Image.fromarray(image).save(image_path, compress_level=1)
+        del image
+    mask_path = os.path.join(directory, f"mask_{side}_{layout}.png")
+    mask = np.zeros((side, side), np.uint8)
+    if layout == "one":
+        mask[side // 2 - 100:side // 2 + 100, side // 2 - 100:side // 2 + 100] = 255
+    else:  # 31 x 31 one-pixel holes, evenly spread
+        spots = (np.arange(31) * side // 31 + side // 62)
+        mask[np.ix_(spots, spots)] = 255
+    Image.fromarray(mask).save(mask_path)
+    return image_path, mask_path
+
+
+def _cli_child(args) -> None:
+    """`dmfn inpaint` in this process; prints one JSON line with its peak memory and time."""
+    from dmfn_tf.cli import main as cli_main
+
+    start = time.perf_counter()
+    code = cli_main(args.cli_args)
+    print(json.dumps({"exit": code, "seconds": round(time.perf_counter() - start, 1), "peak_mib": round(_peak_mib())}),
+          flush=True)
+
+
+def _photos(args) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        for case in args.cases:
+            side, layout, extra = PHOTO_CASES[case]
+            image_path, mask_path = _photo_files(directory, side, layout)
+            model = ["--model", args.model] if args.model else []
+            cli = ["inpaint", *model, "--image", image_path, "--mask", mask_path, "--out", os.path.join(directory, case),
+                   *extra]
+            command = [sys.executable, os.path.abspath(__file__), "_cli", "--cli-args", *cli]
+            completed = subprocess.run(command, capture_output=True, text=True)
+            lines = completed.stdout.strip().splitlines()
+            row = {"case": case, **(json.loads(lines[-1]) if lines else {"error": completed.stderr.strip()[-300:]})}
+            if completed.returncode != 0 or row.get("exit") != 0:
+                row["stderr"] = completed.stderr.strip()[-300:]
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
 def main(argv=None) -> None:
     args = _parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.mode == "_child":
-        _child(args)
+    if args.mode in ("_child", "_cli"):
+        _child(args) if args.mode == "_child" else _cli_child(args)
         return
-    rows = _memory(args) if args.mode == "memory" else _quality(args)
+    rows = {"memory": _memory, "quality": _quality, "photos": _photos}[args.mode](args)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=1)

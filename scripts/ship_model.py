@@ -83,7 +83,7 @@ def with_float16_weights(generator, cfg):
 def _tiles(images, masks, outputs):
     from PIL import Image
 
-    from dmfn_tf.inpainting import to_uint8
+    from dmfn_tf.inpaint.contract import to_uint8
 
     rows = []
     for index in range(len(images)):

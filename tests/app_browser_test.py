@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from dmfn_tf.app.server import AppState, make_server
-from dmfn_tf.high_resolution import HDOptions
+from dmfn_tf.inpaint.strategies import HDOptions
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 WAIT_S = 30

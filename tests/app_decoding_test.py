@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dmfn_tf.app.decoding import plain_filename, read_mask, read_photo
+from dmfn_tf.app.decoding import plain_filename, read_holes, read_photo
 from dmfn_tf.app.refusal import Refusal
-from dmfn_tf.high_resolution import HDOptions
-from dmfn_tf.inference import PixelBudgetError
+from dmfn_tf.inpaint.budget import PixelBudgetError
+from dmfn_tf.inpaint.strategies import HDOptions
 
 
 def _png(array):
@@ -54,15 +54,15 @@ def test_a_camera_mpo_photo_is_accepted(tmp_path):
 def test_a_mask_must_declare_the_photo_size_and_one_frame():
     mask = np.zeros((30, 40), np.uint8)
     mask[5:10, 5:10] = 255
-    decoded = read_mask(_png(mask), 30, 40)
-    assert decoded.shape == (30, 40, 1) and decoded.sum() == 25
+    decoded = read_holes(_png(mask), 30, 40)
+    assert decoded.shape == (30, 40) and decoded.dtype == bool and decoded.sum() == 25
     with pytest.raises(Refusal, match="the mask is 40x30 but the photo is 40x31"):
-        read_mask(_png(mask), 31, 40)
+        read_holes(_png(mask), 31, 40)
     frames = [Image.fromarray(np.full((30, 40), 255 * (i % 2), np.uint8)) for i in range(3)]
     gif = io.BytesIO()
     frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
     with pytest.raises(Refusal, match="mask: an animation of 3 frames") as caught:
-        read_mask(gif.getvalue(), 30, 40)
+        read_holes(gif.getvalue(), 30, 40)
     assert caught.value.status == 413
 
 
@@ -75,4 +75,4 @@ def test_other_formats_are_refused_from_the_header(tmp_path):
     tiff = io.BytesIO()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tiff, format="TIFF")
     with pytest.raises(Refusal, match="^mask: TIFF files are not accepted"):
-        read_mask(tiff.getvalue(), 8, 8)
+        read_holes(tiff.getvalue(), 8, 8)

@@ -24,7 +24,7 @@ from PIL import Image
 
 from dmfn_tf.app.server import AppState, make_server
 from dmfn_tf.cli import build_parser
-from dmfn_tf.high_resolution import HDOptions
+from dmfn_tf.inpaint.strategies import HDOptions
 
 HEIGHT, WIDTH = 90, 120
 
@@ -265,11 +265,13 @@ def test_a_request_uses_the_trained_size_of_the_model_it_names(shipped_model, ti
     assert state.models.labels == ["generator.keras", "shipped", "old_run"]
     sizes = []
 
-    def record(generator, image, mask, options, **kwargs):
-        sizes.append(options.trained_size)
-        return image
+    check_size = server_module.check_size
 
-    monkeypatch.setattr(server_module, "inpaint_hd", record)
+    def record(height, width, options, *args, **kwargs):
+        sizes.append(options.trained_size)
+        return check_size(height, width, options, *args, **kwargs)
+
+    monkeypatch.setattr(server_module, "check_size", record)
     Image.fromarray(_photo()).save(tmp_path / "photo.png")
     upload = state.upload(str(tmp_path / "photo.png"), "photo.png", "crop")
     mask = np.zeros((HEIGHT, WIDTH), np.uint8)

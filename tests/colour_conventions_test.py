@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dmfn_tf.inpainting import generator_input
+from dmfn_tf.inpaint.contract import generator_input
 from dmfn_tf.models.colour_conventions import MIN_DEVIATION, pull_push_fill
 from dmfn_tf.models.generator import build_generator
 from dmfn_tf.serving.tflite_export import convert_to_tflite, operator_names, run_tflite

@@ -16,7 +16,7 @@ from dmfn_tf import build_generator
 from dmfn_tf.cli import main
 from dmfn_tf.cli.evaluate import ProgressReport
 from dmfn_tf.data.pipeline import crop_and_resize
-from dmfn_tf.inpainting import to_uint8
+from dmfn_tf.inpaint.contract import to_uint8
 from dmfn_tf.evaluation.baselines import BASELINES
 from dmfn_tf.models.lpips_weights import LPIPSWeightsError, load_lpips_checkpoint
 from dmfn_tf.evaluation.report import (

@@ -9,7 +9,7 @@ from dmfn_tf.convert.official_mapping import (
     load_reference_generator_weights,
 )
 from dmfn_tf.errors import ConfigError
-from dmfn_tf.inpainting import composite, generator_input
+from dmfn_tf.inpaint.contract import composite, generator_input
 from dmfn_tf.models.generator import build_generator
 
 

@@ -73,16 +73,17 @@ def test_trained_size_defaults_to_the_shipped_models_and_to_256_for_others(shipp
 
 @pytest.fixture
 def strategy_sizes(monkeypatch):
-    """The `trained_size` of every `HDOptions` that reaches `inpaint_hd` (which returns the image unchanged)."""
-    from dmfn_tf import high_resolution
+    """The `trained_size` of every `HDOptions` whose size the planner checks (`check_size`, once per request)."""
+    from dmfn_tf.inpaint import planner
 
     sizes = []
+    check_size = planner.check_size
 
-    def record(generator, image, mask, options, **kwargs):
+    def record(height, width, options, *args, **kwargs):
         sizes.append(options.trained_size)
-        return image
+        return check_size(height, width, options, *args, **kwargs)
 
-    monkeypatch.setattr(high_resolution, "inpaint_hd", record)
+    monkeypatch.setattr(planner, "check_size", record)
     return sizes
 
 

@@ -282,3 +282,63 @@ def test_model_omitted_without_a_shipped_model_is_a_one_line_error(no_shipped_mo
     image, mask = _save(_image(), tmp_path / "photo.png"), _save(_box_mask(), tmp_path / "hole.png")
     assert main(["inpaint", "--image", image, "--mask", mask, "--out", str(tmp_path / "out")]) == 2
     _assert_one_line_error(capsys, "no shipped model at", "--model")
+
+
+# ---- One way from a photo to its fill (issue 18) ----------------------------------------------------
+
+def _counting(monkeypatch, module, name, counts, key):
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        counts[key] = counts.get(key, 0) + 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+
+
+@pytest.mark.parametrize("extra", [[], ["--hd-strategy", "crop", "--trained-size", "32"]])
+def test_a_request_is_decoded_binarised_and_budget_checked_once(model_path, tmp_path, monkeypatch, extra):
+    import tensorflow as tf
+
+    from dmfn_tf.inpaint import budget, contract, files, planner
+
+    counts = {}
+    _counting(monkeypatch, files, "decode_photo", counts, "photo decoded")
+    _counting(monkeypatch, tf.io, "decode_image", counts, "mask decoded")
+    _counting(monkeypatch, files, "holes_from_mask_bytes", counts, "mask binarised")
+    _counting(monkeypatch, contract, "binarise_mask", counts, "mask binarised")
+    _counting(monkeypatch, planner, "check_pixel_budget", counts, "budget checked")
+    _counting(monkeypatch, budget, "check_pixel_budget", counts, "budget checked")
+    _counting(monkeypatch, contract, "generate", counts, "model runs")
+    mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+    mask[10:20, 10:20] = mask[200:210, 250:260] = 255  # two holes: two windows with crop
+    code = _inpaint(model_path, _save(_image(30), tmp_path / "photo.png"), _save(mask, tmp_path / "m.png"),
+                    tmp_path / "out", *extra)
+    assert code == 0
+    assert counts == {"photo decoded": 1, "mask decoded": 1, "mask binarised": 1, "budget checked": 1, "model runs": 1}
+
+
+def test_a_folder_keeps_its_decoded_requests_for_the_run(model_path, tmp_path, monkeypatch):
+    from dmfn_tf.inpaint import files
+
+    (tmp_path / "images").mkdir()
+    for name in ("a", "b", "c"):
+        _save(_image(31, 40, 40), tmp_path / "images" / f"{name}.png")
+    counts = {}
+    _counting(monkeypatch, files, "decode_photo", counts, "photo decoded")
+    assert _inpaint(model_path, tmp_path / "images", _save(_box_mask(40, 40), tmp_path / "m.png"), tmp_path / "out") == 0
+    assert counts == {"photo decoded": 3}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+def test_running_out_of_memory_names_what_helps(model_path, tmp_path, monkeypatch, capsys):
+    from dmfn_tf.inpaint import runner
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(runner, "run_plan", exhausted)
+    image = _save(_image(40, 40, 40), tmp_path / "a.png")
+    assert _inpaint(model_path, image, _save(_box_mask(40, 40), tmp_path / "m.png"), tmp_path / "out",
+                    "--hd-strategy", "crop", "--trained-size", "32") == 2
+    _assert_one_line_error(capsys, "a.png: ran out of memory (crop strategy)", "--trained-size")

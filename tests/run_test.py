@@ -144,7 +144,7 @@ def test_generator_file_is_the_latest_checkpoint_generator(run_dir):
 
 
 def test_generator_file_describes_the_run(run_dir, monkeypatch):
-    from dmfn_tf import high_resolution
+    from dmfn_tf.inpaint import planner
     from dmfn_tf.cli import main
     from dmfn_tf.model_metadata import read_model_metadata
 
@@ -157,7 +157,9 @@ def test_generator_file_describes_the_run(run_dir, monkeypatch):
     assert load_config_text(metadata.provenance.config_yaml) == cfg
     # ... so the run inpaints at its trained size with no flag.
     sizes = []
-    monkeypatch.setattr(high_resolution, "inpaint_hd", lambda g, image, mask, options, **kw: sizes.append(options.trained_size) or image)
+    check_size = planner.check_size
+    monkeypatch.setattr(planner, "check_size",
+                        lambda height, width, options, *a, **kw: sizes.append(options.trained_size) or check_size(height, width, options, *a, **kw))
     Image.fromarray(np.zeros((40, 44, 3), np.uint8)).save(run_dir.parent / "photo.png")
     Image.fromarray(np.full((40, 44), 255, np.uint8)).save(run_dir.parent / "mask.png")
     assert main(["inpaint", "--model", str(run_dir), "--image", str(run_dir.parent / "photo.png"),

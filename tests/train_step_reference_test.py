@@ -39,7 +39,7 @@ from dmfn_tf.convert.official_mapping import (
     load_reference_discriminator_weights,
     load_reference_generator_weights,
 )
-from dmfn_tf.inpainting import generator_input
+from dmfn_tf.inpaint.contract import generator_input
 from dmfn_tf.models.perceptual import RandomPerceptualWeightsWarning
 from dmfn_tf.training.trainer import build_trainer
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from dmfn_tf.models import losses
 from dmfn_tf.config import DataConfig, LossConfig, TrainConfig
 from dmfn_tf.errors import ConfigError
-from dmfn_tf.inpainting import composite, generator_input
+from dmfn_tf.inpaint.contract import composite, generator_input
 from dmfn_tf.training.trainer import (
     TEST_METRICS,
     build_trainer,

@@ -5,17 +5,17 @@
   at most 255 characters). It only ever names the photo in messages, never a path.
 - `read_photo(path, name, ...)`: the upload (spooled to a private temporary file) is sized with
   `dmfn_tf.input_limits.image_header` (more than `MAX_IMAGE_PIXELS` pixels, or several frames: 413)
-  and checked against the pixel budget of the chosen strategy *before* `dmfn_tf.inference.read_image`
+  and checked against the pixel budget of the chosen strategy *before* `dmfn_tf.inpaint.files`
   decodes it (EXIF orientation, 16-bit, CMYK, ...); messages name `name`, not the temporary file.
-- `read_mask(data, height, width)`: the mask's bytes are sized the same way and refused unless they
-  declare exactly the photo's size and one frame; then `dmfn_tf.data.masks.decode_mask_bytes`
-  applies the package's one mask rule.
+- `read_holes(data, height, width)`: the mask's bytes are sized the same way and refused unless they
+  declare exactly the photo's size and one frame; then `dmfn_tf.inpaint.files.holes_from_mask_bytes`
+  applies the package's one mask rule, once.
 
 Example:
 
 ```python
 photo = read_photo(spooled_path, "cat.png", HDOptions(strategy="crop"), max_pixels=1024 * 1024)
-mask = read_mask(mask_png_bytes, *photo.shape[:2])  # float32 [H, W, 1], 1 = hole
+hole = read_holes(mask_png_bytes, *photo.shape[:2])  # bool [H, W], True = hole
 ```
 """
 
@@ -72,30 +72,32 @@ def read_photo(path: str, name: str, options, max_pixels: int) -> np.ndarray:
         options: the `HDOptions` of the strategy chosen on the page (its pixel budget applies).
         max_pixels: the model's pixel budget.
     """
-    from dmfn_tf.high_resolution import check_budget
-    from dmfn_tf.inference import read_image
+    from dmfn_tf.inpaint.files import decode_photo, read_header
+    from dmfn_tf.inpaint.planner import check_size
 
-    header = _header(path, name, PHOTO_FORMATS)
-    check_budget(header.height, header.width, options, max_pixels, source=name)
+    _header(path, name, PHOTO_FORMATS)
     try:
-        image = read_image(path)[0]
+        oriented = read_header(path, "image")  # as decoded: EXIF orientation applied
     except UserError as err:
         raise Refusal(400, str(err).replace(path, name)) from None
-    check_budget(*image.shape[:2], options, max_pixels, source=name)  # EXIF may have turned it
-    return image
+    check_size(oriented.height, oriented.width, options, max_pixels, source=name)
+    try:
+        return decode_photo(path)[0]
+    except UserError as err:
+        raise Refusal(400, str(err).replace(path, name)) from None
 
 
-def read_mask(data: bytes, height: int, width: int) -> np.ndarray:
-    """The mask of a `height` x `width` photo from its encoded bytes: float32 `[H, W, 1]`, 1 = hole."""
+def read_holes(data: bytes, height: int, width: int) -> np.ndarray:
+    """The holes of a `height` x `width` photo from its mask's encoded bytes: bool `[H, W]`, True = hole."""
     import tensorflow as tf
 
     from dmfn_tf.data.image_files import error_summary
-    from dmfn_tf.data.masks import decode_mask_bytes
+    from dmfn_tf.inpaint.files import holes_from_mask_bytes
 
     header = _header(data, "mask", MASK_FORMATS)
     if (header.width, header.height) != (width, height):
         raise Refusal(400, f"the mask is {header.width}x{header.height} but the photo is {width}x{height}")
     try:
-        return decode_mask_bytes(tf.constant(data)).numpy()
+        return holes_from_mask_bytes(data)
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as err:
         raise Refusal(400, f"mask: not a readable mask image ({error_summary(err)})") from None

@@ -7,7 +7,7 @@ Routes:
 - `POST /api/upload`: the photo file's bytes as the body (`X-Filename` names it, `X-Strategy` is
   the strategy chosen on the page). Spooled to a private temporary file as it arrives, sized from
   its header and refused before decoding (`dmfn_tf.app.decoding`), decoded with
-  `dmfn_tf.inference.read_image`, kept in memory (`dmfn_tf.app.uploads`) and returned as a PNG for
+  `dmfn_tf.inpaint.files.decode_photo`, kept in memory (`dmfn_tf.app.uploads`) and returned as a PNG for
   the page to paint on: `{"id", "width", "height", "png"}` (base64).
 - `POST /api/inpaint`: JSON `{"id", "mask", "model", "strategy"}` (strings), `mask` a base64 PNG of
   the photo's size (white = hole, `dmfn_tf.data.load_mask_file`'s rule). Returns `{"png", "info"}`.
@@ -62,22 +62,17 @@ import numpy as np
 from PIL import Image
 
 from dmfn_tf.app.body import InFlightBytes, declared_length, read_body
-from dmfn_tf.app.decoding import plain_filename, read_mask, read_photo
+from dmfn_tf.app.decoding import plain_filename, read_holes, read_photo
 from dmfn_tf.app.models import ModelChoices
 from dmfn_tf.app.origin import HostGuard
 from dmfn_tf.app.refusal import Refusal, one_line
 from dmfn_tf.app.uploads import UPLOAD_MEMORY_BYTES, UploadStore
 from dmfn_tf.errors import UserError
-from dmfn_tf.high_resolution import (
-    DEFAULT_TRAINED_SIZE,
-    STRATEGIES,
-    HDOptions,
-    check_budget,
-    holes_of,
-    inpaint_hd,
-    plan,
-)
-from dmfn_tf.inference import DEFAULT_MAX_PIXELS
+from dmfn_tf.inpaint.budget import DEFAULT_MAX_PIXELS
+from dmfn_tf.inpaint.planner import check_size, plan
+from dmfn_tf.inpaint.request import InpaintRequest
+from dmfn_tf.inpaint.runner import run_plan
+from dmfn_tf.inpaint.strategies import DEFAULT_TRAINED_SIZE, HDOptions, strategy_names
 from dmfn_tf.input_limits import MAX_INPUT_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
@@ -157,9 +152,9 @@ class AppState:
             lock.release()
 
     def options(self, strategy) -> HDOptions:
-        if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        if not isinstance(strategy, str) or strategy not in strategy_names():
             shown = repr(strategy[:40]) if isinstance(strategy, str) else "that"
-            raise AppError(f"unknown strategy {shown}; choose one of {', '.join(STRATEGIES)}")
+            raise AppError(f"unknown strategy {shown}; choose one of {', '.join(strategy_names())}")
         return dataclasses.replace(self.hd, strategy=strategy)
 
     def trained_size(self, label: str) -> int:
@@ -172,7 +167,7 @@ class AppState:
         return DEFAULT_TRAINED_SIZE if size is None else size
 
     def config(self) -> dict:
-        return {"model": self.models.default or "", "models": self.models.labels, "strategies": list(STRATEGIES),
+        return {"model": self.models.default or "", "models": self.models.labels, "strategies": list(strategy_names()),
                 "strategy": self.hd.strategy, "max_pixels": self.max_pixels, "trained_size": self.hd.trained_size}
 
     def upload(self, path: str, name: str, strategy) -> dict:
@@ -216,20 +211,18 @@ class AppState:
         options = dataclasses.replace(options, trained_size=self.trained_size(label))
         image = upload.image
         with self._one_at_a_time(self.decoding, "reading other masks"):
-            mask = read_mask(_decode_base64(request.get("mask"), "mask"), *image.shape[:2])
-            hole = holes_of(mask[..., 0])
+            hole = read_holes(_decode_base64(request.get("mask"), "mask"), *image.shape[:2])
         if not hole.any():
             raise AppError("the mask is empty: paint over the part of the photo to fill, then run again")
-        check_budget(*image.shape[:2], options, self.max_pixels, source=upload.name)
+        planned = plan(check_size(*image.shape[:2], options, self.max_pixels, source=upload.name), hole)
         with self._one_at_a_time(self.lock, "running the model for another request"):
             generator = self.models.load(request.get("model"))
             start = time.perf_counter()
-            result = inpaint_hd(generator, image, mask, options, max_pixels=self.max_pixels, source=upload.name)
+            # The kept upload stays as it was: the request fills a copy of it in place.
+            result = run_plan(generator, InpaintRequest(image.copy(), hole, upload.name), planned, self.max_pixels)
             seconds = time.perf_counter() - start
-        strategy, windows = plan(hole, options)
-        inputs = ", ".join(f"{w.model_width}x{w.model_height}" for w in windows)
-        info = f"{strategy} strategy: the model ran on {len(windows)} input{'s' if len(windows) != 1 else ''} ({inputs}) in {seconds:.1f} s"
-        return {"png": _png_base64(result), "info": info, "strategy": strategy}
+        info = f"{planned.describe()} in {seconds:.1f} s"
+        return {"png": _png_base64(result), "info": info, "strategy": planned.strategy}
 
 
 class Handler(BaseHTTPRequestHandler):

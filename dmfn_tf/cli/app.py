@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dmfn_tf.cli import hd_options
 from dmfn_tf.errors import UserError
-from dmfn_tf.inference import DEFAULT_MAX_PIXELS
+from dmfn_tf.inpaint.budget import DEFAULT_MAX_PIXELS
 
 
 def register(subparsers) -> None:

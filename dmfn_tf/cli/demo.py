@@ -54,8 +54,8 @@ def _showcase(generators: dict, eval_files: list[Path], out_dir: Path, size: int
 
     from dmfn_tf.data.masks import center_box, free_form
     from dmfn_tf.evaluation.baselines import BASELINES
-    from dmfn_tf.inference import inpaint
-    from dmfn_tf.inpainting import composite, to_model_range, to_uint8
+    from dmfn_tf.inpaint.runner import inpaint
+    from dmfn_tf.inpaint.contract import composite, to_model_range, to_uint8
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -89,7 +89,7 @@ def _export_and_check(generator, eval_files: list[Path], out_dir: Path, size: in
     from PIL import Image
 
     from dmfn_tf.data.masks import center_box
-    from dmfn_tf.inpainting import inpaint_float, to_model_range
+    from dmfn_tf.inpaint.contract import inpaint_float, to_model_range
     from dmfn_tf.serving.export import export
     from dmfn_tf.serving.tflite_export import run_tflite
 

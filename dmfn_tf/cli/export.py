@@ -18,7 +18,7 @@ import os
 
 from dmfn_tf.cli import model_option
 from dmfn_tf.errors import UserError
-from dmfn_tf.inference import DEFAULT_MAX_PIXELS
+from dmfn_tf.inpaint.budget import DEFAULT_MAX_PIXELS
 from dmfn_tf.serving.export import DEFAULT_NAME, EXPORT_FORMATS, TFLITE_QUANTIZATIONS, planned_paths
 
 # Longest --name: the longest file name it becomes ("<name>_dynamic_float16.tflite") stays under 255 bytes.
@@ -83,7 +83,7 @@ def _is_leftover(path: str) -> bool:
 
 
 def _validate(args) -> None:
-    from dmfn_tf.inpainting import SIZE_MULTIPLE
+    from dmfn_tf.inpaint.contract import SIZE_MULTIPLE
 
     if args.size <= 0 or args.size % SIZE_MULTIPLE:
         raise UserError(f"--size must be a positive multiple of {SIZE_MULTIPLE}, got {args.size}")
@@ -100,7 +100,7 @@ def _validate(args) -> None:
 
 def _default_size(args) -> None:
     """`--size` left out: the model's trained size for formats with a size (256 where it records none)."""
-    from dmfn_tf.high_resolution import DEFAULT_TRAINED_SIZE
+    from dmfn_tf.inpaint.strategies import DEFAULT_TRAINED_SIZE
     from dmfn_tf.model_io import trained_size
 
     if args.size is None:

@@ -1,4 +1,6 @@
-"""The high-resolution options shared by `dmfn inpaint` and `dmfn app` (see `dmfn_tf.high_resolution`).
+"""The high-resolution options shared by `dmfn inpaint` and `dmfn app` (see `dmfn_tf.inpaint.strategies`).
+
+`--hd-strategy` offers `auto` and every registered strategy, and its help is the strategies' own.
 
 The trained size comes from the model itself (`dmfn_tf.model_io.trained_size`: its file's
 description, its run's `config.yaml`, 256 for the authors' checkpoints); `--trained-size` overrides it.
@@ -8,25 +10,26 @@ from __future__ import annotations
 
 import sys
 
-from dmfn_tf.high_resolution import (
+from dmfn_tf.inpaint.strategies import (
+    AUTO,
     DEFAULT_CROP_MARGIN,
     DEFAULT_CROP_TRIGGER,
     DEFAULT_RESIZE_LIMIT,
     DEFAULT_TRAINED_SIZE,
-    STRATEGIES,
     HDOptions,
+    registered,
+    strategy_names,
 )
 from dmfn_tf.model_io import ModelLoadError, trained_size
 
 
 def add_arguments(parser) -> None:
     """Adds `--hd-strategy`, `--trained-size`, `--crop-trigger`, `--crop-margin` and `--resize-limit`."""
-    group = parser.add_argument_group("large images (see dmfn_tf.high_resolution)")
+    group = parser.add_argument_group("large images (see dmfn_tf.inpaint.strategies)")
+    helps = "; ".join(f"{strategy.name}: {strategy.help}" for strategy in registered())
     group.add_argument(
-        "--hd-strategy", choices=STRATEGIES, default="auto",
-        help="original: the whole image through the model; crop: a window around each hole, scaled to "
-        "--trained-size; resize: the image scaled to --resize-limit, only the hole pasted back; "
-        f"auto (default): original up to --crop-trigger pixels on the longer side, crop above",
+        "--hd-strategy", choices=strategy_names(), default=AUTO,
+        help=f"{helps}; {AUTO} (default): original up to --crop-trigger pixels on the longer side, crop above",
     )
     group.add_argument("--trained-size", type=int,
                        help="side of the squares the model was trained on (default: what the model records: its "
@@ -67,7 +70,7 @@ def options_from_args(args, model: str | None, strict: bool = True) -> HDOptions
 
 def announce_assumed_size(args, model: str | None) -> None:
     """One line on stderr when a strategy that uses the trained size falls back to `DEFAULT_TRAINED_SIZE`."""
-    if args.trained_size is not None or args.hd_strategy not in ("auto", "crop"):
+    if args.trained_size is not None or args.hd_strategy not in (AUTO, "crop"):
         return
     if trained_size(model) is None:
         print(f"{model or 'the shipped model'}: the model does not record the size it was trained on; assuming "

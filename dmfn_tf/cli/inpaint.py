@@ -8,14 +8,21 @@ without `--mask`, takes the holes from the images' own transparent pixels. Outpu
 of the input's size, `<out>/<stem>.png`.
 
 Every pair is checked before the model is loaded, and one bad pair stops the whole run before any
-output is written: a missing, ambiguous or mis-sized mask, an image over the pixel budget (from
-the headers first), a file the run's decoders cannot fully decode (each pair is decoded once to
-check), an output folder that cannot be written, or an output that is the same file as an input
+output is written: a missing, ambiguous or mis-sized mask, an image whose model inputs are over the
+pixel budget (from the headers, before anything is decoded), a file the run's decoders cannot fully
+decode, an output folder that cannot be written, or an output that is the same file as an input
 (compared by device and inode, so hard links count) ends the run with one line naming the files.
+
+Each request goes one way (`dmfn_tf.inpaint`): its size is checked against the budget once
+(`planner.check_size`, from the headers), the photo and mask are decoded once and the mask
+binarised once (`request.read_request`, in the check), then the registered strategy plans the
+windows (`planner.plan`) and the runner fills the decoded photo in place (`runner.run_plan`).
+Decoded requests are kept from the check to the run up to `KEPT_DECODED_BYTES` (the first one
+always); a folder's later photos beyond it are decoded again when they run.
 Each output is written to a temporary file in the output folder and renamed over its name, so a
 failed write (disk full) never leaves a half-written or truncated PNG; temporary files of a killed
 run are removed by the next one.
-Large photos go through `--hd-strategy` (`dmfn_tf.high_resolution`); the pixel budget applies to
+Large photos go through `--hd-strategy` (`dmfn_tf.inpaint.strategies`); the pixel budget applies to
 what the model runs on.
 """
 
@@ -23,13 +30,27 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from dmfn_tf.data.image_files import PILLOW_IMAGE_EXTENSIONS
 from dmfn_tf.cli import hd_options, model_option
 from dmfn_tf.errors import UserError
-from dmfn_tf.high_resolution import HDOptions
-from dmfn_tf.inference import DEFAULT_MAX_PIXELS
+from dmfn_tf.inpaint.budget import DEFAULT_MAX_PIXELS
+from dmfn_tf.inpaint.files import read_header
+from dmfn_tf.inpaint.planner import CheckedSize
+from dmfn_tf.inpaint.request import InpaintRequest
+from dmfn_tf.inpaint.strategies import HDOptions
 from dmfn_tf.output_files import check_outputs_are_not_inputs
+
+# Decoded requests kept from the check to the run (the first is always kept): a folder of photos is
+# decoded once up to this many bytes, photos beyond it once to check and once to run.
+KEPT_DECODED_BYTES = 512 * 1024 * 1024
+# What lowers the memory of a request when it runs out (the photo itself is held once, decoded).
+MEMORY_HELPS = {
+    "original": "use --hd-strategy crop or resize, or a lower --max-pixels",
+    "resize": "lower --resize-limit, or use --hd-strategy crop",
+    "crop": "lower --trained-size or --max-pixels (smaller model calls), or downscale the photo",
+}
 
 
 class PairingError(UserError):
@@ -130,26 +151,32 @@ def plan_jobs(image_arg: str, mask_arg: str | None, out_dir: str, mask_from_alph
     return jobs
 
 
-def check_jobs(
-    jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = False, hd: HDOptions = HDOptions()
-) -> None:
+class CheckedJob(NamedTuple):
+    """A job whose files were checked: its size checked against the budget, and its decoded request if kept."""
+
+    job: InpaintJob
+    size: CheckedSize
+    request: InpaintRequest | None
+
+
+def check_jobs(jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = False, hd: HDOptions = HDOptions(),
+               invert_mask: bool = False) -> list[CheckedJob]:
     """Checks every pair: from the headers (readable, sizes equal, within the budget), then by decoding it.
 
     Args:
         jobs: from `plan_jobs`.
-        max_pixels: the pixel budget per model input (`dmfn_tf.high_resolution.check_budget`).
+        max_pixels: the pixel budget per model input (`dmfn_tf.inpaint.planner.check_size`).
         mask_from_alpha: the holes come from an alpha channel (of the mask, or of the image).
         hd: the high-resolution strategy, which decides what the model runs on.
+        invert_mask: the masks mark holes with 0.
     """
     check_headers(jobs, mask_from_alpha)
-    check_budgets(jobs, max_pixels, hd)
-    check_decoding(jobs, mask_from_alpha)
+    sizes = check_budgets(jobs, max_pixels, hd)
+    return check_decoding(jobs, sizes, invert_mask=invert_mask, mask_from_alpha=mask_from_alpha)
 
 
 def check_headers(jobs: list[InpaintJob], mask_from_alpha: bool = False) -> None:
     """From the headers only: every image and mask readable, sizes equal, alpha where needed, masks not animated."""
-    from dmfn_tf.inference import read_header
-
     for job in jobs:
         image = read_header(job.image, "image")
         if job.mask is None:
@@ -166,24 +193,43 @@ def check_headers(jobs: list[InpaintJob], mask_from_alpha: bool = False) -> None
         _check_single_frame(job.mask)
 
 
-def check_decoding(jobs: list[InpaintJob], mask_from_alpha: bool = False) -> None:
-    """Decodes every pair with the decoders the run uses: a truncated file or a format one of them cannot
-    read (a .tif mask) stops the run here instead of after earlier outputs were written."""
-    for job in jobs:
-        image, mask = read_job(job, invert_mask=False, mask_from_alpha=mask_from_alpha)
-        if mask.shape[:2] != image.shape[:2]:
-            raise PairingError(f"mask {job.mask} decodes to {mask.shape[1]}x{mask.shape[0]} but image {job.image} "
-                               f"to {image.shape[1]}x{image.shape[0]}")
+def check_budgets(jobs: list[InpaintJob], max_pixels: int, hd: HDOptions) -> list[CheckedSize]:
+    """The one budget check of each job, from its image header (`dmfn_tf.inpaint.planner.check_size`)."""
+    from dmfn_tf.inpaint.planner import check_size
 
-
-def check_budgets(jobs: list[InpaintJob], max_pixels: int, hd: HDOptions) -> None:
-    """Refuses a job whose model inputs under `hd` exceed `max_pixels`, from the image headers."""
-    from dmfn_tf.high_resolution import check_budget
-    from dmfn_tf.inference import read_header
-
+    sizes = []
     for job in jobs:
         image = read_header(job.image, "image")
-        check_budget(image.height, image.width, hd, max_pixels, source=job.image)
+        sizes.append(check_size(image.height, image.width, hd, max_pixels, source=job.image))
+    return sizes
+
+
+def read_job(job: InpaintJob, invert_mask: bool, mask_from_alpha: bool) -> InpaintRequest:
+    """The job's request: its photo decoded once and its mask binarised once, as the run uses them."""
+    from dmfn_tf.inpaint.request import MaskMismatchError, read_request
+
+    try:
+        return read_request(job.image, job.mask, invert=invert_mask, from_alpha=mask_from_alpha)
+    except MaskMismatchError as err:
+        raise PairingError(str(err)) from None
+
+
+def check_decoding(jobs: list[InpaintJob], sizes: list[CheckedSize], invert_mask: bool = False,
+                   mask_from_alpha: bool = False) -> list[CheckedJob]:
+    """Decodes every pair with the decoders the run uses: a truncated file or a format one of them cannot
+    read (a .tif mask) stops the run here instead of after earlier outputs were written. Decoded requests
+    are kept for the run up to `KEPT_DECODED_BYTES` (the first always)."""
+    checked, kept_bytes = [], 0
+    for job, size in zip(jobs, sizes):
+        request = read_job(job, invert_mask, mask_from_alpha)
+        if request.hole.shape != (size.height, size.width):
+            raise PairingError(f"{job.image} decodes to {request.hole.shape[1]}x{request.hole.shape[0]}, "
+                               f"its header says {size.width}x{size.height}")
+        nbytes = request.image.nbytes + request.hole.nbytes
+        keep = not checked or kept_bytes + nbytes <= KEPT_DECODED_BYTES
+        kept_bytes += nbytes if keep else 0
+        checked.append(CheckedJob(job, size, request if keep else None))
+    return checked
 
 
 def _check_single_frame(mask: str) -> None:
@@ -199,23 +245,34 @@ def _check_single_frame(mask: str) -> None:
         raise PairingError(f"{mask}: an animated mask ({frames} frames); save the mask as a single image")
 
 
-def read_job(job: InpaintJob, invert_mask: bool, mask_from_alpha: bool):
-    """The job's RGB uint8 image and float {0, 1} mask `[H, W, 1]`, decoded as the run uses them."""
-    from dmfn_tf.inference import mask_from_alpha as holes_from_alpha, read_image, read_mask
+def _write_png(image, output: str) -> None:
+    from dmfn_tf.atomic_files import atomic_path
+    from dmfn_tf.inpaint.files import write_png
 
-    image, alpha = read_image(job.image)
-    if job.mask is None:
-        mask = holes_from_alpha(alpha)
-        return image, 1.0 - mask if invert_mask else mask
-    return image, read_mask(job.mask, invert=invert_mask, from_alpha=mask_from_alpha)
+    try:
+        with atomic_path(output, suffix=".png") as temporary:
+            write_png(temporary, image)
+    except OSError as err:  # disk full, file-size limit: the earlier outputs are complete, this one untouched
+        raise UserError(f"{output}: cannot write the output ({err.strerror or err})") from None
+
+
+def inpaint_job(generator, checked: CheckedJob, args) -> None:
+    """Runs one checked job: its request (kept, or decoded now), planned by its strategy, written to its output."""
+    from dmfn_tf.inpaint.planner import plan
+    from dmfn_tf.inpaint.runner import run_plan
+
+    try:
+        request = checked.request or read_job(checked.job, args.invert_mask, args.mask_from_alpha)
+        result = run_plan(generator, request, plan(checked.size, request.hole), args.max_pixels)
+    except MemoryError:
+        raise UserError(f"{checked.job.image}: ran out of memory ({checked.size.strategy} strategy); "
+                        f"{MEMORY_HELPS.get(checked.size.strategy, MEMORY_HELPS['crop'])}") from None
+    _write_png(result, checked.job.output)
 
 
 def run(args) -> int:
-    from PIL import Image
     from tqdm import tqdm
 
-    from dmfn_tf.atomic_files import atomic_path
-    from dmfn_tf.high_resolution import inpaint_hd
     from dmfn_tf.model_io import load_generator
     from dmfn_tf.output_files import prepare_output_folder
 
@@ -224,17 +281,13 @@ def run(args) -> int:
     jobs = plan_jobs(args.image, args.mask, args.out, mask_from_alpha=args.mask_from_alpha)
     # The pairs are checked before the model loads; an unusable model path is reported then.
     hd = hd_options.options_from_args(args, args.model, strict=False)
-    check_jobs(jobs, args.max_pixels, mask_from_alpha=args.mask_from_alpha, hd=hd)
+    checked = check_jobs(jobs, args.max_pixels, mask_from_alpha=args.mask_from_alpha, hd=hd,
+                         invert_mask=args.invert_mask)
     prepare_output_folder(args.out)
     hd_options.announce_assumed_size(args, args.model)
     generator = load_generator(model_option.model_or_shipped(args))
-    for job in tqdm(jobs, desc="inpainting", unit="image", disable=len(jobs) == 1):
-        image, mask = read_job(job, invert_mask=args.invert_mask, mask_from_alpha=args.mask_from_alpha)
-        result = Image.fromarray(inpaint_hd(generator, image, mask, hd, max_pixels=args.max_pixels, source=job.image))
-        try:
-            with atomic_path(job.output, suffix=".png") as temporary:
-                result.save(temporary, format="PNG")
-        except OSError as err:  # disk full, file-size limit: the earlier outputs are complete, this one untouched
-            raise UserError(f"{job.output}: cannot write the output ({err.strerror or err})") from None
+    for index in tqdm(range(len(checked)), desc="inpainting", unit="image", disable=len(checked) == 1):
+        job, checked[index] = checked[index], None  # the decoded request is released once its output is written
+        inpaint_job(generator, job, args)
     print(f"wrote {len(jobs)} image{'s' if len(jobs) != 1 else ''} to {args.out}")
     return 0

@@ -27,7 +27,7 @@ from dmfn_tf.data.image_files import (
     check_files, check_image_bytes, error_summary, find_image_files, list_source_files, read_file_list,
 )
 from dmfn_tf.errors import UserError
-from dmfn_tf.inpainting import to_model_range
+from dmfn_tf.inpaint.contract import to_model_range
 
 # Independent random streams derived from the run's seed.
 _SHUFFLE_STREAM, _EXAMPLE_STREAM = 1, 2
@@ -359,7 +359,7 @@ def _source_name(data_cfg: DataConfig) -> str:
 
 
 def _mask_maker(data_cfg: DataConfig, kind: str, image_size: int, ordered: bool):
-    """`make(index, seed) -> (mask, bbox)` of one registered mask kind (`masks.MASK_MAKERS`)."""
+    """`make(index, seed) -> (mask, bbox)` of one registered mask kind (`masks.MASK_KINDS`)."""
     files = ()
     if kind == "file":
         if not data_cfg.mask_path:

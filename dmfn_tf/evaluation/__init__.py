@@ -4,5 +4,5 @@ baselines (PatchMatch among them), the report files, paired bootstrap comparison
 the training campaign's four validation protocols (`validation`).
 
 `paper` (the paper's figures), `baselines` and `statistics` need no TensorFlow; the rest goes through the
-inpainting contract (`dmfn_tf.inpainting`) and imports it.
+inpainting contract (`dmfn_tf.inpaint.contract`) and imports it.
 """

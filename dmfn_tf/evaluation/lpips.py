@@ -24,7 +24,7 @@ import numpy as np
 from keras import layers, ops
 
 from dmfn_tf.errors import UserError
-from dmfn_tf.inpainting import to_model_range
+from dmfn_tf.inpaint.contract import to_model_range
 from dmfn_tf.models.backbones import build_lpips_feature_extractor, check_net
 from dmfn_tf.models.lpips_weights import TAP_CHANNELS, load_lpips_checkpoint
 

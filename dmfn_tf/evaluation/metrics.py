@@ -1,7 +1,7 @@
 """PSNR, SSIM and L1 for the evaluation protocol (docs/design.md §7), in NumPy.
 
 PSNR and SSIM are computed on 8-bit RGB, as in the paper's Table 1. Composites in [-1, 1] are
-quantised with the inpainting contract's `to_uint8` (`dmfn_tf.inpainting`), as every output of the
+quantised with the inpainting contract's `to_uint8` (`dmfn_tf.inpaint.contract`), as every output of the
 package is: `clip(round((x + 1) * 127.5), 0, 255)` in float32, round-half-to-even. Images that
 came from uint8 as `x / 127.5 - 1` map back to the same pixels.
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from dmfn_tf.errors import UserError
-from dmfn_tf.inpainting import to_uint8
+from dmfn_tf.inpaint.contract import to_uint8
 
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5

@@ -7,7 +7,7 @@ centre-cropped to a square and resized, bicubic, to `image_size`, then quantised
 masks from its registry (`dmfn_tf.data.masks.MASK_KINDS`; the paper's is "center_box", a centred
 hole of half the side; random kinds are keyed by the seed and the image's position, so every
 method and every model scored on the same listing gets the same holes). The model runs through the
-inpainting contract (`dmfn_tf.inpainting`), the classic baselines through `baselines.BASELINES`,
+inpainting contract (`dmfn_tf.inpaint.contract`), the classic baselines through `baselines.BASELINES`,
 and every method is scored on the same images and masks (`report.score`). Each model is compared
 with each baseline image by image (`statistics.compare_methods`: the mean difference and its
 bootstrap interval). The report (`per_image.csv`, `summary.json`, `table.md`, `cases.png`) is
@@ -158,7 +158,7 @@ def _data_config(data: str, settings: EvaluationSettings):
 def _batches(data_cfg, settings: EvaluationSettings):
     """(uint8 images, masks, paths) batches of the evaluation input."""
     from dmfn_tf.data.pipeline import build_eval_dataset
-    from dmfn_tf.inpainting import to_uint8
+    from dmfn_tf.inpaint.contract import to_uint8
 
     dataset = build_eval_dataset(data_cfg, settings.image_size, settings.batch_size, mask=settings.mask,
                                  seed=settings.seed, limit=settings.limit)

@@ -1,6 +1,6 @@
 """The evaluation protocol of the paper's Table 1 (docs/design.md §7) and the report `dmfn evaluate` writes.
 
-Every method is scored on the composite (`dmfn_tf.inpainting.composite`) against the ground truth:
+Every method is scored on the composite (`dmfn_tf.inpaint.contract.composite`) against the ground truth:
 LPIPS (lower is better), PSNR and SSIM on 8-bit RGB (higher is better), and L1 in [-1, 1] units.
 `score` works with any inpainting function, so the model and the classic baselines share one code
 path; `write_report` then writes
@@ -39,7 +39,7 @@ from dmfn_tf.errors import UserError
 from dmfn_tf.evaluation.metrics import hole_colour_error, image_metrics
 from dmfn_tf.evaluation.paper import PAPER_DMFN_RESULTS
 from dmfn_tf.evaluation.statistics import comparison_table
-from dmfn_tf.inpainting import binarise_mask, composite, inpaint_float, to_model_range, to_uint8
+from dmfn_tf.inpaint.contract import binarise_mask, composite, inpaint_float, to_model_range, to_uint8
 
 METRICS = ("psnr", "ssim", "l1", "lpips", "colour")
 CSV_COLUMNS = ("file", "method") + METRICS
@@ -59,7 +59,7 @@ def generator_inpaint_fn(generator) -> InpaintFn:
 
     Returns:
         `inpaint_fn(images [-1, 1] (B, H, W, 3), masks (B, H, W, 1)) -> composites (B, H, W, 3)`,
-        `dmfn_tf.inpainting.inpaint_float`.
+        `dmfn_tf.inpaint.contract.inpaint_float`.
     """
     return lambda images, masks: np.asarray(inpaint_float(generator, images, masks))
 
@@ -117,7 +117,7 @@ def score(
 ) -> dict[str, np.ndarray]:
     """Scores an inpainting function on the paper's protocol, per image.
 
-    The function's output is composited with the known pixels (`dmfn_tf.inpainting.composite`)
+    The function's output is composited with the known pixels (`dmfn_tf.inpaint.contract.composite`)
     before scoring, so a function returning the raw generator output is scored correctly too.
 
     Args:
@@ -126,7 +126,7 @@ def score(
         images: ground truth as uint8 RGB (H, W, 3): an (N, H, W, 3) array or any sequence
             (e.g. one that reads files lazily). Scaled to [-1, 1] as `x / 127.5 - 1`.
         masks: one mask for all images ((H, W) or (H, W, 1) array) or a sequence of N of them;
-            holes by the contract's mask rule (`dmfn_tf.inpainting.binarise_mask`).
+            holes by the contract's mask rule (`dmfn_tf.inpaint.contract.binarise_mask`).
         lpips_metric: an `lpips.LPIPS` instance, or None to skip LPIPS (reported as NaN).
         batch_size: images per call of `inpaint_fn`.
         progress: optional callback `(done, total)` after each batch.

@@ -15,7 +15,7 @@ SavedModel, TFLite and every loader apply them from the model file alone:
 In both the generator's last convolution starts at zero, so the untrained model already returns
 the mean colour (standardise) or the prefill. All four layers compute in float32 whatever the
 global dtype policy. Input and output of the whole generator are unchanged: `[B, H, W, 4]` =
-`concat([image * (1 - mask), mask])` in, `[B, H, W, 3]` in [-1, 1] out (`dmfn_tf.inpainting`).
+`concat([image * (1 - mask), mask])` in, `[B, H, W, 3]` in [-1, 1] out (`dmfn_tf.inpaint.contract`).
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def build_generator(
 
     Input: `[B, H, W, 4]`, the masked image and the mask, with H and W multiples of 4. Output: the
     raw `[B, H, W, 3]` tanh image. How images and masks become the input and the output becomes
-    the result users see is `dmfn_tf.inpainting` (`generator_input`, `composite`, `inpaint_uint8`).
+    the result users see is `dmfn_tf.inpaint.contract` (`generator_input`, `composite`, `inpaint_uint8`).
 
     Layer names (`enc1`..`enc4`, `block_{i}`, `dec1`, `up1`, `up2`, `out`) are what the conversion of
     the authors' checkpoints maps to (`dmfn_tf.convert.official_mapping`).

@@ -12,7 +12,7 @@ without this package. Signatures:
 - `inpaint_float(image: float32 [B, H, W, 3] in [-1, 1], mask: float32 [B, H, W, 1])` ->
   `{"inpainted": float32 [B, H, W, 3]}`: the composite in [-1, 1] before rounding.
 
-The graph applies the package's inpainting contract (`dmfn_tf.inpainting`): masks 1 = hole, 0/255
+The graph applies the package's inpainting contract (`dmfn_tf.inpaint.contract`): masks 1 = hole, 0/255
 masks divided by 255 per image, then > 0.5; reflection padding to multiples of 4 and crop; the
 composite. Encoded mask images follow `dmfn_tf.data.masks.mask_from_image`, the package's rule for
 mask files (luma of colour masks, alpha ignored, 0/1 and 0/255 files). Known pixels of the uint8
@@ -39,8 +39,8 @@ import tensorflow as tf
 
 from dmfn_tf.atomic_files import atomic_directory
 from dmfn_tf.data.masks import mask_from_image
-from dmfn_tf.inference import DEFAULT_MAX_PIXELS
-from dmfn_tf.inpainting import binarise_mask, inpaint_float, inpaint_uint8
+from dmfn_tf.inpaint.budget import DEFAULT_MAX_PIXELS
+from dmfn_tf.inpaint.contract import binarise_mask, inpaint_float, inpaint_uint8
 from dmfn_tf.serving.request_checks import check_encoded_request, check_finite_mask, image_for_generator
 
 SIGNATURE_NAMES = ("serving_default", "inpaint_bytes", "inpaint_float")

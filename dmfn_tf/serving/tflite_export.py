@@ -2,7 +2,7 @@
 
 Each model takes `image` float32 `[B, H, W, 3]` in [-1, 1] and `mask` float32 `[B, H, W, 1]`
 (1 = hole) and returns `inpainted` float32 `[B, H, W, 3]`, the composite of the package's
-inpainting contract (`dmfn_tf.inpainting.inpaint_float`, traced into the model).
+inpainting contract (`dmfn_tf.inpaint.contract.inpaint_float`, traced into the model).
 
 - fixed size (`size=256`): inputs `[1, size, size, *]`; the batch can be resized.
 - dynamic size (`size=None`): any batch, height and width (the reflection padding to multiples of
@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from dmfn_tf.inpainting import SIZE_MULTIPLE, inpaint_float
+from dmfn_tf.inpaint.contract import SIZE_MULTIPLE, inpaint_float
 from dmfn_tf.serving.export import TFLITE_QUANTIZATIONS as QUANTIZATIONS
 
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from dmfn_tf.atomic_files import write_text_atomically
-from dmfn_tf.inpainting import composite, inpaint_float
+from dmfn_tf.inpaint.contract import composite, inpaint_float
 from dmfn_tf.model_io import save_model_atomically
 from dmfn_tf.model_metadata import ModelMetadata
 from dmfn_tf.training.checkpoints import TrainingCheckpointer

@@ -63,7 +63,7 @@ import tensorflow as tf
 from dmfn_tf.models import losses
 from dmfn_tf.config import ExperimentConfig, LossConfig, TrainConfig
 from dmfn_tf.models.discriminator import build_discriminator
-from dmfn_tf.inpainting import composite, generator_input
+from dmfn_tf.inpaint.contract import composite, generator_input
 from dmfn_tf.models.generator import build_generator
 from dmfn_tf.models.initializers import initialize
 from dmfn_tf.models.perceptual import build_perceptual_network

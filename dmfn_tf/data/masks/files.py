@@ -111,7 +111,7 @@ def load_mask_file(path, size=None, invert: bool = False, from_alpha: bool = Fal
 
     ```python
     mask = load_mask_file("masks/0001.png", size=256)
-    result = inpaint(generator, image, mask)  # dmfn_tf.inference
+    result = inpaint(generator, image, mask)  # dmfn_tf.inpaint
     ```
     """
     path = os.fspath(path)

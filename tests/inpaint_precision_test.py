@@ -4,9 +4,9 @@ import pytest
 
 from dmfn_tf.convert.official_mapping import infer_generator_config, load_reference_generator_weights
 from dmfn_tf.errors import ConfigError
-from dmfn_tf.inpainting import generator_input
+from dmfn_tf.inpaint.contract import generator_input
 from dmfn_tf.models.generator import build_generator
-from dmfn_tf.inference_precision import bfloat16_generator, reduced_precision_generator
+from dmfn_tf.inpaint.precision import bfloat16_generator, reduced_precision_generator
 
 
 def _psnr_db(reference, other, data_range=2.0):

@@ -1,12 +1,24 @@
-"""Tests for dmfn_tf.high_resolution: crop windows, the three strategies, bit-exact known pixels, budgets."""
+"""Tests for the strategies of dmfn_tf.inpaint (strategies, windows, planner, runner): crop windows, the three
+strategies, bit-exact known pixels, budgets, batches, and a toy strategy registered and run end to end."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from dmfn_tf.high_resolution import HDOptionError, HDOptions, Window, check_budget, crop_windows, inpaint_hd, plan
-from dmfn_tf.inference import PixelBudgetError, inpaint
+from dmfn_tf.inpaint.budget import PixelBudgetError
+from dmfn_tf.inpaint.planner import check_size, plan
+from dmfn_tf.inpaint.runner import batches, inpaint, inpaint_hd
+from dmfn_tf.inpaint.strategies import HDOptionError, HDOptions
+from dmfn_tf.inpaint.windows import Window, crop_windows as crop_windows_of
 from dmfn_tf.models.generator import build_generator
+
+
+def crop_windows(hole, options, pack_specks=True):
+    return crop_windows_of(hole, options.trained_size, options.crop_margin, pack_specks=pack_specks)
+
+
+def check_budget(height, width, options, max_pixels, source="image"):
+    return check_size(height, width, options, max_pixels, source=source)
 
 
 class _Recording:
@@ -161,7 +173,8 @@ def test_crop_model_inputs_stay_within_the_trained_size(generator):
     image = _photo(240, 400)
     hole = _three_holes(240, 400)
     inpaint_hd(recording, image, hole, HDOptions(strategy="crop", trained_size=64, crop_margin=8))
-    assert len(recording.shapes) == 3
+    assert sum(shape[0] for shape in recording.shapes) == 3  # three windows, the two of one size in one batch
+    assert len(recording.shapes) == 2
     assert all(shape[1] <= 64 and shape[2] <= 64 for shape in recording.shapes), recording.shapes
 
 
@@ -172,7 +185,7 @@ def test_empty_mask_returns_the_image_without_running_the_model():
         result = inpaint_hd(recording, image, np.zeros((50, 70)), HDOptions(strategy=strategy))
         np.testing.assert_array_equal(result, image)
     assert recording.shapes == []
-    assert plan(np.zeros((50, 70), bool), HDOptions(strategy="crop")) == ("crop", [])
+    assert plan(check_size(50, 70, HDOptions(strategy="crop"), 10_000), np.zeros((50, 70), bool)) == ("crop", [])
 
 
 def test_original_still_refuses_images_over_the_budget_with_the_old_message(generator):
@@ -191,7 +204,7 @@ def test_budget_applies_to_the_model_input_of_crop_and_resize(generator):
         check_budget(300, 400, options, 10_000)
         result = inpaint_hd(generator, image, hole, options, max_pixels=10_000)
         np.testing.assert_array_equal(result[~hole], image[~hole])
-    with pytest.raises(PixelBudgetError, match=r"^photo.jpg \(crop strategy, the model's input\): 64x63 = 4,032 pixels exceeds the budget of 4,000"):
+    with pytest.raises(PixelBudgetError, match=r"^photo.jpg \(crop strategy, the model's input\): 64x64 = 4,096 pixels exceeds the budget of 4,000"):
         inpaint_hd(generator, image, hole, HDOptions(strategy="crop", trained_size=64), max_pixels=4_000, source="photo.jpg")
     with pytest.raises(PixelBudgetError, match=r"^image \(resize strategy, the model's input\): 200x150 = 30,000 pixels exceeds"):
         check_budget(300, 400, HDOptions(strategy="resize", resize_limit=200), 10_000)
@@ -201,7 +214,10 @@ def _pairwise_merged_windows(hole, options):
     """Reference: pixel-level regions, then merge any two whose windows overlap until none do."""
     from scipy import ndimage
 
-    from dmfn_tf.high_resolution import _window
+    from dmfn_tf.inpaint.windows import _grown
+
+    def _window(box, height, width, options):
+        return _grown(box, height, width, options.trained_size, options.crop_margin)
 
     labels, _ = ndimage.label(hole, structure=np.ones((3, 3), bool))
     boxes = [(r.start, c.start, r.stop, c.stop) for r, c in ndimage.find_objects(labels)]
@@ -233,7 +249,93 @@ def test_crop_windows_of_specks_match_pairwise_merging(seed):
     pairs = rng.choice(70, 10, replace=False)
     hole[rows[pairs] + rng.integers(3, 6, 10), cols[pairs]] = True
     options = HDOptions(trained_size=8, crop_margin=6)
-    windows = crop_windows(hole, options)
+    windows = crop_windows(hole, options, pack_specks=False)
     assert [tuple(w[:4]) for w in windows] == _pairwise_merged_windows(hole, options)
     assert len(windows) > 20  # most specks stay apart: the grouping is put to the test
     _assert_disjoint_and_covering(windows, hole, 8)
+
+
+@pytest.fixture
+def toy_strategy():
+    """A strategy registered for one test: the model runs on the photo's top half only (holes below stay)."""
+    from dmfn_tf.inpaint.strategies import HDStrategy, register_strategy, unregister_strategy
+    from dmfn_tf.inpaint.windows import Window
+
+    def top_half(hole, options):
+        height, width = hole.shape
+        return [Window(0, 0, height // 2, width, height // 2, width)]
+
+    register_strategy(HDStrategy("top-half", "the top half of the image at its own size", top_half,
+                                 lambda height, width, options: (height // 2, width)))
+    yield "top-half"
+    unregister_strategy("top-half")
+
+
+def test_a_registered_strategy_runs_end_to_end_through_the_cli(tiny_generator_file, tmp_path, toy_strategy, capsys):
+    from dmfn_tf.cli import main
+
+    image = _photo(40, 60)
+    hole = np.zeros((40, 60), bool)
+    hole[5:10, 5:15] = hole[30:35, 40:50] = True
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    args = ["inpaint", "--model", tiny_generator_file, "--image", str(tmp_path / "photo.png"),
+            "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "out"), "--hd-strategy", toy_strategy]
+    assert main(args) == 0
+    result = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
+    np.testing.assert_array_equal(result[~hole], image[~hole])
+    assert np.mean(result[5:10, 5:15] != image[5:10, 5:15]) > 0.5  # the top hole is filled
+    np.testing.assert_array_equal(result[30:35, 40:50], image[30:35, 40:50])  # the bottom one is not in its window
+    # Its declared input (20 x 60 = 1,200 pixels) is what the budget checks; the refusal names the strategy.
+    assert main(args + ["--max-pixels", "1000"]) == 2
+    assert "(top-half strategy, the model's input): 60x20 = 1,200 pixels" in capsys.readouterr().err
+
+
+def test_the_hd_strategy_help_lists_the_registry(toy_strategy, capsys):
+    from dmfn_tf.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["inpaint", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "top-half: the top half of the image at its own size" in text
+    assert "{auto,original,crop,resize,top-half}" in text
+
+
+def test_batches_group_windows_of_one_size_within_the_budget():
+    from dmfn_tf.inpaint.windows import Window
+
+    windows = [Window(0, 0, 8, 8, 8, 8), Window(0, 10, 8, 18, 8, 8), Window(0, 20, 16, 36, 8, 8), Window(20, 0, 30, 9, 10, 9)]
+    assert batches(windows, 128) == [windows[:2], windows[2:3], windows[3:]]
+    many = [Window(0, 0, 128, 128, 128, 128)] * 20
+    assert [len(batch) for batch in batches(many, 10**6)] == [8, 8, 4]  # BATCH_PIXELS: 8 windows of 128²
+    assert batches(windows, 10) == [[w] for w in windows[:3]] + [windows[3:]]  # one window even over the budget
+
+
+def test_specks_share_windows_and_stay_filled(generator):
+    """400 one-pixel holes, 20 pixels apart: 400 windows of 16², or packed per cell of 4 trained sizes (64 pixels)."""
+    image = _photo(400, 400)
+    hole = np.zeros((400, 400), bool)
+    spots = np.arange(20) * 20 + 6
+    hole[np.ix_(spots, spots)] = True
+    options = HDOptions(strategy="crop", trained_size=16, crop_margin=4)
+    unpacked, packed = crop_windows(hole, options, pack_specks=False), crop_windows(hole, options)
+    assert len(unpacked) == 400 and len(packed) <= 49  # 7 x 7 cells of 64 pixels at most
+    covered = np.zeros(hole.shape, bool)
+    for top, left, bottom, right, model_height, model_width in packed:
+        covered[top:bottom, left:right] = True
+        assert max(model_height, model_width) == 16
+    assert covered[hole].all()
+    result = inpaint_hd(generator, image, hole, options)
+    np.testing.assert_array_equal(result[~hole], image[~hole])
+    assert np.mean(np.any(result[hole] != image[hole], axis=-1)) > 0.5
+
+
+def test_a_speck_near_a_large_hole_joins_its_window():
+    hole = np.zeros((300, 300), bool)
+    hole[100:160, 100:160] = True  # large
+    hole[95, 170] = hole[97, 175] = True  # two specks in the large hole's window
+    hole[280, 280] = hole[285, 290] = True  # two specks far away: one pack
+    windows = crop_windows(hole, HDOptions(trained_size=64, crop_margin=8))
+    assert len(windows) == 2
+    first = windows[0]
+    assert first.top <= 95 and first.right > 175  # the large hole's window holds the near specks

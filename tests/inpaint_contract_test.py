@@ -1,9 +1,9 @@
-"""The inpainting contract (dmfn_tf.inpainting): conversions, mask rule, padding, composite."""
+"""The inpainting contract (dmfn_tf.inpaint.contract): conversions, mask rule, padding, composite."""
 
 import numpy as np
 import pytest
 
-from dmfn_tf.inpainting import binarise_mask, composite, generator_input, pad_to_multiple, to_model_range, to_uint8
+from dmfn_tf.inpaint.contract import binarise_mask, composite, generator_input, pad_to_multiple, to_model_range, to_uint8
 
 
 def test_to_uint8_inverts_the_input_scaling_and_clips():
@@ -42,7 +42,7 @@ def test_generator_input_and_composite():
 
 
 # Every runtime applies the contract above; these are the differences measured between them
-# (nf 4, 1 block, random weights), as documented in dmfn_tf/inpainting.py.
+# (nf 4, 1 block, random weights), as documented in dmfn_tf/inpaint/contract.py.
 UINT8_LEVELS = 1           # SavedModel graphs and TFLite vs eager inpaint: at most one 8-bit level
 TFLITE_FLOAT_ATOL = 1e-3   # TFLite float32 composite vs the eager one, in [-1, 1] units
 
@@ -88,7 +88,7 @@ def test_every_runtime_gives_the_same_composite(runtimes, height, width):
     import tensorflow as tf
 
     from dmfn_tf.evaluation.report import generator_inpaint_fn
-    from dmfn_tf.inference import inpaint
+    from dmfn_tf.inpaint.runner import inpaint
     from dmfn_tf.serving.tflite_export import run_tflite
 
     generator, served, interpreter = runtimes
@@ -130,7 +130,7 @@ def test_evaluation_protocol_scores_the_inference_composite(runtimes, tmp_path):
     from skimage.metrics import peak_signal_noise_ratio
 
     from dmfn_tf.evaluation.protocol import EvaluationSettings, evaluate
-    from dmfn_tf.inference import inpaint
+    from dmfn_tf.inpaint.runner import inpaint
 
     generator = runtimes[0]
     image, mask = _image_and_mask(64, 64, seed=7)

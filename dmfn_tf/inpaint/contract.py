@@ -1,6 +1,6 @@
 """The inpainting contract: how an image and a mask become the generator's input and the result.
 
-Every caller (`dmfn_tf.inference.inpaint`, the evaluation protocol, the SavedModel signatures, the
+Every caller (`dmfn_tf.inpaint.runner`, the evaluation protocol, the SavedModel signatures, the
 TFLite models, the training image summaries) goes through these functions, written in TensorFlow
 so that they run eagerly on NumPy arrays and trace into SavedModel and TFLite graphs alike.
 
@@ -15,10 +15,11 @@ so that they run eagerly on NumPy arrays and trace into SavedModel and TFLite gr
   repeats its pixel), and the output is cropped back. This is the only padding mode.
 - generator input: `concat([image * (1 - mask), mask])`, image in [-1, 1].
 - composite: `mask * output + (1 - mask) * image`: generated pixels in the holes, the known pixels
-  elsewhere (bit for bit in `inpaint_uint8`).
+  elsewhere (bit for bit in `inpaint_uint8`; `paste_holes` writes generated uint8 pixels into a
+  photo in place, for the strategies that run the model on windows of it).
 
-Tolerances between runtimes (tested in `tests/inpainting_test.py`). Eager calls
-(`dmfn_tf.inference.inpaint`, the evaluation protocol) give identical composites. The SavedModel's
+Tolerances between runtimes (tested in `tests/inpaint_contract_test.py`). Eager calls
+(`dmfn_tf.inpaint.runner.inpaint`, the evaluation protocol) give identical composites. The SavedModel's
 graph and the TFLite model compute the same float composite up to float32 summation order: measured
 with a tiny generator, at most 1.2e-5 (SavedModel) and 7e-6 (TFLite) at 61 x 83, 3.5e-5 and 4.6e-5
 at 127 x 129, growing with the pixel count (TFLite's instance-norm means sum sequentially; 3e-4 at
@@ -35,6 +36,7 @@ out = inpaint_uint8(generator, image_uint8, hole)   # [B, H, W, 3] uint8, any H 
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 # Sides of the generator's input must be multiples of this (two stride-2 stages).
@@ -130,9 +132,32 @@ def inpaint_float(generator, image, mask) -> tf.Tensor:
     return composite(generate(generator, image, hole), image, hole)
 
 
+def generate_uint8(generator, image, hole) -> tf.Tensor:
+    """The generated pixels as uint8 `[B, H, W, 3]`, for uint8 images and holes already binary.
+
+    Args:
+        generator: a DMFN generator.
+        image: uint8 `[B, H, W, 3]`.
+        hole: `[B, H, W, 1]` {0, 1} (bool or numbers): the mask rule was applied already, once.
+    """
+    hole = tf.cast(hole, tf.float32)
+    return to_uint8(generate(generator, to_model_range(tf.convert_to_tensor(image, tf.uint8)), hole))
+
+
 def inpaint_uint8(generator, image, mask) -> tf.Tensor:
     """uint8 composites of uint8 images `[B, H, W, 3]`: known pixels are the input's, bit for bit."""
     image = tf.convert_to_tensor(image, tf.uint8)
     hole = binarise_mask(mask)
-    generated = to_uint8(generate(generator, to_model_range(image), hole))
+    generated = generate_uint8(generator, image, hole)
     return tf.where(tf.broadcast_to(hole > 0.5, tf.shape(image)), generated, image)
+
+
+def paste_holes(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray) -> None:
+    """The uint8 composite in place: `photo[hole] = generated[hole]`, every other pixel left as it is.
+
+    Args:
+        photo: writable uint8 `[H, W, 3]` (a window of a larger photo, as a view, works too).
+        generated: uint8 `[H, W, 3]`, the generated pixels.
+        hole: bool `[H, W]`, True = hole.
+    """
+    photo[hole] = generated[hole]

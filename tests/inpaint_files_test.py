@@ -1,4 +1,5 @@
-"""Tests for dmfn_tf.inference and the contract's padding (dmfn_tf.inpainting): inpainting any size, reading images and masks."""
+"""Tests for dmfn_tf.inpaint.files (reading photos and masks, strip by strip), the runner's `inpaint` of any size
+and the contract's padding (dmfn_tf.inpaint.contract)."""
 
 import numpy as np
 import pytest
@@ -6,17 +7,12 @@ from PIL import Image
 
 from dmfn_tf.errors import UserError
 from dmfn_tf.models.generator import build_generator
-from dmfn_tf.inference import (
-    ImageReadError,
-    MaskMismatchError,
-    PixelBudgetError,
-    inpaint,
-    mask_from_alpha,
-    read_header,
-    read_image,
-    read_mask,
-)
-from dmfn_tf.inpainting import padded_size, reflect_indices
+from dmfn_tf.inpaint import files
+from dmfn_tf.inpaint.budget import PixelBudgetError
+from dmfn_tf.inpaint.files import ImageReadError, decode_photo, mask_from_alpha, read_header, read_holes, read_image, read_mask
+from dmfn_tf.inpaint.request import MaskMismatchError
+from dmfn_tf.inpaint.runner import inpaint
+from dmfn_tf.inpaint.contract import padded_size, reflect_indices
 
 
 class _MustNotRun:
@@ -150,3 +146,56 @@ def test_read_mask_anti_aliased_zero_one_and_inverted(tmp_path):
     np.testing.assert_array_equal(read_mask(str(tmp_path / "01.png"))[..., 0], [[0, 1, 1, 0]])
     with pytest.raises(UserError, match="nope.png"):
         read_mask(str(tmp_path / "nope.png"))
+
+
+@pytest.mark.parametrize("name, array, options", [
+    ("grey_0_255", np.r_[np.full((3, 9), 1), np.full((3, 9), 255) * (np.arange(9) % 2)].astype(np.uint8), {}),
+    ("grey_0_1", (np.arange(54).reshape(6, 9) % 3 == 0).astype(np.uint8), {}),
+    ("grey_0_1_inverted", (np.arange(54).reshape(6, 9) % 3 == 0).astype(np.uint8), {"invert": True}),
+    ("rgb", np.random.default_rng(3).integers(0, 256, (7, 9, 3), dtype=np.uint8), {}),
+    ("rgb_unit_strips", np.r_[np.ones((4, 9, 3)), np.full((3, 9, 3), 200)].astype(np.uint8), {}),
+    ("rgba_alpha", np.random.default_rng(4).integers(0, 256, (7, 9, 4), dtype=np.uint8), {"from_alpha": True}),
+])
+def test_holes_by_strips_match_the_mask_rule_on_the_whole_file(tmp_path, monkeypatch, name, array, options):
+    from dmfn_tf.data.masks import load_mask_file
+
+    path = tmp_path / f"{name}.png"
+    Image.fromarray(array).save(path)
+    expected = load_mask_file(str(path), **options)[..., 0] > 0.5
+    monkeypatch.setattr(files, "STRIP_ROWS", 2)  # strips of two rows: some hold only 0/1 values
+    holes = read_holes(str(path), **options)
+    assert holes.dtype == bool
+    np.testing.assert_array_equal(holes, expected)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "I;16", "CMYK"])
+def test_photos_decoded_by_strips_match_a_whole_conversion(tmp_path, monkeypatch, mode):
+    rgba = np.random.default_rng(5).integers(0, 256, (7, 9, 4), dtype=np.uint8)
+    if mode == "I;16":
+        image = Image.fromarray(rgba[..., 0].astype(np.uint16) * 257)
+    else:
+        image = Image.fromarray(rgba, "RGBA").convert(mode)
+    image.save(tmp_path / ("photo.tif" if mode == "CMYK" else "photo.png"))
+    path = str(tmp_path / ("photo.tif" if mode == "CMYK" else "photo.png"))
+    monkeypatch.setattr(files, "STRIP_ROWS", 3)
+    rgb, alpha = decode_photo(path)
+    assert rgb.flags.writeable and rgb.dtype == np.uint8
+    with Image.open(path) as whole:
+        reference = whole.convert("RGBA") if mode in ("RGBA",) else whole
+        expected = (np.repeat(np.round(np.asarray(whole) / 257.0).astype(np.uint8)[..., None], 3, -1)
+                    if mode == "I;16" else np.asarray(reference.convert("RGB")))
+        np.testing.assert_array_equal(rgb, expected)
+        if mode == "RGBA":
+            np.testing.assert_array_equal(alpha, np.asarray(whole)[..., 3])
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (7, 5), (9, 300)])
+def test_write_png_strip_by_strip_reads_back_exactly(tmp_path, monkeypatch, height, width):
+    from dmfn_tf.inpaint.files import write_png
+
+    monkeypatch.setattr(files, "STRIP_ROWS", 4)
+    rgb = _random_image(height, width, seed=height)
+    write_png(tmp_path / "out.png", rgb)
+    with Image.open(tmp_path / "out.png") as written:
+        assert written.mode == "RGB" and written.format == "PNG"
+        np.testing.assert_array_equal(np.asarray(written), rgb)
