@@ -7,6 +7,11 @@
   `dmfn_tf.input_limits.image_header` (more than `MAX_IMAGE_PIXELS` pixels, or several frames: 413)
   and checked against the pixel budget of the chosen strategy *before* `dmfn_tf.inference.read_image`
   decodes it (EXIF orientation, 16-bit, CMYK, ...); messages name `name`, not the temporary file.
+- `preview_photo(path, name, ...)`: the same checks, then the picture the page paints on, at most
+  `PREVIEW_SIDE` pixels a side, with the upright photo's full size. A larger photo is never decoded
+  at full size as RGB arrays: a JPEG is decoded at 1/2 to 1/8 of its size (Pillow's `draft`), other
+  formats once by Pillow and resized at once; the small picture is then read by `read_image`, so it
+  follows the same rules (16-bit, alpha, CMYK) as the photo the model gets.
 - `read_mask(data, height, width)`: the mask's bytes are sized the same way and refused unless they
   declare exactly the photo's size and one frame; then `dmfn_tf.data.masks.decode_mask_bytes`
   applies the package's one mask rule.
@@ -14,6 +19,7 @@
 Example:
 
 ```python
+preview, height, width = preview_photo(spooled_path, "cat.png", HDOptions(strategy="crop"), max_pixels=1024 * 1024)
 photo = read_photo(spooled_path, "cat.png", HDOptions(strategy="crop"), max_pixels=1024 * 1024)
 mask = read_mask(mask_png_bytes, *photo.shape[:2])  # float32 [H, W, 1], 1 = hole
 ```
@@ -21,7 +27,9 @@ mask = read_mask(mask_png_bytes, *photo.shape[:2])  # float32 [H, W, 1], 1 = hol
 
 from __future__ import annotations
 
+import os
 import urllib.parse
+import warnings
 
 import numpy as np
 
@@ -34,6 +42,9 @@ MAX_FILENAME_CHARS = 255
 # Ghostscript, PSD, ICNS, ...) are refused from the header; masks are what TensorFlow decodes.
 PHOTO_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF", "TIFF")
 MASK_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+# Longest side of the picture the page paints on (`preview_photo`); the mask it sends is the photo's size.
+PREVIEW_SIDE = 2048
+_ORIENTATION = 0x0112  # the EXIF tag; values 5 to 8 turn the photo a quarter
 
 
 def plain_filename(header: str | None, default: str = "photo") -> str:
@@ -73,16 +84,75 @@ def read_photo(path: str, name: str, options, max_pixels: int) -> np.ndarray:
         max_pixels: the model's pixel budget.
     """
     from dmfn_tf.high_resolution import check_budget
-    from dmfn_tf.inference import read_image
+
+    _checked_header(path, name, options, max_pixels)
+    image = _read(path, name)
+    check_budget(*image.shape[:2], options, max_pixels, source=name)  # EXIF may have turned it
+    return image
+
+
+def preview_photo(path: str, name: str, options, max_pixels: int, side: int = PREVIEW_SIDE):
+    """`(preview, height, width)`: the photo at `path` at most `side` pixels a side, and its full upright size.
+
+    The checks of `read_photo` apply; a photo of at most `side` pixels a side is its own preview.
+    """
+    from dmfn_tf.high_resolution import check_budget
+
+    header = _checked_header(path, name, options, max_pixels)
+    if max(header.width, header.height) <= side:
+        preview = _read(path, name)
+        height, width = preview.shape[:2]
+    else:
+        preview, (height, width) = _reduced(path, name, (header.height, header.width), side)
+    check_budget(height, width, options, max_pixels, source=name)  # EXIF may have turned it
+    return preview, height, width
+
+
+def _checked_header(path: str, name: str, options, max_pixels: int):
+    from dmfn_tf.high_resolution import check_budget
 
     header = _header(path, name, PHOTO_FORMATS)
     check_budget(header.height, header.width, options, max_pixels, source=name)
+    return header
+
+
+def _read(path: str, name: str) -> np.ndarray:
+    from dmfn_tf.inference import read_image
+
     try:
-        image = read_image(path)[0]
+        return read_image(path)[0]
     except UserError as err:
         raise Refusal(400, str(err).replace(path, name)) from None
-    check_budget(*image.shape[:2], options, max_pixels, source=name)  # EXIF may have turned it
-    return image
+
+
+def _reduced(path: str, name: str, size: tuple[int, int], side: int):
+    """`(preview, (height, width))` of a photo larger than `side`, through a small TIFF read by `read_image`."""
+    from PIL import Image, ImageOps
+
+    small_path = path + ".preview.tiff"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the header was checked
+            image = Image.open(path)
+        with image:
+            image.draft("RGB", (side, side))  # a JPEG is decoded at 1/2 .. 1/8 of its size
+            exif = image.getexif()
+            scale = side / max(image.size)
+            small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                 Image.Resampling.BICUBIC)
+        small.info["exif"] = exif.tobytes()
+        ImageOps.exif_transpose(small, in_place=True)
+        if small.mode not in ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "F") and not small.mode.startswith("I"):
+            small = small.convert("RGBA")  # modes a TIFF cannot hold; `read_image` drops the alpha
+        small.save(small_path, format="TIFF")
+        preview = _read(small_path, name)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise Refusal(400, f"{name}: not a readable image file (truncated or corrupt)") from None
+    finally:
+        if os.path.exists(small_path):
+            os.remove(small_path)
+    turned = exif.get(_ORIENTATION) in (5, 6, 7, 8)
+    return preview, (size[::-1] if turned else size)
 
 
 def read_mask(data: bytes, height: int, width: int) -> np.ndarray:
