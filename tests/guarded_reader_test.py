@@ -137,15 +137,26 @@ def test_every_file_vanishing_mid_run_stops_with_one_line(hostile_folder):
     assert "\n" not in message
 
 
-def test_the_reader_counts_and_gives_up_after_a_full_round_of_failures(tmp_path):
+def test_the_reader_counts_and_gives_up_once_every_file_failed(tmp_path):
     reader = GuardedReader("src", count=2)
     contents, ok, hopeless = reader._read_eager(str(tmp_path / "missing.png"), None)
     assert not ok and not hopeless and reader.skipped == 1
+    contents, ok, hopeless = reader._read_eager(str(tmp_path / "missing.png"), None)  # the same file again
+    assert not ok and not hopeless and reader.skipped == 2
     contents, ok, hopeless = reader._read_eager("bytes", b"not an image")
-    assert ok and hopeless and tf.io.decode_image(contents).shape == (1, 1, 3)  # decodes, to reach the stop
-    assert reader.failure.startswith("src: the last 2 reads all failed and the source has 2 file(s)")
-    with pytest.raises(tf.errors.OpError, match="DataUnavailable: src: the last 2 reads all failed"):
+    assert ok and hopeless and tf.io.decode_image(contents).shape == (1, 1, 4)  # decodes, to reach the stop
+    assert reader.failure.startswith("src: the last 3 reads failed, on all 2 file(s) of the source: no usable image")
+    with pytest.raises(tf.errors.OpError, match="DataUnavailable: src: the last 3 reads failed"):
         reader.stop_if_hopeless({"x": tf.constant(1)}, tf.constant(True))
+
+
+def test_one_bad_file_read_twice_in_a_row_is_not_every_file_failing(tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(good)
+    reader = GuardedReader("src", count=2)
+    for name in (str(good), "bad", "bad", str(good), "bad"):  # an epoch [good, bad], then [bad, good]
+        contents, ok, hopeless = reader._read_eager(name, None if name != "bad" else b"junk")
+        assert not hopeless and ok == (name != "bad")
 
 
 def test_a_file_list_over_the_byte_budget_is_refused_before_it_is_read(tmp_path, monkeypatch):

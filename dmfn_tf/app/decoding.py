@@ -27,6 +27,8 @@ mask = read_mask(mask_png_bytes, *photo.shape[:2])  # float32 [H, W, 1], 1 = hol
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import os
 import urllib.parse
 import warnings
@@ -95,7 +97,19 @@ def preview_photo(path: str, name: str, options, max_pixels: int, side: int = PR
     """`(preview, height, width)`: the photo at `path` at most `side` pixels a side, and its full upright size.
 
     The checks of `read_photo` apply; a photo of at most `side` pixels a side is its own preview.
+    The work runs on one thread kept for it: the decoded photos of the server's many request threads
+    would otherwise each leave freed memory in that thread's own allocator arena (+347 MB
+    instead of +324 MB measured for four parallel 8192² PNG uploads).
     """
+    return _decoding_thread().submit(_preview, path, name, options, max_pixels, side).result()
+
+
+@functools.cache
+def _decoding_thread() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dmfn-app-decoding")
+
+
+def _preview(path: str, name: str, options, max_pixels: int, side: int):
     from dmfn_tf.high_resolution import check_budget
 
     header = _checked_header(path, name, options, max_pixels)
@@ -127,32 +141,46 @@ def _read(path: str, name: str) -> np.ndarray:
 
 def _reduced(path: str, name: str, size: tuple[int, int], side: int):
     """`(preview, (height, width))` of a photo larger than `side`, through a small TIFF read by `read_image`."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     small_path = path + ".preview.tiff"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the header was checked
-            image = Image.open(path)
-        with image:
-            image.draft("RGB", (side, side))  # a JPEG is decoded at 1/2 .. 1/8 of its size
-            exif = image.getexif()
-            scale = side / max(image.size)
-            small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                                 Image.Resampling.BICUBIC)
-        small.info["exif"] = exif.tobytes()
-        ImageOps.exif_transpose(small, in_place=True)
+        small, orientation = _small_upright(path, side)  # the decoded photo is freed on return
         if small.mode not in ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "F") and not small.mode.startswith("I"):
             small = small.convert("RGBA")  # modes a TIFF cannot hold; `read_image` drops the alpha
         small.save(small_path, format="TIFF")
+        del small
         preview = _read(small_path, name)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise Refusal(400, f"{name}: not a readable image file (truncated or corrupt)") from None
     finally:
         if os.path.exists(small_path):
             os.remove(small_path)
-    turned = exif.get(_ORIENTATION) in (5, 6, 7, 8)
-    return preview, (size[::-1] if turned else size)
+    return preview, (size[::-1] if orientation in (5, 6, 7, 8) else size)
+
+
+def _small_upright(path: str, side: int):
+    """`(image, EXIF orientation)`: the photo at `path` decoded and shrunk to at most `side` pixels a side, then turned upright."""
+    from PIL import Image, ImageOps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the header was checked
+        image = Image.open(path)
+    with image:
+        image.draft("RGB", (side, side))  # a JPEG is decoded at 1/2 .. 1/8 of its size
+        exif = image.getexif()
+        factor = max(image.size) // side
+        # Whole factors first (box averages): a resize of the full photo would hold an intermediate of a
+        # quarter of its size beside it. Pillow reduces 16-bit images only by resizing.
+        small = image.reduce(factor) if factor > 1 and not image.mode.startswith("I;16") else image
+        if max(small.size) > side:
+            scale = side / max(small.size)
+            small = small.resize((max(1, round(small.width * scale)), max(1, round(small.height * scale))),
+                                 Image.Resampling.BICUBIC)
+        small = small.copy() if small is image else small
+    small.info["exif"] = exif.tobytes()
+    ImageOps.exif_transpose(small, in_place=True)
+    return small, exif.get(_ORIENTATION)
 
 
 def read_mask(data: bytes, height: int, width: int) -> np.ndarray:
