@@ -168,3 +168,77 @@ def test_a_file_list_over_the_byte_budget_is_refused_before_it_is_read(tmp_path,
     monkeypatch.setattr(input_limits.check_file_bytes, "__defaults__", (64,))  # a 64-byte budget
     with pytest.raises(InputTooLarge, match="list.txt: 600 bytes, above the limit of 64 bytes"):
         image_files.read_file_list(listing)
+
+
+@pytest.fixture
+def mask_files(tmp_path):
+    """(a folder of the three good photos, a folder of three good masks)."""
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    photos.mkdir()
+    masks.mkdir()
+    for index in range(3):
+        Image.fromarray(np.full((40, 48, 3), 60 * index, np.uint8)).save(photos / f"photo_{index}.png")
+        hole = np.zeros((40, 48), np.uint8)
+        hole[10 * index:10 * index + 10] = 255
+        Image.fromarray(hole).save(masks / f"mask_{index}.png")
+    return photos, masks
+
+
+def test_hostile_mask_files_are_skipped_when_the_run_starts(mask_files, caplog):
+    caplog.set_level(logging.WARNING, logger="dmfn_tf.data")
+    photos, masks = mask_files
+    (masks / "zero.png").symlink_to("/dev/zero")
+    os.mkfifo(masks / "fifo.png")
+    (masks / "huge.png").write_bytes(_png_declaring(20000, 20000))
+    cfg = DataConfig(path=str(photos), mask="file", mask_path=str(masks))
+    batch = next(iter(build_eval_dataset(cfg, SIZE, batch_size=3, mask="file")))
+    assert batch["mask"].shape == (3, SIZE, SIZE, 1)
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    for name, reason in (("zero.png", "a character device"), ("fifo.png", "a FIFO"), ("huge.png", "too many pixels")):
+        assert f"skipping unreadable mask file {masks / name}: " in warned and reason in warned
+
+
+def test_mask_files_turning_hostile_mid_run_are_skipped_with_a_visible_warning(mask_files, caplog):
+    caplog.set_level(logging.WARNING, logger="dmfn_tf.data")
+    photos, masks = mask_files
+    cfg = DataConfig(path=str(photos), mask="file", mask_path=str(masks))
+    iterator = iter(build_dataset(cfg, SIZE, batch_size=1, seed=0))
+    next(iterator)
+    (masks / "zero").symlink_to("/dev/zero")
+    os.replace(masks / "zero", masks / "mask_1.png")  # at once: before the fix, read without end
+    os.mkfifo(masks / "fifo")
+    os.replace(masks / "fifo", masks / "mask_2.png")  # before the fix: a hang
+    for _ in range(30):
+        assert next(iterator)["mask"].shape == (1, SIZE, SIZE, 1)
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping unusable mask")]
+    assert any(f"{masks / 'mask_1.png'}: not a regular file (a character device)" in line for line in warned), warned
+    assert any(f"{masks / 'mask_2.png'}: not a regular file (a FIFO)" in line for line in warned), warned
+
+
+def test_every_mask_file_vanishing_mid_run_stops_with_one_line(mask_files):
+    photos, masks = mask_files
+    cfg = DataConfig(path=str(photos), mask="file", mask_path=str(masks))
+    iterator = iter(build_dataset(cfg, SIZE, batch_size=1, seed=0))
+    next(iterator)
+    for path in masks.iterdir():
+        path.unlink()
+    with pytest.raises(tf.errors.OpError) as raised:
+        for _ in range(100):
+            next(iterator)
+    message = describe_failure(raised.value)
+    assert message.startswith(f"{masks}: the last ") and "no usable mask is left" in message, message
+    assert "\n" not in message
+
+
+def test_the_skip_tally_counts_each_file_once_across_places(hostile_folder):
+    from dmfn_tf.data.skip_tally import counting_skips, skipped_files
+
+    cfg = DataConfig(path=str(hostile_folder), check_files=False, mask_delta=4)
+    assert skipped_files() is None
+    with counting_skips() as skips:
+        list(build_dataset(cfg, SIZE, batch_size=1, seed=0).take(3 * len(GOOD)))  # every file read twice or more
+        list(build_eval_dataset(cfg, SIZE, batch_size=2))
+        assert skipped_files() == len(HOSTILE)
+    assert (skips.skipped, skips.total) == (len(HOSTILE), len(HOSTILE) + len(GOOD))
+    assert skips.summary() == f"skipped {len(HOSTILE)} unusable file(s) of {len(HOSTILE) + len(GOOD)} (see the warnings above)"
+    assert skipped_files() is None

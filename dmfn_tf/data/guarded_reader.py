@@ -72,7 +72,8 @@ class GuardedReader:
         self._reads_since_success = 0
         self._warned: set[str] = set()
         self._lock = threading.Lock()
-        skip_tally.note(source, self.count)
+        self._tallies = skip_tally.open_tallies()  # the runs this reader counts in
+        skip_tally.note(source, self.count, tallies=self._tallies)
 
     def read(self, name, contents, from_file: bool):
         """Graph side: `(contents, ok, hopeless)` scalar tensors of one record.
@@ -125,7 +126,7 @@ class GuardedReader:
             first = name not in self._warned
             self._warned.add(name)
             skipped, reads = self.skipped, self._reads_since_success
-        skip_tally.note(self.source, self.count, [name])
+        skip_tally.note(self.source, self.count, [name], tallies=self._tallies)
         if hopeless:
             self.failure = (f"{self.source}: the last {reads} reads failed, on all {self.count} file(s) of the source: "
                             f"no usable {self.what} is left (last: {name}: {reason})")

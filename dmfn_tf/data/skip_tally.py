@@ -10,6 +10,8 @@ the line and records the count in `summary.json` (`skipped_files`).
 
 A source is named as its messages name it (the data folder or list, the mask folder, the TFDS
 split); a file counts once however often it was skipped, and a source's size is the largest noted.
+A pipeline counts in the blocks open when it was built (`open_tallies()`, kept by its reader), so
+one left running from before a block does not add to it.
 
 Example:
 
@@ -66,11 +68,21 @@ def counting_skips():
             _open_tallies.remove(tally)
 
 
-def note(source: str, listed: int, skipped: Iterable[str] = ()) -> None:
-    """Notes that `source` lists `listed` files, of which `skipped` (names) were skipped."""
+def open_tallies() -> tuple[SkipTally, ...]:
+    """The tallies of the `counting_skips()` blocks open now (a reader keeps them, to note into later)."""
+    with _lock:
+        return tuple(_open_tallies)
+
+
+def note(source: str, listed: int, skipped: Iterable[str] = (), tallies: Iterable[SkipTally] | None = None) -> None:
+    """Notes that `source` lists `listed` files, of which `skipped` (names) were skipped.
+
+    Args:
+        tallies: where to note it (default: the blocks open now, `open_tallies()`).
+    """
     skipped = set(skipped)
     with _lock:
-        for tally in _open_tallies:
+        for tally in _open_tallies if tallies is None else tallies:
             tally.files[source] = max(tally.files.get(source, 0), int(listed))
             if skipped:
                 tally.skipped_names.setdefault(source, set()).update(skipped)
