@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import image_headers
 from dmfn_tf.cli import describe_failure
 from dmfn_tf.config import DataConfig
 from dmfn_tf.data import image_files
@@ -41,6 +42,7 @@ def _png_declaring(width: int, height: int) -> bytes:
 GOOD = ["good_0.png", "good_1.png", "good_2.png"]
 HOSTILE = {
     "zero.png": "not a regular file (a character device)",
+    "urandom.png": "not a regular file (a character device)",
     "fifo.png": "not a regular file (a FIFO)",
     "socket.png": "not a regular file (a socket)",
     "huge_10000.png": "10000x10000 is 100000000 pixels, above the limit",
@@ -55,6 +57,7 @@ def hostile_folder(tmp_path):
     for index, name in enumerate(GOOD):
         Image.fromarray(np.full((40, 48, 3), 60 * index, np.uint8)).save(folder / name)
     (folder / "zero.png").symlink_to("/dev/zero")
+    (folder / "urandom.png").symlink_to("/dev/urandom")
     os.mkfifo(folder / "fifo.png")
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(folder / "socket.png"))
@@ -242,3 +245,37 @@ def test_the_skip_tally_counts_each_file_once_across_places(hostile_folder):
     assert (skips.skipped, skips.total) == (len(HOSTILE), len(HOSTILE) + len(GOOD))
     assert skips.summary() == f"skipped {len(HOSTILE)} unusable file(s) of {len(HOSTILE) + len(GOOD)} (see the warnings above)"
     assert skipped_files() is None
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_a_warning(hostile_folder, caplog):
+    caplog.set_level(logging.WARNING, logger="dmfn_tf.data")
+    from dmfn_tf.data.skip_tally import counting_skips
+
+    for name in HOSTILE:
+        os.remove(hostile_folder / name)
+    misnamed = os.fsencode(hostile_folder) + b"/photo_\xff.png"  # Latin-1 bytes: before, a ValueError from TensorFlow
+    with open(misnamed, "wb") as f:
+        f.write((hostile_folder / GOOD[0]).read_bytes())
+    cfg = DataConfig(path=str(hostile_folder), mask_delta=4)
+    with counting_skips() as skips:
+        paths = [p.decode() for batch in build_eval_dataset(cfg, SIZE, batch_size=2) for p in batch["path"].numpy()]
+    assert [os.path.basename(p) for p in paths] == GOOD
+    assert any("photo_\\udcff.png': its name is not valid UTF-8; rename it" in r.getMessage() for r in caplog.records)
+    assert (skips.skipped, skips.total) == (1, len(GOOD) + 1)
+
+
+@pytest.mark.parametrize("check_files", [True, False], ids=["checked up front", "checked in the pipeline"])
+def test_huge_headers_of_every_data_format_are_skipped(hostile_folder, caplog, check_files):
+    caplog.set_level(logging.WARNING, logger="dmfn_tf.data")
+    for name in HOSTILE:
+        os.remove(hostile_folder / name)
+    formats = [f for f in image_headers.FORMATS if image_headers.EXTENSIONS[f] in image_files.IMAGE_EXTENSIONS]
+    for image_format in formats:
+        (hostile_folder / f"huge{image_headers.EXTENSIONS[image_format]}").write_bytes(
+            image_headers.declaring(image_format, 16000, 16000))
+    cfg = DataConfig(path=str(hostile_folder), check_files=check_files, mask_delta=4)
+    paths = [p.decode() for batch in build_eval_dataset(cfg, SIZE, batch_size=2) for p in batch["path"].numpy()]
+    assert [os.path.basename(p) for p in paths] == GOOD
+    skips = _skips(caplog)
+    assert sorted(skips) == sorted(f"huge{image_headers.EXTENSIONS[f]}" for f in formats), skips
+    assert all("too many pixels" in reason for reason in skips.values()), skips

@@ -52,7 +52,8 @@ def find_image_files(folder: str | os.PathLike) -> list[str]:
         folder: a directory.
 
     Returns:
-        Paths (joined onto `folder`) whose extension is one of `IMAGE_EXTENSIONS`.
+        Paths (joined onto `folder`) whose extension is one of `IMAGE_EXTENSIONS`. A path that is
+        not valid UTF-8 (TensorFlow's strings are) is skipped with a warning naming it.
 
     Raises:
         UserError: `folder` is not a directory.
@@ -64,7 +65,19 @@ def find_image_files(folder: str | os.PathLike) -> list[str]:
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         found.extend(os.path.join(root, name) for name in sorted(files) if name.lower().endswith(IMAGE_EXTENSIONS))
-    return found
+    misnamed = [path for path in found if not _is_utf8(path)]
+    for path in misnamed:
+        logger.warning("skipping %s: its name is not valid UTF-8; rename it to use it", ascii(path))
+    skip_tally.note(folder, len(found), misnamed)
+    return [path for path in found if path not in misnamed] if misnamed else found
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept by Python as lone surrogates
+        return False
+    return True
 
 
 def read_file_list(list_path: str | os.PathLike) -> list[str]:
