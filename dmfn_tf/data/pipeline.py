@@ -14,6 +14,10 @@ The file order of epoch `e` is a permutation keyed by `(seed, e)`; the crop and 
 `i`-th example of the run are keyed by `(seed, i)`. Example `i` of batch `k` is therefore the same
 whether the run started at step 0 or resumed with `start_step=k`, as long as the set of files is
 unchanged. Decoding runs in parallel, in order, and batches are prefetched.
+
+Every file is read through a `GuardedReader` (`dmfn_tf.data.guarded_reader`): the photos, and the
+mask files of mask kind "file" (`_guarded_file_masks`, which picks them as `masks`' own "file" kind
+does): an example whose photo or mask became unusable during the run is dropped with a warning.
 """
 
 from __future__ import annotations
