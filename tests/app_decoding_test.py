@@ -118,3 +118,22 @@ def test_a_truncated_large_photo_is_refused_in_one_line(tmp_path):
         preview_photo(str(path), "cut.png", HDOptions(strategy="crop"), 100_000, side=30)
     assert caught.value.status == 400 and str(tmp_path) not in str(caught.value)
     assert os.listdir(tmp_path) == ["upload"]  # no preview file left behind
+
+
+@pytest.mark.parametrize("mode, image_format", [("P", "PNG"), ("P", "GIF"), ("1", "BMP"), ("LA", "PNG"), ("RGBA", "WEBP"),
+                                                ("CMYK", "JPEG"), ("I", "TIFF"), ("YCbCr", "TIFF")])
+def test_large_photos_of_every_mode_are_previewed_like_the_model_reads_them(tmp_path, mode, image_format):
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)).convert(mode)
+    path = tmp_path / "upload"
+    photo.save(path, format=image_format)
+    preview, height, width = preview_photo(str(path), "photo", HDOptions(strategy="crop"), 10**6, side=64)
+    assert (height, width) == (150, 200) and preview.shape == (48, 64, 3) and preview.dtype == np.uint8
+    full = read_photo(str(path), "photo", HDOptions(strategy="crop"), 10**6)
+    assert abs(float(full.mean()) - float(preview.mean())) < 4  # the same picture, smaller
+
+
+def test_a_large_floating_point_photo_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "upload"
+    Image.fromarray(np.zeros((150, 200), np.float32)).save(path, format="TIFF")
+    with pytest.raises(Refusal, match="^depth.tif: floating-point image files are not supported"):
+        preview_photo(str(path), "depth.tif", HDOptions(strategy="crop"), 10**6, side=64)

@@ -169,18 +169,26 @@ def _small_upright(path: str, side: int):
     with image:
         image.draft("RGB", (side, side))  # a JPEG is decoded at 1/2 .. 1/8 of its size
         exif = image.getexif()
-        factor = max(image.size) // side
+        small = image
+        if small.mode in ("1", "P") or small.mode.startswith("I;16"):  # modes Pillow cannot `reduce`
+            small = small.resize(_fitting(small.size, 2 * side), Image.Resampling.NEAREST)
+            small = small.convert("L" if small.mode == "1" else "RGB") if small.mode in ("1", "P") else small
         # Whole factors first (box averages): a resize of the full photo would hold an intermediate of a
-        # quarter of its size beside it. Pillow reduces 16-bit images only by resizing.
-        small = image.reduce(factor) if factor > 1 and not image.mode.startswith("I;16") else image
+        # quarter of its size beside it.
+        factor = max(small.size) // side
+        small = small.reduce(factor) if factor > 1 and not small.mode.startswith("I;16") else small
         if max(small.size) > side:
-            scale = side / max(small.size)
-            small = small.resize((max(1, round(small.width * scale)), max(1, round(small.height * scale))),
-                                 Image.Resampling.BICUBIC)
-        small = small.copy() if small is image else small
+            small = small.resize(_fitting(small.size, side), Image.Resampling.BICUBIC)
+        small = small.copy() if small is image else small  # `image` is closed below
     small.info["exif"] = exif.tobytes()
     ImageOps.exif_transpose(small, in_place=True)
     return small, exif.get(_ORIENTATION)
+
+
+def _fitting(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """`size` (width, height) scaled down to at most `side` pixels a side (unchanged when it fits)."""
+    scale = min(1.0, side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def read_mask(data: bytes, height: int, width: int) -> np.ndarray:
