@@ -652,6 +652,9 @@ def test_a_long_plain_file_name_is_fine(app):
     (b"GET /api/config HTTP/1.0\r\n\r\n", 400, "no Host header"),
     (b"GET /no/such/page HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n", 404, "no such page"),
     (b"POST /api/nothing HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 3\r\n\r\nabc", 404, "no such API call"),
+    (b"POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Filename: \xff\xfe.png\r\nContent-Length: 3\r\n\r\nabc",
+     400, "X-Filename must be a plain file name"),  # raw bytes that are not UTF-8 (nor the page's percent-encoding)
+    (b"GET /\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n", 404, "no such page"),
 ])
 def test_malformed_requests_give_one_line_json(app, raw, status, part):
     base, _ = app
