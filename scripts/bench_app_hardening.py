@@ -14,7 +14,9 @@ before each case through `/proc/PID/clear_refs`) and its size afterwards (`VmRSS
 - `twenty_users`: 20 users uploading and inpainting at once (how many were told to upload again);
 - `json_16_mib_of_keys`: an inpaint request of 16 MiB, an object of about 1.5 million keys;
 - `four_parallel_8192_jpegs`: four users uploading an 8192 x 8192 JPEG (the largest photo
-  accepted) at once: what the largest legitimate upload costs, and that parallel ones do not add up.
+  accepted) at once: what the largest legitimate upload costs, and that parallel ones do not add up;
+- `four_parallel_8192_pngs`: the same with an 8192 x 8192 RGB PNG (decoded whole by Pillow, where a
+  JPEG is decoded at a fraction of its size for the page's picture).
 
 Run it at `nice -n 19`; it prints one JSON object (also written to `--out`). Each case's status
 and the first characters of the answer are recorded beside its memory.
@@ -178,11 +180,12 @@ def parallel_uploads(port: int, data: bytes, count: int) -> tuple[int, str]:
     return statuses.count(200), f"statuses {statuses}; " + " | ".join((r or (0, ""))[1][:60] for r in results)
 
 
-def large_jpeg(side: int) -> bytes:
+def large_photo(side: int, image_format: str = "JPEG") -> bytes:
     ramp = np.linspace(0, 255, side, dtype=np.float32)
     image = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (side, 1)), np.tile(ramp[:, None], (1, side))], -1)
     buffer = io.BytesIO()
-    Image.fromarray(image.astype(np.uint8)).save(buffer, format="JPEG", quality=85)
+    options = {"quality": 85} if image_format == "JPEG" else {"compress_level": 1}
+    Image.fromarray(image.astype(np.uint8)).save(buffer, format=image_format, **options)
     return buffer.getvalue()
 
 
@@ -243,7 +246,8 @@ def main(argv=None) -> int:
         "four_parallel_250_mib": lambda port, photo_id: parallel_bodies(port, 4, 250 * MIB),
         "twenty_users": lambda port, photo_id: twenty_users(port),
         "json_16_mib_of_keys": lambda port, photo_id: json_of_keys(port, 16 * MIB - 100),
-        "four_parallel_8192_jpegs": lambda port, photo_id: parallel_uploads(port, large_jpeg(8192), 4),
+        "four_parallel_8192_jpegs": lambda port, photo_id: parallel_uploads(port, large_photo(8192), 4),
+        "four_parallel_8192_pngs": lambda port, photo_id: parallel_uploads(port, large_photo(8192, "PNG"), 4),
     }
     record = {"model": args.model, "cases": {}}
     for name, case in cases.items():

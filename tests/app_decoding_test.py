@@ -1,12 +1,13 @@
 """Photos and masks sent to `dmfn app` (dmfn_tf/app/decoding.py): plain names, sized from the header first."""
 
 import io
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from dmfn_tf.app.decoding import plain_filename, read_holes, read_photo
+from dmfn_tf.app.decoding import plain_filename, preview_photo, read_holes, read_photo
 from dmfn_tf.app.refusal import Refusal
 from dmfn_tf.inpaint.budget import PixelBudgetError
 from dmfn_tf.inpaint.strategies import HDOptions
@@ -76,3 +77,63 @@ def test_other_formats_are_refused_from_the_header(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tiff, format="TIFF")
     with pytest.raises(Refusal, match="^mask: TIFF files are not accepted"):
         read_holes(tiff.getvalue(), 8, 8)
+
+
+def test_a_small_photo_is_its_own_preview(tmp_path):
+    photo = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    path = tmp_path / "upload"
+    path.write_bytes(_png(photo))
+    preview, height, width = preview_photo(str(path), "cat.png", HDOptions(strategy="original"), 10_000, side=40)
+    assert (height, width) == (30, 40)
+    np.testing.assert_array_equal(preview, photo)
+
+
+def test_a_large_photo_is_previewed_small_and_upright(tmp_path):
+    ramp = np.linspace(0, 255, 300, dtype=np.float32)
+    photo = np.stack([np.tile(ramp, (200, 1))] * 3, -1).astype(np.uint8)  # dark on the left, light on the right
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned a quarter: the upright photo is 200 wide and 300 high
+    path = tmp_path / "upload"
+    Image.fromarray(photo).save(path, format="JPEG", exif=exif.tobytes(), quality=95)
+    preview, height, width = preview_photo(str(path), "cat.jpg", HDOptions(strategy="crop"), 100_000, side=60)
+    assert (height, width) == (300, 200) and preview.shape == (60, 40, 3) and preview.dtype == np.uint8
+    assert preview[:5].mean() < 60 and preview[-5:].mean() > 190  # the left edge is now at the top
+    assert read_photo(str(path), "cat.jpg", HDOptions(strategy="crop"), 100_000).shape == (300, 200, 3)
+
+
+def test_a_large_16_bit_photo_is_previewed_like_the_model_reads_it(tmp_path):
+    gray = np.full((100, 120), 32768, np.uint16)  # mid-grey, not white
+    path = tmp_path / "upload"
+    Image.fromarray(gray).save(path, format="PNG")
+    preview, height, width = preview_photo(str(path), "scan.png", HDOptions(strategy="crop"), 100_000, side=30)
+    assert (height, width) == (100, 120) and preview.shape == (25, 30, 3)
+    assert np.abs(preview.astype(int) - 128).max() <= 1
+
+
+def test_a_truncated_large_photo_is_refused_in_one_line(tmp_path):
+    photo = np.random.default_rng(0).integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    path = tmp_path / "upload"
+    path.write_bytes(_png(photo)[:5000])
+    with pytest.raises(Refusal, match="^cut.png: not a readable image file") as caught:
+        preview_photo(str(path), "cut.png", HDOptions(strategy="crop"), 100_000, side=30)
+    assert caught.value.status == 400 and str(tmp_path) not in str(caught.value)
+    assert os.listdir(tmp_path) == ["upload"]  # no preview file left behind
+
+
+@pytest.mark.parametrize("mode, image_format", [("P", "PNG"), ("P", "GIF"), ("1", "BMP"), ("LA", "PNG"), ("RGBA", "WEBP"),
+                                                ("CMYK", "JPEG"), ("I", "TIFF"), ("YCbCr", "TIFF")])
+def test_large_photos_of_every_mode_are_previewed_like_the_model_reads_them(tmp_path, mode, image_format):
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)).convert(mode)
+    path = tmp_path / "upload"
+    photo.save(path, format=image_format)
+    preview, height, width = preview_photo(str(path), "photo", HDOptions(strategy="crop"), 10**6, side=64)
+    assert (height, width) == (150, 200) and preview.shape == (48, 64, 3) and preview.dtype == np.uint8
+    full = read_photo(str(path), "photo", HDOptions(strategy="crop"), 10**6)
+    assert abs(float(full.mean()) - float(preview.mean())) < 4  # the same picture, smaller
+
+
+def test_a_large_floating_point_photo_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "upload"
+    Image.fromarray(np.zeros((150, 200), np.float32)).save(path, format="TIFF")
+    with pytest.raises(Refusal, match="^depth.tif: floating-point image files are not supported"):
+        preview_photo(str(path), "depth.tif", HDOptions(strategy="crop"), 10**6, side=64)

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import image_headers
 from dmfn_tf.app.server import AppState, make_server
 from dmfn_tf.cli import build_parser
 from dmfn_tf.inpaint.strategies import HDOptions
@@ -653,8 +654,38 @@ def test_a_long_plain_file_name_is_fine(app):
     (b"GET /api/config HTTP/1.0\r\n\r\n", 400, "no Host header"),
     (b"GET /no/such/page HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n", 404, "no such page"),
     (b"POST /api/nothing HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 3\r\n\r\nabc", 404, "no such API call"),
+    (b"POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Filename: \xff\xfe.png\r\nContent-Length: 3\r\n\r\nabc",
+     400, "X-Filename must be a plain file name"),  # raw bytes that are not UTF-8 (nor the page's percent-encoding)
+    (b"GET /\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n", 404, "no such page"),
 ])
 def test_malformed_requests_give_one_line_json(app, raw, status, part):
     base, _ = app
     port = int(base.rsplit(":", 1)[1])
     _assert_message(*_raw(port, raw.replace(b"{port}", str(port).encode())), status, part)
+
+
+@pytest.mark.parametrize("image_format", image_headers.FORMATS)
+def test_huge_headers_of_every_format_are_refused_as_uploads_and_masks(app, image_format):
+    base, state = app
+    huge = image_headers.declaring(image_format, 16000, 16000)
+    _assert_message(*_upload(base, huge, name="big.img"), 413, "big.img: declares too many pixels")
+    _, answer = _upload(base, _png(_photo()))
+    status, payload = _post_json(f"{base}/api/inpaint", {"id": answer["id"], "mask": base64.b64encode(huge).decode()})
+    _assert_message(status, payload, 413, "mask: declares too many pixels")  # the size first, also for a TIFF
+    assert len(state.uploads) == 1
+
+
+_NOT_STRINGS = [1, 2.5, True, False, [], ["x"], {}, {"a": "b"}]
+
+
+@pytest.mark.parametrize("field", ["id", "mask", "model", "strategy"])
+def test_every_field_of_another_type_than_string_gives_one_line(app, field):
+    base, _ = app
+    for value in _NOT_STRINGS:
+        body = {"id": "x", "mask": "x", **{field: value}}
+        _assert_message(*_post_json(f"{base}/api/inpaint", body), 400, f"'{field}' must be a string")
+
+
+def test_a_truncated_upload_gives_one_line(app):
+    base, _ = app
+    _assert_message(*_upload(base, _png(_photo())[:400], name="cut.png"), 400, "cut.png: ")

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 
 import cv2
 import keras
@@ -328,3 +329,40 @@ def test_cli_counts_and_reports_patchmatch_fallbacks(photo_folder, tmp_path, cap
     assert "fallbacks — patchmatch: 2 of 2 image(s) off its first route (single_scale 2)" in capsys.readouterr().out
     routes = json.loads((out / "summary.json").read_text())["settings"]["baseline_routes"]
     assert routes == {"patchmatch": {"routes": {"single_scale": 2}, "fallbacks": 2}}
+
+
+def _hostile_copy(folder, out):
+    """`folder`'s files in `out`, beside a link to /dev/zero, a FIFO and a file that is no image."""
+    import shutil
+
+    shutil.copytree(folder, out)
+    (out / "zero.png").symlink_to("/dev/zero")
+    os.mkfifo(out / "fifo.png")
+    (out / "junk.png").write_bytes(b"not an image")
+    return out
+
+
+def test_cli_counts_the_skipped_photos_and_masks_and_records_them(photo_folder, tmp_path, capsys):
+    photos = _hostile_copy(photo_folder, tmp_path / "photos")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(masks / "all.png")
+    os.mkfifo(masks / "fifo.png")
+    out = tmp_path / "report"
+    assert _run_cli(["--data", photos, "--image-size", 64, "--lpips", "none", "--baselines", "ns",
+                     "--mask", masks, "--grid-cases", 0, "--out", out]) == 0
+    total = len(SAMPLE_PHOTOS) + 3 + 2
+    assert f"skipped 4 unusable file(s) of {total} (see the warnings above)" in capsys.readouterr().out.splitlines()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["skipped_files"] == 4 and summary["settings"]["n_images"] == len(SAMPLE_PHOTOS)
+
+
+def test_cli_with_no_usable_mask_is_one_line(photo_folder, tmp_path, capsys):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    os.mkfifo(masks / "fifo.png")
+    (masks / "zero.png").symlink_to("/dev/zero")
+    assert _run_cli(["--data", photo_folder, "--image-size", 64, "--lpips", "none", "--baselines", "ns",
+                     "--mask", masks, "--grid-cases", 0, "--out", tmp_path / "report"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == f"dmfn evaluate: error: no usable mask images in {masks}", lines

@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import image_headers
 from dmfn_tf.cli import describe_failure
 from dmfn_tf.config import DataConfig
 from dmfn_tf.data import image_files
@@ -41,6 +42,7 @@ def _png_declaring(width: int, height: int) -> bytes:
 GOOD = ["good_0.png", "good_1.png", "good_2.png"]
 HOSTILE = {
     "zero.png": "not a regular file (a character device)",
+    "urandom.png": "not a regular file (a character device)",
     "fifo.png": "not a regular file (a FIFO)",
     "socket.png": "not a regular file (a socket)",
     "huge_10000.png": "10000x10000 is 100000000 pixels, above the limit",
@@ -55,6 +57,7 @@ def hostile_folder(tmp_path):
     for index, name in enumerate(GOOD):
         Image.fromarray(np.full((40, 48, 3), 60 * index, np.uint8)).save(folder / name)
     (folder / "zero.png").symlink_to("/dev/zero")
+    (folder / "urandom.png").symlink_to("/dev/urandom")
     os.mkfifo(folder / "fifo.png")
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(folder / "socket.png"))
@@ -137,15 +140,26 @@ def test_every_file_vanishing_mid_run_stops_with_one_line(hostile_folder):
     assert "\n" not in message
 
 
-def test_the_reader_counts_and_gives_up_after_a_full_round_of_failures(tmp_path):
+def test_the_reader_counts_and_gives_up_once_every_file_failed(tmp_path):
     reader = GuardedReader("src", count=2)
     contents, ok, hopeless = reader._read_eager(str(tmp_path / "missing.png"), None)
     assert not ok and not hopeless and reader.skipped == 1
+    contents, ok, hopeless = reader._read_eager(str(tmp_path / "missing.png"), None)  # the same file again
+    assert not ok and not hopeless and reader.skipped == 2
     contents, ok, hopeless = reader._read_eager("bytes", b"not an image")
-    assert ok and hopeless and tf.io.decode_image(contents).shape == (1, 1, 3)  # decodes, to reach the stop
-    assert reader.failure.startswith("src: the last 2 reads all failed and the source has 2 file(s)")
-    with pytest.raises(tf.errors.OpError, match="DataUnavailable: src: the last 2 reads all failed"):
+    assert ok and hopeless and tf.io.decode_image(contents).shape == (1, 1, 4)  # decodes, to reach the stop
+    assert reader.failure.startswith("src: the last 3 reads failed, on all 2 file(s) of the source: no usable image")
+    with pytest.raises(tf.errors.OpError, match="DataUnavailable: src: the last 3 reads failed"):
         reader.stop_if_hopeless({"x": tf.constant(1)}, tf.constant(True))
+
+
+def test_one_bad_file_read_twice_in_a_row_is_not_every_file_failing(tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(good)
+    reader = GuardedReader("src", count=2)
+    for name in (str(good), "bad", "bad", str(good), "bad"):  # an epoch [good, bad], then [bad, good]
+        contents, ok, hopeless = reader._read_eager(name, None if name != "bad" else b"junk")
+        assert not hopeless and ok == (name != "bad")
 
 
 def test_a_file_list_over_the_byte_budget_is_refused_before_it_is_read(tmp_path, monkeypatch):
@@ -157,3 +171,111 @@ def test_a_file_list_over_the_byte_budget_is_refused_before_it_is_read(tmp_path,
     monkeypatch.setattr(input_limits.check_file_bytes, "__defaults__", (64,))  # a 64-byte budget
     with pytest.raises(InputTooLarge, match="list.txt: 600 bytes, above the limit of 64 bytes"):
         image_files.read_file_list(listing)
+
+
+@pytest.fixture
+def mask_files(tmp_path):
+    """(a folder of the three good photos, a folder of three good masks)."""
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    photos.mkdir()
+    masks.mkdir()
+    for index in range(3):
+        Image.fromarray(np.full((40, 48, 3), 60 * index, np.uint8)).save(photos / f"photo_{index}.png")
+        hole = np.zeros((40, 48), np.uint8)
+        hole[10 * index:10 * index + 10] = 255
+        Image.fromarray(hole).save(masks / f"mask_{index}.png")
+    return photos, masks
+
+
+def test_hostile_mask_files_are_skipped_when_the_run_starts(mask_files, caplog):
+    caplog.set_level(logging.WARNING, logger="dmfn_tf.data")
+    photos, masks = mask_files
+    (masks / "zero.png").symlink_to("/dev/zero")
+    os.mkfifo(masks / "fifo.png")
+    (masks / "huge.png").write_bytes(_png_declaring(20000, 20000))
+    cfg = DataConfig(path=str(photos), mask="file", mask_path=str(masks))
+    batch = next(iter(build_eval_dataset(cfg, SIZE, batch_size=3, mask="file")))
+    assert batch["mask"].shape == (3, SIZE, SIZE, 1)
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    for name, reason in (("zero.png", "a character device"), ("fifo.png", "a FIFO"), ("huge.png", "too many pixels")):
+        assert f"skipping unreadable mask file {masks / name}: " in warned and reason in warned
+
+
+def test_mask_files_turning_hostile_mid_run_are_skipped_with_a_visible_warning(mask_files, caplog):
+    caplog.set_level(logging.WARNING, logger="dmfn_tf.data")
+    photos, masks = mask_files
+    cfg = DataConfig(path=str(photos), mask="file", mask_path=str(masks))
+    iterator = iter(build_dataset(cfg, SIZE, batch_size=1, seed=0))
+    next(iterator)
+    (masks / "zero").symlink_to("/dev/zero")
+    os.replace(masks / "zero", masks / "mask_1.png")  # at once: before the fix, read without end
+    os.mkfifo(masks / "fifo")
+    os.replace(masks / "fifo", masks / "mask_2.png")  # before the fix: a hang
+    for _ in range(30):
+        assert next(iterator)["mask"].shape == (1, SIZE, SIZE, 1)
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping unusable mask")]
+    assert any(f"{masks / 'mask_1.png'}: not a regular file (a character device)" in line for line in warned), warned
+    assert any(f"{masks / 'mask_2.png'}: not a regular file (a FIFO)" in line for line in warned), warned
+
+
+def test_every_mask_file_vanishing_mid_run_stops_with_one_line(mask_files):
+    photos, masks = mask_files
+    cfg = DataConfig(path=str(photos), mask="file", mask_path=str(masks))
+    iterator = iter(build_dataset(cfg, SIZE, batch_size=1, seed=0))
+    next(iterator)
+    for path in masks.iterdir():
+        path.unlink()
+    with pytest.raises(tf.errors.OpError) as raised:
+        for _ in range(100):
+            next(iterator)
+    message = describe_failure(raised.value)
+    assert message.startswith(f"{masks}: the last ") and "no usable mask is left" in message, message
+    assert "\n" not in message
+
+
+def test_the_skip_tally_counts_each_file_once_across_places(hostile_folder):
+    from dmfn_tf.data.skip_tally import counting_skips, skipped_files
+
+    cfg = DataConfig(path=str(hostile_folder), check_files=False, mask_delta=4)
+    assert skipped_files() is None
+    with counting_skips() as skips:
+        list(build_dataset(cfg, SIZE, batch_size=1, seed=0).take(3 * len(GOOD)))  # every file read twice or more
+        list(build_eval_dataset(cfg, SIZE, batch_size=2))
+        assert skipped_files() == len(HOSTILE)
+    assert (skips.skipped, skips.total) == (len(HOSTILE), len(HOSTILE) + len(GOOD))
+    assert skips.summary() == f"skipped {len(HOSTILE)} unusable file(s) of {len(HOSTILE) + len(GOOD)} (see the warnings above)"
+    assert skipped_files() is None
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_a_warning(hostile_folder, caplog):
+    caplog.set_level(logging.WARNING, logger="dmfn_tf.data")
+    from dmfn_tf.data.skip_tally import counting_skips
+
+    for name in HOSTILE:
+        os.remove(hostile_folder / name)
+    misnamed = os.fsencode(hostile_folder) + b"/photo_\xff.png"  # Latin-1 bytes: before, a ValueError from TensorFlow
+    with open(misnamed, "wb") as f:
+        f.write((hostile_folder / GOOD[0]).read_bytes())
+    cfg = DataConfig(path=str(hostile_folder), mask_delta=4)
+    with counting_skips() as skips:
+        paths = [p.decode() for batch in build_eval_dataset(cfg, SIZE, batch_size=2) for p in batch["path"].numpy()]
+    assert [os.path.basename(p) for p in paths] == GOOD
+    assert any("photo_\\udcff.png': its name is not valid UTF-8; rename it" in r.getMessage() for r in caplog.records)
+    assert (skips.skipped, skips.total) == (1, len(GOOD) + 1)
+
+
+@pytest.mark.parametrize("check_files", [True, False], ids=["checked up front", "checked in the pipeline"])
+def test_huge_headers_of_every_data_format_are_skipped(hostile_folder, caplog, check_files):
+    caplog.set_level(logging.WARNING, logger="dmfn_tf.data")
+    for name in HOSTILE:
+        os.remove(hostile_folder / name)
+    formats = [f for f in image_headers.FORMATS if image_headers.EXTENSIONS[f] in image_files.IMAGE_EXTENSIONS]
+    for image_format in formats:
+        (hostile_folder / f"huge{image_headers.EXTENSIONS[image_format]}").write_bytes(
+            image_headers.declaring(image_format, 16000, 16000))
+    cfg = DataConfig(path=str(hostile_folder), check_files=check_files, mask_delta=4)
+    paths = [p.decode() for batch in build_eval_dataset(cfg, SIZE, batch_size=2) for p in batch["path"].numpy()]
+    assert [os.path.basename(p) for p in paths] == GOOD
+    skips = _skips(caplog)
+    assert sorted(skips) == sorted(f"huge{image_headers.EXTENSIONS[f]}" for f in formats), skips
+    assert all("too many pixels" in reason for reason in skips.values()), skips

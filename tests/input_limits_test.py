@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import image_headers
 from dmfn_tf.input_limits import InputTooLarge, UnreadableImage, check_file_bytes, image_header
 
 
@@ -84,3 +85,11 @@ def test_a_fifo_or_a_device_is_refused_without_being_opened(tmp_path):
             image_header(path)
         with pytest.raises(NotRegularFile):
             check_file_bytes(path)
+
+
+@pytest.mark.parametrize("image_format", image_headers.FORMATS)
+def test_huge_headers_of_every_format_are_refused(image_format):
+    assert image_header(image_headers.declaring(image_format, 16, 12)).pixels == 16 * 12  # the header is read
+    for side in (9000, 16000):
+        with pytest.raises(InputTooLarge, match="^photo: .*(above the limit|too many pixels)"):
+            image_header(image_headers.declaring(image_format, side, side), name="photo")

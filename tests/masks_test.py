@@ -237,6 +237,31 @@ def test_missing_mask_file_is_a_user_error(tmp_path):
         masks.load_mask_file(tmp_path / "nowhere.png")
 
 
+def test_mask_files_read_through_a_hook_are_the_same_masks_with_its_status(tmp_path):
+    # The training pipeline reads mask files through its GuardedReader (`read=`): the same seed must
+    # pick the same file and box as the plain maker, and `make` passes the hook's status on.
+    paths = [str(_write(tmp_path / f"{i}.png", np.eye(SIZE, k=8 * i, dtype=np.uint8) * 255)) for i in range(4)]
+    reads = []
+
+    def read(path):
+        reads.append(path)
+        return tf.io.read_file(path), tf.constant(True), tf.constant(False)
+
+    for ordered in (False, True):
+        plain = masks.mask_file_maker(SIZE, paths, ordered=ordered)
+        hooked = masks.mask_file_maker(SIZE, paths, ordered=ordered, read=read)
+        picked = set()
+        for index in range(8):
+            mask, bbox = plain(index, _seed(index))
+            hooked_mask, hooked_bbox, ok, hopeless = hooked(index, _seed(index))
+            np.testing.assert_array_equal(hooked_mask.numpy(), mask.numpy())
+            np.testing.assert_array_equal(hooked_bbox.numpy(), bbox.numpy())
+            assert bool(ok) and not bool(hopeless)
+            picked.add(int(np.argmax(mask.numpy()[0, :, 0])))
+        assert len(picked) > 1  # several files were picked, so a wrong pick would show
+    assert len(reads) == 16
+
+
 def test_any_box_spans_a_quarter_to_a_half_and_lies_in_its_bbox():
     sides = []
     for n in range(150):

@@ -120,3 +120,48 @@ def test_the_command_line_prints_one_line_and_exits_2(tmp_path, capsys, tiny_gen
     code = main(["export", "--model", str(path), "--format", "keras", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and err.startswith(f"dmfn export: error: {path}: "), err
+
+
+@pytest.mark.parametrize("device", ["/dev/urandom", "/dev/zero", "/dev/null"])
+def test_a_link_to_a_device_named_keras_is_refused_without_reading_it(tmp_path, device):
+    path = tmp_path / "model.keras"
+    path.symlink_to(device)
+    with pytest.raises(ModelLoadError, match=r"model.keras: not a regular file \(a character device\)"):
+        load_generator(str(path))
+
+
+def _declaring(path, member, size):
+    """Patches the central directory of the zip at `path` so that `member` declares `size` bytes inflated."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    at = data.index(b"PK\x01\x02")
+    while data[at + 46:at + 46 + len(name)] != name:
+        at = data.index(b"PK\x01\x02", at + 4)
+    data[at + 24:at + 28] = size.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+def test_a_member_declaring_a_huge_size_is_refused_before_inflating(tmp_path, tiny_generator_file):
+    path = tmp_path / "bomb.keras"
+    path.write_bytes(open(tiny_generator_file, "rb").read())
+    _declaring(path, "model.weights.h5", 2**32 - 1)
+    with pytest.raises(ModelLoadError, match="bomb.keras: .*above the limit"):
+        load_generator(str(path))
+
+
+def test_a_symbolic_link_member_or_a_truncated_file_is_one_line(tmp_path, tiny_generator_file):
+    linked = tmp_path / "linked.keras"
+    with zipfile.ZipFile(tiny_generator_file) as original, zipfile.ZipFile(linked, "w") as copy:
+        for info in original.infolist():
+            if info.filename == "model.weights.h5":
+                link = zipfile.ZipInfo("model.weights.h5")
+                link.external_attr = (0o120777 << 16)  # a symbolic link to /dev/zero, as `zip --symlinks` stores it
+                copy.writestr(link, "/dev/zero")
+            else:
+                copy.writestr(info.filename, original.read(info))
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(open(tiny_generator_file, "rb").read()[:-4000])
+    for path in (linked, truncated):
+        with pytest.raises(ModelLoadError) as raised:
+            load_generator(str(path))
+        assert str(raised.value).startswith(f"{path}: ") and "\n" not in str(raised.value), raised.value

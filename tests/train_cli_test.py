@@ -115,3 +115,34 @@ def test_missing_data_is_a_one_line_error(tmp_path, capsys):
     missing = tmp_path / "no_such_folder"
     assert main(train_args(missing, tmp_path / "run")) == 2
     assert str(missing) in only_error_line(capsys)
+
+
+def _logged_scalars(log_dir, tag):
+    """(step, value) of every `tag` scalar in the run's TensorBoard event files."""
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    found = []
+    for path in sorted(pathlib.Path(log_dir).rglob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            found += [(event.step, float(tf.make_ndarray(value.tensor))) for value in event.summary.value
+                      if value.tag == tag]
+    return found
+
+
+def test_the_run_ends_with_the_count_of_skipped_files_and_logs_it(tmp_path, training_photos, capsys):
+    import os
+    import shutil
+
+    photos = tmp_path / "photos"
+    shutil.copytree(training_photos, photos)
+    listed = len(os.listdir(photos))
+    (photos / "zero.png").symlink_to("/dev/zero")
+    os.mkfifo(photos / "fifo.png")
+    (photos / "junk.jpg").write_bytes(b"not a photo")
+    out = tmp_path / "run"
+    assert main(train_args(photos, out, "--steps", "1", "--log-every", "1", "--set", "model.n_blocks=1")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"skipped 3 unusable file(s) of {listed + 3} (see the warnings above)" in lines, lines
+    assert _logged_scalars(out / "logs", "data/skipped_files") == [(1, 3.0)]

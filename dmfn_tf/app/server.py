@@ -6,14 +6,16 @@ Routes:
   paths: `dmfn_tf.app.models`), the strategies, the pixel budget.
 - `POST /api/upload`: the photo file's bytes as the body (`X-Filename` names it, `X-Strategy` is
   the strategy chosen on the page). Spooled to a private temporary file as it arrives, sized from
-  its header and refused before decoding (`dmfn_tf.app.decoding`), decoded with
-  `dmfn_tf.inpaint.files.decode_photo`, kept in memory (`dmfn_tf.app.uploads`) and returned as a PNG for
-  the page to paint on: `{"id", "width", "height", "png"}` (base64).
+  its header and refused before decoding (`dmfn_tf.app.decoding`), kept as that file
+  (`dmfn_tf.app.uploads`: the bytes sent, not the decoded pixels) and answered with a picture of it
+  for the page to paint on, at most `PREVIEW_SIDE` pixels a side (`decoding.preview_photo`):
+  `{"id", "width", "height", "png"}` (base64; `width` and `height` are the photo's own).
 - `POST /api/inpaint`: JSON `{"id", "mask", "model", "strategy"}` (strings), `mask` a base64 PNG of
   the photo's size (white = hole, `dmfn_tf.data.load_mask_file`'s rule). Returns `{"png", "info"}`.
   The high-resolution strategies use the trained size of the model the request names: the
   start-up model's is `AppState.hd.trained_size` (`dmfn app --trained-size`, or what it records),
-  any other's is what its file records (`dmfn_tf.app.models.ModelChoices.trained_size`).
+  any other's is what its file records (`dmfn_tf.app.models.ModelChoices.trained_size`). The kept
+  photo is decoded (`decoding.decode_upload`) only while the model runs for it.
 
 Hardening (issue 19), each behaviour tested in `tests/app_server_test.py`:
 - every request must name this server (`Host`) and come from its page (`Origin`): 403 otherwise
@@ -62,11 +64,11 @@ import numpy as np
 from PIL import Image
 
 from dmfn_tf.app.body import InFlightBytes, declared_length, read_body
-from dmfn_tf.app.decoding import plain_filename, read_holes, read_photo
+from dmfn_tf.app.decoding import decode_upload, plain_filename, preview_photo, read_holes
 from dmfn_tf.app.models import ModelChoices
 from dmfn_tf.app.origin import HostGuard
 from dmfn_tf.app.refusal import Refusal, one_line
-from dmfn_tf.app.uploads import UPLOAD_MEMORY_BYTES, UploadStore
+from dmfn_tf.app.uploads import UPLOAD_KEPT_BYTES, UploadStore
 from dmfn_tf.errors import UserError
 from dmfn_tf.inpaint.budget import DEFAULT_MAX_PIXELS
 from dmfn_tf.inpaint.planner import check_size, plan
@@ -90,6 +92,10 @@ BUSY_WAIT_S = 30.0
 MAX_CONNECTIONS = 64
 
 log = logging.getLogger(__name__)
+
+
+_UPLOAD_AGAIN = ("upload a photo first (this one is unknown, or was dropped to make room for newer uploads: "
+                 "upload it again)")
 
 
 class AppError(Refusal):
@@ -125,14 +131,14 @@ class AppState:
             `hd.trained_size` is the start-up model's; other models use the size they record.
         max_pixels: the pixel budget for every model input.
         allowed_models: further model paths the page may choose (`dmfn_tf.app.models`).
-        upload_bytes: memory budget of the kept photos (`dmfn_tf.app.uploads`).
+        upload_bytes: budget of the kept photo files' bytes (`dmfn_tf.app.uploads`).
         busy_wait_s: how long a request waits while another one runs the model, or decodes a photo,
             a mask or a request (then 503). One of each runs at a time, so that parallel requests
             cannot add up their decoding memory.
     """
 
     def __init__(self, model: str | None = None, hd: HDOptions = HDOptions(), max_pixels: int = DEFAULT_MAX_PIXELS,
-                 allowed_models=(), upload_bytes: int = UPLOAD_MEMORY_BYTES, busy_wait_s: float = BUSY_WAIT_S):
+                 allowed_models=(), upload_bytes: int = UPLOAD_KEPT_BYTES, busy_wait_s: float = BUSY_WAIT_S):
         self.model = model
         self.hd = hd
         self.max_pixels = max_pixels
@@ -174,10 +180,24 @@ class AppState:
         """Reads the spooled upload at `path` (shown as `name`), keeps it and returns what the page shows."""
         options = self.options(strategy)
         with self._one_at_a_time(self.decoding, "reading other photos"):
-            image = read_photo(path, name, options, self.max_pixels)
-            upload_id = self.uploads.add(name, image)
-            height, width = image.shape[:2]
-            return {"id": upload_id, "width": width, "height": height, "png": _png_base64(image)}
+            preview, height, width = preview_photo(path, name, options, self.max_pixels)
+            png = _png_base64(preview)
+        return {"id": self.uploads.add(name, path, height, width), "width": width, "height": height, "png": png}
+
+    def _kept_photo(self, upload) -> np.ndarray:
+        """The kept upload's pixels, decoded now (its file may have been dropped since `uploads.get`).
+
+        Its size and the request's strategy were checked against the budget before (`check_size`).
+        """
+        try:
+            image = decode_upload(upload.path, upload.name)
+        except (Refusal, UserError):
+            if os.path.exists(upload.path):
+                raise
+            raise AppError(_UPLOAD_AGAIN) from None
+        if image.shape[:2] != (upload.height, upload.width):  # the plan was made for the kept size
+            raise AppError(_UPLOAD_AGAIN)
+        return image
 
     def parse_request(self, body) -> dict:
         """The JSON object of an `/api/inpaint` body: only `REQUEST_FIELDS`, each a string (or null)."""
@@ -204,22 +224,20 @@ class AppState:
         """Inpaints the upload `request["id"]` with its mask (`parse_request`'s fields)."""
         upload = self.uploads.get(request.get("id"))
         if upload is None:
-            raise AppError("upload a photo first (this one is unknown, or was dropped to make room for newer "
-                           "uploads: upload it again)")
+            raise AppError(_UPLOAD_AGAIN)
         options = self.options(request.get("strategy") or self.hd.strategy)
         label, _ = self.models.path(request.get("model"))  # an unknown name fails before any decoding
         options = dataclasses.replace(options, trained_size=self.trained_size(label))
-        image = upload.image
         with self._one_at_a_time(self.decoding, "reading other masks"):
-            hole = read_holes(_decode_base64(request.get("mask"), "mask"), *image.shape[:2])
+            hole = read_holes(_decode_base64(request.get("mask"), "mask"), upload.height, upload.width)
         if not hole.any():
             raise AppError("the mask is empty: paint over the part of the photo to fill, then run again")
-        planned = plan(check_size(*image.shape[:2], options, self.max_pixels, source=upload.name), hole)
+        planned = plan(check_size(upload.height, upload.width, options, self.max_pixels, source=upload.name), hole)
         with self._one_at_a_time(self.lock, "running the model for another request"):
+            image = self._kept_photo(upload)  # decoded for this request: filled in place
             generator = self.models.load(request.get("model"))
             start = time.perf_counter()
-            # The kept upload stays as it was: the request fills a copy of it in place.
-            result = run_plan(generator, InpaintRequest(image.copy(), hole, upload.name), planned, self.max_pixels)
+            result = run_plan(generator, InpaintRequest(image, hole, upload.name), planned, self.max_pixels)
             seconds = time.perf_counter() - start
         info = f"{planned.describe()} in {seconds:.1f} s"
         return {"png": _png_base64(result), "info": info, "strategy": planned.strategy}

@@ -168,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     print(result.table, end="")
+    print(result.settings["skipped"])
     note = _routes_note(result.settings)
     if note:
         print(note)

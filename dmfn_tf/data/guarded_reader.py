@@ -11,10 +11,14 @@ decoding stays in the graph, in parallel):
 - an unusable file yields `ok = False` and the pipeline drops that example (the other examples keep
   their positions, so resuming stays exact); the first skip of each file is a warning on the
   `dmfn_tf.data` logger (stderr) with the running count of skipped reads;
-- when as many reads in a row as the source has files all failed, no usable file is left: the read
-  is marked `hopeless` and `stop_if_hopeless`, placed after decoding (and after the training
+- when every file of the source has failed since the last good read, no usable file is left: the
+  read is marked `hopeless` and `stop_if_hopeless`, placed after decoding (and after the training
   pipeline's `ignore_errors`, which would swallow it earlier), raises `DataUnavailable`: one line
-  naming the source instead of a pipeline spinning forever.
+  naming the source instead of a pipeline spinning forever. (Distinct files are counted, not reads
+  in a row: one bad file read twice across an epoch boundary, or picked twice at random, is not
+  every file failing.)
+- the same reader guards the mask files of `data.mask: file` (`what="mask"`);
+- every skip is noted in `dmfn_tf.data.skip_tally`, for the line a run ends with and its log.
 
 Files that pass these checks but still fail to decode (changed during a run, or unchecked) are
 dropped by the training pipeline's `ignore_errors`, with TensorFlow's own warning.
@@ -36,6 +40,7 @@ import zlib
 
 import tensorflow as tf
 
+from dmfn_tf.data import skip_tally
 from dmfn_tf.data.image_files import UnusableFile, check_image_bytes, read_data_file
 from dmfn_tf.errors import UserError
 
@@ -51,20 +56,24 @@ class GuardedReader:
 
     Args:
         source: how messages name the source (its folder, list or TFDS name).
-        count: files (records) in the source: this many failed reads in a row mean nothing is usable.
+        count: files (records) in the source: when every one failed since the last good read, nothing is usable.
+        what: what the files are, in messages ("image", "mask").
 
     Attributes:
         skipped: failed reads so far in this process.
         failure: the message of `DataUnavailable`, once no usable file is left (else None).
     """
 
-    def __init__(self, source: str, count: int):
-        self.source, self.count = source, max(1, int(count))
+    def __init__(self, source: str, count: int, what: str = "image"):
+        self.source, self.count, self.what = source, max(1, int(count)), what
         self.skipped = 0
         self.failure: str | None = None
-        self._failures_in_a_row = 0
+        self._failed_since_success: set[str] = set()
+        self._reads_since_success = 0
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        self._tallies = skip_tally.open_tallies()  # the runs this reader counts in
+        skip_tally.note(source, self.count, tallies=self._tallies)
 
     def read(self, name, contents, from_file: bool):
         """Graph side: `(contents, ok, hopeless)` scalar tensors of one record.
@@ -90,7 +99,7 @@ class GuardedReader:
     def stop_if_hopeless(self, element: dict, hopeless) -> dict:
         """Graph side: `element` unchanged, or `DataUnavailable` raised when `hopeless` (after decoding)."""
         def fail():
-            raise DataUnavailable(self.failure or f"{self.source}: no usable image is left")
+            raise DataUnavailable(self.failure or f"{self.source}: no usable {self.what} is left")
 
         check = tf.cond(hopeless, lambda: tf.py_function(fail, [], Tout=tf.bool), lambda: tf.constant(True))
         with tf.control_dependencies([check]):
@@ -104,33 +113,36 @@ class GuardedReader:
         except UnusableFile as err:
             return self._failed(name, err.reason)
         with self._lock:
-            self._failures_in_a_row = 0
+            self._failed_since_success.clear()
+            self._reads_since_success = 0
         return contents, True, False
 
     def _failed(self, name: str, reason: str):
         with self._lock:
             self.skipped += 1
-            self._failures_in_a_row += 1
-            hopeless = self._failures_in_a_row >= self.count
+            self._reads_since_success += 1
+            self._failed_since_success.add(name)
+            hopeless = len(self._failed_since_success) >= self.count
             first = name not in self._warned
             self._warned.add(name)
-            skipped = self.skipped
+            skipped, reads = self.skipped, self._reads_since_success
+        skip_tally.note(self.source, self.count, [name], tallies=self._tallies)
         if hopeless:
-            self.failure = (f"{self.source}: the last {self._failures_in_a_row} reads all failed and the source has "
-                            f"{self.count} file(s): no usable image is left (last: {name}: {reason})")
-            return _BLACK_PIXEL_PNG, True, True
+            self.failure = (f"{self.source}: the last {reads} reads failed, on all {self.count} file(s) of the source: "
+                            f"no usable {self.what} is left (last: {name}: {reason})")
+            return _PLACEHOLDER_PNG, True, True
         if first:
-            logger.warning("skipping unusable image %s: %s (%d read(s) skipped so far)", name, reason, skipped)
-        return _BLACK_PIXEL_PNG, False, False
+            logger.warning("skipping unusable %s %s: %s (%d read(s) skipped so far)", self.what, name, reason, skipped)
+        return _PLACEHOLDER_PNG, False, False
 
 
-def _png(width: int, height: int) -> bytes:
+def _transparent_pixel_png() -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    rows = zlib.compress((b"\0" + b"\0" * 3 * width) * height)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)  # 1 x 1 RGBA
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 5)) + chunk(b"IEND", b"")
 
 
-# What a skipped or hopeless read hands on: it must decode (see `GuardedReader.read`).
-_BLACK_PIXEL_PNG = _png(1, 1)
+# What a skipped or hopeless read hands on: it must decode (see `GuardedReader.read`), as a photo
+# (RGB: black) and as a mask of any setting (RGBA: a mask read from the alpha channel has one too).
+_PLACEHOLDER_PNG = _transparent_pixel_png()

@@ -27,6 +27,7 @@ import threading
 from typing import Callable, Iterable
 
 from dmfn_tf.atomic_files import write_text_atomically
+from dmfn_tf.data import skip_tally
 from dmfn_tf.errors import UserError
 from dmfn_tf.input_limits import (
     InputTooLarge, NotRegularFile, UnreadableImage, check_file_bytes, image_header, read_file_bytes,
@@ -51,7 +52,8 @@ def find_image_files(folder: str | os.PathLike) -> list[str]:
         folder: a directory.
 
     Returns:
-        Paths (joined onto `folder`) whose extension is one of `IMAGE_EXTENSIONS`.
+        Paths (joined onto `folder`) whose extension is one of `IMAGE_EXTENSIONS`. A path that is
+        not valid UTF-8 (TensorFlow's strings are) is skipped with a warning naming it.
 
     Raises:
         UserError: `folder` is not a directory.
@@ -63,7 +65,19 @@ def find_image_files(folder: str | os.PathLike) -> list[str]:
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         found.extend(os.path.join(root, name) for name in sorted(files) if name.lower().endswith(IMAGE_EXTENSIONS))
-    return found
+    misnamed = [path for path in found if not _is_utf8(path)]
+    for path in misnamed:
+        logger.warning("skipping %s: its name is not valid UTF-8; rename it to use it", ascii(path))
+    skip_tally.note(folder, len(found), misnamed)
+    return [path for path in found if path not in misnamed] if misnamed else found
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept by Python as lone surrogates
+        return False
+    return True
 
 
 def read_file_list(list_path: str | os.PathLike) -> list[str]:
@@ -90,22 +104,22 @@ def read_file_list(list_path: str | os.PathLike) -> list[str]:
             lines = f.read().splitlines()
     except UnicodeDecodeError:
         raise UserError(f"file list is not UTF-8 text: {list_path}") from None
-    paths, missing = [], 0
+    paths, skipped, listed = [], [], 0
     for number, line in enumerate(lines, start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
         path = os.path.join(base, os.path.expanduser(entry))
+        listed += 1
         if os.path.isfile(path):
             paths.append(path)
-        elif os.path.exists(path):
-            missing += 1
-            logger.warning("%s:%d: not a regular file, skipped: %s", list_path, number, path)
-        else:
-            missing += 1
-            logger.warning("%s:%d: listed file not found, skipped: %s", list_path, number, path)
-    if missing:
-        logger.warning("%s: %d listed file(s) not found (or not regular files) and skipped", list_path, missing)
+            continue
+        skipped.append(path)
+        problem = "not a regular file" if os.path.exists(path) else "listed file not found"
+        logger.warning("%s:%d: %s, skipped: %s", list_path, number, problem, path)
+    if skipped:
+        logger.warning("%s: %d listed file(s) not found (or not regular files) and skipped", list_path, len(skipped))
+    skip_tally.note(list_path, listed, skipped)
     return paths
 
 
@@ -132,6 +146,7 @@ def check_files(
     kind: str,
     cache_path: str | os.PathLike | None = None,
     num_threads: int | None = None,
+    source: str | None = None,
 ) -> list[str]:
     """Keeps the files that `decode` accepts; warns about each other one, then gives a count.
 
@@ -143,6 +158,8 @@ def check_files(
         cache_path: optional JSON file remembering the verdicts across runs (read if present,
             rewritten when something new was checked).
         num_threads: decoder threads; defaults to twice the CPU count, at most 32.
+        source: the folder or list the paths come from: the skipped ones are noted under it
+            (`dmfn_tf.data.skip_tally`).
 
     Returns:
         The usable paths, in the given order.
@@ -161,16 +178,18 @@ def check_files(
             _checked.update((key, verdict) for (_, key), verdict in zip(todo, verdicts))
         if cache_path:
             _write_cache(os.fspath(cache_path))
-    good, bad = [], 0
+    good, bad = [], []
     for path, key in zip(paths, keys):
         problem = _checked[key]
         if problem is None:
             good.append(path)
         else:
-            bad += 1
+            bad.append(path)
             logger.warning("skipping unreadable %s file %s: %s", kind, path, problem)
     if bad:
-        logger.warning("%d of %d %s file(s) could not be decoded and were skipped", bad, len(paths), kind)
+        logger.warning("%d of %d %s file(s) could not be decoded and were skipped", len(bad), len(paths), kind)
+    if source is not None:
+        skip_tally.note(source, len(paths), bad)
     return good
 
 

@@ -14,6 +14,10 @@ The file order of epoch `e` is a permutation keyed by `(seed, e)`; the crop and 
 `i`-th example of the run are keyed by `(seed, i)`. Example `i` of batch `k` is therefore the same
 whether the run started at step 0 or resumed with `start_step=k`, as long as the set of files is
 unchanged. Decoding runs in parallel, in order, and batches are prefetched.
+
+Every file is read through a `GuardedReader` (`dmfn_tf.data.guarded_reader`): the photos, and the
+mask files of mask kind "file" (`masks.mask_file_maker` reading through the masks' reader, so the
+same seed picks the same file): an example whose photo or mask became unusable during the run is dropped with a warning.
 """
 
 from __future__ import annotations
@@ -231,7 +235,7 @@ def _build(
         # Sharding happens before anything is read or decoded, so it only skips file names.
         indexed = indexed.shard(num_shards, shard_index)
 
-    make_mask = _mask_maker(data_cfg, mask_kind, image_size, ordered=not shuffle)
+    make_mask, mask_reader = _mask_maker(data_cfg, mask_kind, image_size, ordered=not shuffle)
     example_seed = tf.random.experimental.stateless_fold_in(base_seed, _EXAMPLE_STREAM)
 
     def example(index, path, contents):
@@ -239,14 +243,14 @@ def _build(
             tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(example_seed, index), 2)
         )
         image = crop_and_resize(decode_image(contents), image_size, crop, crop_key)
-        mask, bbox = make_mask(index, mask_key)
+        mask, bbox, mask_ok, mask_hopeless = make_mask(index, mask_key)
         element = {"image": image, "mask": mask, "bbox": bbox}
         if with_path:
             element["path"] = path
-        return element
+        return element, mask_ok, mask_hopeless
 
-    reader = GuardedReader(_source_name(data_cfg), num_records)
-    dataset = _checked_examples(indexed, fetch, reader, example, skip_decode_errors=shuffle)
+    readers = (GuardedReader(_source_name(data_cfg), num_records),) + ((mask_reader,) if mask_reader else ())
+    dataset = _checked_examples(indexed, fetch, readers, example, skip_decode_errors=shuffle)
     dataset = dataset.batch(
         batch_size // num_shards, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE
     )
@@ -262,7 +266,8 @@ def _file_records(data_cfg: DataConfig, limit: int | None = None):
     paths = find_image_files(data_cfg.path) if data_cfg.source == "folder" else read_file_list(data_cfg.path)
     paths = paths[:limit]
     if data_cfg.check_files:
-        paths = check_files(paths, _decode_check, "image", cache_path=data_cfg.file_check_cache or None)
+        paths = check_files(paths, _decode_check, "image", cache_path=data_cfg.file_check_cache or None,
+                            source=data_cfg.path)
     if not paths:
         raise UserError(f"no usable images in {data_cfg.path}")
     table = tf.constant(paths)
@@ -331,25 +336,31 @@ def _tfds_records(data_cfg: DataConfig, limit: int | None = None):
     return records, count, lambda record: (record[0], record[1], False)
 
 
-def _checked_examples(indexed, fetch, reader, example, skip_decode_errors: bool) -> tf.data.Dataset:
+def _checked_examples(indexed, fetch, readers, example, skip_decode_errors: bool) -> tf.data.Dataset:
     """Each record read and checked (`GuardedReader`), the skipped ones dropped, the rest decoded by `example`.
 
-    The examples keep their indices, so the crops and masks of the others are those of a run
-    without the skipped files' failures (resuming stays exact).
+    `readers` are the photos' reader and, for mask files, the masks' (`example` returns the mask's
+    `ok` and `hopeless` beside the element). The examples keep their indices, so the crops and masks
+    of the others are those of a run without the skipped files' failures (resuming stays exact).
     """
     def read_and_decode(index, record):
         name, contents, from_file = fetch(record)
-        contents, ok, hopeless = reader.read(name, contents, from_file)  # a skipped file: a black pixel
-        return example(index, name, contents), ok, hopeless
+        contents, ok, hopeless = readers[0].read(name, contents, from_file)  # a skipped file: a black pixel
+        element, mask_ok, mask_hopeless = example(index, name, contents)
+        hopeless = tf.stack([hopeless, mask_hopeless])
+        return element, tf.logical_or(tf.logical_and(ok, mask_ok), tf.reduce_any(hopeless)), hopeless
+
+    def stop_if_hopeless(element, keep, hopeless):
+        for position, reader in enumerate(readers):
+            element = reader.stop_if_hopeless(element, hopeless[position])
+        return element
 
     dataset = indexed.map(read_and_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if skip_decode_errors:
         # Files that pass the checks but do not decode (changed during the run, or never checked up
         # front) are dropped, with TensorFlow's warning.
         dataset = dataset.ignore_errors(log_warning=True)
-    return dataset.filter(lambda element, ok, hopeless: ok).map(
-        lambda element, ok, hopeless: reader.stop_if_hopeless(element, hopeless)
-    )
+    return dataset.filter(lambda element, keep, hopeless: keep).map(stop_if_hopeless)
 
 
 def _source_name(data_cfg: DataConfig) -> str:
@@ -359,17 +370,28 @@ def _source_name(data_cfg: DataConfig) -> str:
 
 
 def _mask_maker(data_cfg: DataConfig, kind: str, image_size: int, ordered: bool):
-    """`make(index, seed) -> (mask, bbox)` of one registered mask kind (`masks.MASK_KINDS`)."""
-    files = ()
-    if kind == "file":
-        if not data_cfg.mask_path:
-            raise UserError("data.mask_path is empty: set it to a folder or list of mask images (mask 'file')")
-        files = tuple(_usable_mask_files(data_cfg))
+    """`(make, reader)`: `make(index, seed) -> (mask, bbox, ok, hopeless)` of one mask kind
+    (`masks.MASK_KINDS`), and the `GuardedReader` of the mask files (kind "file"; else None).
+
+    Mask files are read through that reader, like the photos: one that became a FIFO, a device,
+    huge or unreadable mid-run is skipped with a warning (`ok` False), and none left stops the run.
+    """
     settings = masks.MaskSettings(
-        delta=data_cfg.mask_delta, shrink=data_cfg.mask_shrink, files=files, invert=data_cfg.invert_mask,
+        delta=data_cfg.mask_delta, shrink=data_cfg.mask_shrink, invert=data_cfg.invert_mask,
         from_alpha=data_cfg.mask_from_alpha, ordered=ordered,
     )
-    return masks.mask_maker(kind, image_size, settings)
+    if kind != "file":
+        make = masks.mask_maker(kind, image_size, settings)
+        return (lambda index, seed: (*make(index, seed), tf.constant(True), tf.constant(False))), None
+    if not data_cfg.mask_path:
+        raise UserError("data.mask_path is empty: set it to a folder or list of mask images (mask 'file')")
+    files = _usable_mask_files(data_cfg)
+    reader = GuardedReader(data_cfg.mask_path, len(files), what="mask")
+    make = masks.mask_file_maker(
+        image_size, files, invert=settings.invert, from_alpha=settings.from_alpha, ordered=ordered,
+        read=lambda path: reader.read(path, tf.constant(b""), from_file=True),
+    )
+    return make, reader
 
 
 def _usable_mask_files(data_cfg: DataConfig) -> list[str]:
@@ -382,7 +404,7 @@ def _usable_mask_files(data_cfg: DataConfig) -> list[str]:
 
     paths = check_files(
         list_source_files(data_cfg.mask_path), decode_mask, "mask (alpha)" if from_alpha else "mask",
-        cache_path=data_cfg.file_check_cache or None,
+        cache_path=data_cfg.file_check_cache or None, source=data_cfg.mask_path,
     )
     if not paths:
         raise UserError(f"no usable mask images in {data_cfg.mask_path}")

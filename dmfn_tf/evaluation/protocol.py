@@ -35,6 +35,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from dmfn_tf.data.skip_tally import counting_skips
 from dmfn_tf.evaluation import report, statistics
 from dmfn_tf.evaluation.baselines import BASELINES, baseline_routes
 from dmfn_tf.evaluation.paper import PAPER_DMFN_RESULTS
@@ -121,7 +122,8 @@ class EvaluationResult:
             (`statistics.compare_methods`).
         table: the Markdown tables (`report.markdown_table`, then `statistics.comparison_table`).
         settings: what `summary.json` records as settings (the data, `EvaluationSettings.record()`,
-            the caller's record, the number of images, the routes of baselines that have several).
+            the caller's record, the number of images, the files skipped as unusable (`skipped_files`,
+            and `skipped`: the line `dmfn evaluate` prints), the routes of baselines that have several).
         paths: report file name -> path, when written.
     """
 
@@ -266,7 +268,8 @@ def evaluate(
     data_cfg = _data_config(data, settings)
     generators = generator if isinstance(generator, Mapping) else {} if generator is None else {name: generator}
     methods, to_score = _methods(generators, settings, scored)
-    paths, scores = _score_all(data, data_cfg, settings, methods, progress)
+    with counting_skips() as skips:
+        paths, scores = _score_all(data, data_cfg, settings, methods, progress)
     _check_scored(scored, len(paths))
     scores.update({method: {metric: np.asarray(values[metric], np.float64) for metric in report.METRICS}
                    for method, values in scored.items()})
@@ -278,7 +281,7 @@ def evaluate(
     table = "\n".join(filter(None, [report.markdown_table(summary, label, paper_row),
                                      statistics.comparison_table(comparisons)]))
     recorded = {"data": data, **(record or {}), **settings.record(), "n_images": len(files),
-                "baseline_routes": _method_routes(to_score)}
+                "skipped_files": skips.skipped, "skipped": skips.summary(), "baseline_routes": _method_routes(to_score)}
     result = EvaluationResult(files, scores, summary, comparisons, table, recorded)
     if out is not None:
         cases, case_files = _cases(data, settings, methods, scores, files)

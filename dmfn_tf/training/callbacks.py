@@ -19,6 +19,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from dmfn_tf.atomic_files import write_text_atomically
+from dmfn_tf.data.skip_tally import skipped_files
 from dmfn_tf.inpaint.contract import composite, inpaint_float
 from dmfn_tf.model_io import save_model_atomically
 from dmfn_tf.model_metadata import ModelMetadata
@@ -231,8 +232,9 @@ class TensorBoardLogger(_StepCallback):
     """Writes the training scalars and inpainting samples to TensorBoard event files.
 
     Every `scalar_every` steps: each logged value under `train/<name>` (Keras' running mean since
-    the start of the epoch, as `keras.callbacks.TensorBoard` logs it) and the learning rates under
-    `learning_rate/generator` and `learning_rate/discriminator`. Every `image_every` steps: the
+    the start of the epoch, as `keras.callbacks.TensorBoard` logs it), the learning rates under
+    `learning_rate/generator` and `learning_rate/discriminator`, and the data files skipped so far
+    under `data/skipped_files` (inside `dmfn_tf.data.skip_tally.counting_skips`, as `train` runs). Every `image_every` steps: the
     grid `masked input | output | target` of a fixed sample batch under `samples`.
 
     Args:
@@ -277,6 +279,9 @@ class TensorBoardLogger(_StepCallback):
                 write_scalar(f"train/{name}", value)
             for name, rate in learning_rates.items():
                 write_scalar(f"learning_rate/{name}", np.asarray(rate))
+            skipped = skipped_files()  # files the data pipeline skipped so far (`counting_skips`)
+            if skipped is not None:
+                write_scalar("data/skipped_files", skipped)
 
     def _write_samples(self, step):
         image, mask = self.sample_batch["image"], self.sample_batch["mask"]

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from dmfn_tf.config import ExperimentConfig
 from dmfn_tf.data import build_dataset
+from dmfn_tf.data.skip_tally import counting_skips
 from dmfn_tf.errors import ConfigError, UserError
 from dmfn_tf.atomic_files import remove_stale_temporaries
 from dmfn_tf.model_io import load_generator, resolve_generator_path
@@ -169,8 +170,10 @@ def train(
     generator = keras.saving.load_model("runs/tiny/generator.keras")
     ```
     """
-    with hold_run_lock(out_dir, lock_file_name(cfg.train.strategy)):  # a second process on out_dir: RunLocked
-        return _train(cfg, out_dir, resume, log_every, verbose, callbacks)
+    with hold_run_lock(out_dir, lock_file_name(cfg.train.strategy)), counting_skips() as skips:  # RunLocked
+        result = _train(cfg, out_dir, resume, log_every, verbose, callbacks)
+    print(skips.summary(), flush=True)  # also TensorBoard's data/skipped_files (TensorBoardLogger)
+    return result
 
 
 def _train(cfg, out_dir, resume, log_every, verbose, callbacks) -> TrainingResult:

@@ -128,7 +128,8 @@ def load_mask_file(path, size=None, invert: bool = False, from_alpha: bool = Fal
     return mask.numpy()
 
 
-def mask_file_maker(size: int, files, invert: bool = False, from_alpha: bool = False, ordered: bool = False):
+def mask_file_maker(size: int, files, invert: bool = False, from_alpha: bool = False, ordered: bool = False,
+                    read=None):
     """`make(index, seed) -> (mask [S, S, 1], bbox [4])` reading mask files (the mask kind "file").
 
     Args:
@@ -137,6 +138,10 @@ def mask_file_maker(size: int, files, invert: bool = False, from_alpha: bool = F
         invert: the files mark holes with 0.
         from_alpha: read the holes from the files' alpha channel.
         ordered: example `i` takes file `i % len(files)` (evaluation) instead of one picked with its seed.
+        read: `read(path) -> (contents, *status)`, scalar tensors: how a picked file is read (the
+            training pipeline passes its `GuardedReader`'s, whose status is `(ok, hopeless)`); then
+            `make` returns `(mask, bbox, *status)`. Default: `tf.io.read_file`, no status. The pick
+            does not depend on it, so the same seed gives the same mask either way.
 
     Returns:
         The maker; its bbox is a random S/2 square (`random_bbox`).
@@ -146,6 +151,7 @@ def mask_file_maker(size: int, files, invert: bool = False, from_alpha: bool = F
         raise UserError("mask kind 'file' needs mask files, and none were given")
     table = tf.constant(list(files))
     count = len(files)
+    read = read or (lambda path: (tf.io.read_file(path),))
 
     def make(index, seed):
         pick_seed, bbox_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -153,9 +159,9 @@ def mask_file_maker(size: int, files, invert: bool = False, from_alpha: bool = F
             pick = tf.cast(index, tf.int64) % count
         else:
             pick = tf.random.stateless_uniform([], pick_seed, 0, count, dtype=tf.int64)
-        contents = tf.io.read_file(table[pick])
+        contents, *status = read(table[pick])
         mask = decode_mask_bytes(contents, size=size, invert=invert, from_alpha=from_alpha)
         mask.set_shape([size, size, 1])
-        return mask, random_bbox(size, bbox_seed)
+        return (mask, random_bbox(size, bbox_seed), *status)
 
     return make
