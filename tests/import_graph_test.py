@@ -14,11 +14,12 @@ PACKAGE = PROJECT_ROOT / "dmfn_tf"
 # of its own layer. Longest prefix wins, so `dmfn_tf.convert.converter` sits above `dmfn_tf.convert`.
 LAYERS = (
     ("dmfn_tf.errors",),
-    ("dmfn_tf.atomic_files", "dmfn_tf.input_limits", "dmfn_tf.restricted_pickle", "dmfn_tf.layers", "dmfn_tf.inpainting"),
+    ("dmfn_tf.atomic_files", "dmfn_tf.input_limits", "dmfn_tf.restricted_pickle", "dmfn_tf.models.layers",
+     "dmfn_tf.inpainting"),
     ("dmfn_tf.config", "dmfn_tf.output_files", "dmfn_tf.inference_precision", "dmfn_tf.model_file_checks"),
-    ("dmfn_tf.models", "dmfn_tf.data", "dmfn_tf.demo_data", "dmfn_tf.model_metadata"),
+    ("dmfn_tf.models", "dmfn_tf.data", "dmfn_tf.model_metadata"),
     ("dmfn_tf.convert",),  # reading the authors' checkpoints into models
-    ("dmfn_tf.model_io", "dmfn_tf.inference", "dmfn_tf.model_summary"),
+    ("dmfn_tf.model_io", "dmfn_tf.inference"),
     ("dmfn_tf.training", "dmfn_tf.evaluation", "dmfn_tf.serving", "dmfn_tf.convert.converter", "dmfn_tf.high_resolution"),
     ("dmfn_tf.app",),  # the painting page: calls the high-resolution strategies
     ("dmfn_tf.cli",),

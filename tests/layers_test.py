@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from dmfn_tf.layers import BatchNormalization, InstanceNormalization, PaddedConv2D
+from dmfn_tf.models.layers import BatchNormalization, InstanceNormalization, PaddedConv2D
 from numpy_reference import conv2d, instance_norm
 
 

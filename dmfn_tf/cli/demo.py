@@ -131,7 +131,7 @@ def run(args) -> int:
     verb = f"fine-tuning {start_file}" if start else "training from random weights"
 
     t = _stage(1, "building the photo set (training crops + held-out photos)")
-    from dmfn_tf.demo_data import build_demo_photo_set
+    from dmfn_tf.data.demo_photos import build_demo_photo_set
 
     photos = build_demo_photo_set(out / "data", size=size, train_crops=args.train_crops,
                                   eval_crops_per_photo=args.eval_crops, seed=cfg.train.seed)

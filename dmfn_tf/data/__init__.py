@@ -6,6 +6,7 @@
 - `center_box`, `random_box`, `free_form`, `random_bbox`: mask generators (1 = hole).
 - `load_mask_file`: a user's mask file as a binary NumPy array, for training and inference.
 - `find_image_files`, `read_file_list`, `check_files`: source discovery and validation.
+- `demo_photos`: the demo's small photo set, built from photos that ship inside Python packages.
 
 TensorFlow is imported lazily, so that file discovery works without paying for it.
 """
