@@ -4,6 +4,7 @@ import pytest
 
 from dmfn_tf.models.layers import BatchNormalization, InstanceNormalization, PaddedConv2D
 from numpy_reference import conv2d, instance_norm
+from round_trips import assert_config_round_trip
 
 
 def test_instance_norm_matches_numpy_and_group_norm():
@@ -46,14 +47,15 @@ def test_stride_two_differs_from_keras_same_padding():
 
 
 def test_padded_conv_config_round_trip_and_rejects_padding():
-    layer = PaddedConv2D(4, 3, strides=2, dilation_rate=1, name="c")
-    clone = PaddedConv2D.from_config(layer.get_config())
-    assert clone.pad == layer.pad and clone.strides == layer.strides
+    x = np.random.default_rng(4).normal(size=(1, 9, 10, 2)).astype("float32")
+    for layer in (PaddedConv2D(4, 3, strides=2, dilation_rate=1, name="c"), PaddedConv2D(3, 3, dilation_rate=2)):
+        clone = assert_config_round_trip(layer, x)
+        assert clone.pad == layer.pad and clone.strides == layer.strides
     with pytest.raises(ValueError, match="pads explicitly"):
         PaddedConv2D(4, 3, padding="same")
     with pytest.raises(ValueError, match="odd square kernel"):
         PaddedConv2D(4, 4)
-    norm = InstanceNormalization.from_config(InstanceNormalization(epsilon=1e-4).get_config())
+    norm = assert_config_round_trip(InstanceNormalization(epsilon=1e-4), x)
     assert norm.epsilon == 1e-4
 
 
@@ -133,7 +135,7 @@ def test_batch_norm_moving_variance_is_pytorchs_unbiased_average():
         before = norm.moving_variance.numpy().copy()
         norm(x, training=False)
         np.testing.assert_array_equal(norm.moving_variance.numpy(), before)
-    clone = BatchNormalization.from_config(BatchNormalization(unbiased_variance=False).get_config())
+    clone = assert_config_round_trip(norm, x, training=False)  # moving statistics already moved: they are copied
     assert clone.unbiased_variance is False
     with pytest.raises(ValueError, match="renorm"):
         BatchNormalization(renorm=True)
