@@ -139,3 +139,29 @@ def test_batch_norm_moving_variance_is_pytorchs_unbiased_average():
     assert clone.unbiased_variance is False
     with pytest.raises(ValueError, match="renorm"):
         BatchNormalization(renorm=True)
+
+
+def test_the_names_model_files_store_still_resolve():
+    # Model files name each layer by its registered name, not its module: a layer may move between
+    # modules, but its name must stay, or the shipped model no longer loads.
+    import json
+    import zipfile
+
+    from dmfn_tf import model_io
+    from dmfn_tf.models import generator  # noqa: F401  (registers the generator's layers)
+
+    assert [keras.saving.get_registered_name(layer) for layer in (BatchNormalization, InstanceNormalization, PaddedConv2D)] == [
+        "dmfn_tf>BatchNormalization", "dmfn_tf>InstanceNormalization", "dmfn_tf>PaddedConv2D"]
+    with zipfile.ZipFile(model_io.SHIPPED_MODEL_DIR / model_io.SHIPPED_MODEL) as archive:
+        config = json.loads(archive.read("config.json"))
+
+    def registered_names(node):  # every registered name in the nested config
+        if isinstance(node, dict):
+            yield from ([node["registered_name"]] if str(node.get("registered_name")).startswith("dmfn_tf>") else [])
+            yield from (name for value in node.values() for name in registered_names(value))
+        elif isinstance(node, list):
+            yield from (name for value in node for name in registered_names(value))
+
+    stored = set(registered_names(config))
+    assert {"dmfn_tf>InstanceNormalization", "dmfn_tf>PaddedConv2D", "dmfn_tf>DMFB"} <= stored
+    assert all(keras.saving.get_registered_object(name) is not None for name in stored), stored

@@ -16,7 +16,8 @@ import numpy as np
 
 
 def _outputs(model, inputs, call_kwargs) -> list[np.ndarray]:
-    return [np.asarray(keras.ops.convert_to_numpy(out)) for out in keras.tree.flatten(model(inputs, **call_kwargs))]
+    """`model(*inputs, **call_kwargs)`'s outputs as NumPy arrays, flattened."""
+    return [np.asarray(keras.ops.convert_to_numpy(out)) for out in keras.tree.flatten(model(*inputs, **call_kwargs))]
 
 
 def _assert_same_outputs(got, expected, atol: float, what: str) -> None:
@@ -29,12 +30,13 @@ def _assert_same_outputs(got, expected, atol: float, what: str) -> None:
             np.testing.assert_array_equal(a, b, err_msg=f"{what}: output {index}")
 
 
-def assert_config_round_trip(layer, inputs, **call_kwargs):
+def assert_config_round_trip(layer, *inputs, **call_kwargs):
     """Rebuilds `layer` from its config, copies its weights, and checks the config and the output are the same.
 
     Args:
         layer: a layer or functional model (built by calling it on `inputs` if it is not yet).
-        inputs: what the layer is called with.
+        *inputs: what the layer is called with (one argument, or several for a layer such as
+            `LPIPSTapDistance(features0, features1)`).
         **call_kwargs: passed to both calls (e.g. `training=False`).
 
     Returns:
@@ -42,7 +44,7 @@ def assert_config_round_trip(layer, inputs, **call_kwargs):
     """
     expected = _outputs(layer, inputs, call_kwargs)
     clone = type(layer).from_config(layer.get_config())
-    clone(inputs, **call_kwargs)  # builds the clone's weights
+    clone(*inputs, **call_kwargs)  # builds the clone's weights
     clone.set_weights(layer.get_weights())
     assert clone.get_config() == layer.get_config(), f"{type(layer).__name__}: the config changed in the round trip"
     _assert_same_outputs(_outputs(clone, inputs, call_kwargs), expected, 0, f"{type(layer).__name__} from_config")
@@ -65,13 +67,13 @@ def assert_keras_round_trip(model, inputs, path, load=keras.saving.load_model, s
     Returns:
         The loaded model.
     """
-    expected = _outputs(model, inputs, call_kwargs)
+    expected = _outputs(model, [inputs], call_kwargs)
     if save is None:
         model.save(path)
     else:
         path = save(model, str(path))
     loaded = load(str(path))
-    _assert_same_outputs(_outputs(loaded, inputs, call_kwargs), expected, atol, f"{model.name} .keras round trip")
+    _assert_same_outputs(_outputs(loaded, [inputs], call_kwargs), expected, atol, f"{model.name} .keras round trip")
     return loaded
 
 
