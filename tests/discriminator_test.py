@@ -4,7 +4,7 @@ import pytest
 
 from dmfn_tf.models.discriminator import build_discriminator
 from dmfn_tf.errors import ConfigError
-from round_trips import assert_config_round_trip, assert_keras_round_trip
+from round_trips import assert_keras_round_trip
 
 
 def _trainable(model):
@@ -59,7 +59,6 @@ def test_save_load_round_trip(tmp_path):
     d = build_discriminator(nf=4, image_size=64)
     inputs = [np.random.default_rng(2).normal(size=(2, 32, 32, 3)).astype("float32"), np.zeros((2, 64, 64, 3), "float32")]
     assert_keras_round_trip(d, inputs, tmp_path / "d.keras")
-    assert_config_round_trip(d, inputs)
 
 
 @pytest.mark.parametrize("kwargs,match", [({"image_size": 100}, "multiple of 64, got 100"), ({"nf": 0}, "got 0")])
