@@ -7,7 +7,7 @@ the memory of the same process before inpainting (Python, TensorFlow, the model,
 the mask read), the inpainting time, the model inputs, and a check that every known pixel is
 bit-exact. `original` is expected to refuse the photo (over the pixel budget).
 
-`quality`: the demo's held-out photos (`dmfn_tf.demo_data.EVAL_PHOTOS`) at their own size and
+`quality`: the demo's held-out photos (`dmfn_tf.data.demo_photos.EVAL_PHOTOS`) at their own size and
 upscaled to 1024 on the longer side, where `original` still runs, with the same three holes:
 PSNR (whole image and hole pixels) and LPIPS (AlexNet) of each strategy against the photo, and
 how far `crop` and `resize` move them from `original`.
@@ -174,7 +174,7 @@ def _memory(args) -> list[dict]:
 def _quality(args) -> list[dict]:
     from PIL import Image
 
-    from dmfn_tf.demo_data import EVAL_PHOTOS, load_photo
+    from dmfn_tf.data.demo_photos import EVAL_PHOTOS, load_photo
     from dmfn_tf.evaluation.lpips import LPIPS
     from dmfn_tf.evaluation.metrics import psnr
     from dmfn_tf.inpaint.runner import inpaint_hd

@@ -6,10 +6,19 @@ import pytest
 import tensorflow as tf
 
 from dmfn_tf.inpaint.contract import generator_input
-from dmfn_tf.models.colour_conventions import MIN_DEVIATION, pull_push_fill
+from dmfn_tf.models.colour_conventions import (
+    MIN_DEVIATION,
+    KnownColourStatistics,
+    PullPushPrefill,
+    ResidualOverPrefill,
+    RestoreColour,
+    StandardiseKnown,
+    pull_push_fill,
+)
 from dmfn_tf.models.generator import build_generator
 from dmfn_tf.serving.tflite_export import convert_to_tflite, operator_names, run_tflite
 from ai_edge_litert.interpreter import Interpreter
+from round_trips import assert_config_round_trip, assert_keras_round_trip
 
 
 def _numpy_pull_push(image, hole, levels):
@@ -110,16 +119,25 @@ def test_standardise_scales_the_output_by_the_known_deviation():
     np.testing.assert_allclose(out[1, 20, 20], image[1, 0, 0] + MIN_DEVIATION * np.array([0.5, 0.0, -0.5]), atol=5e-5)
 
 
+def test_each_convention_layer_survives_a_config_round_trip():
+    image, hole = _inputs(1)
+    x = generator_input(image, hole)
+    statistics = KnownColourStatistics(min_deviation=0.05)
+    assert assert_config_round_trip(statistics, x).min_deviation == 0.05
+    z = np.random.default_rng(5).normal(size=image.shape).astype(np.float32)
+    for layer, inputs in ((StandardiseKnown(), [x, statistics(x)]), (RestoreColour(), [z, statistics(x)]),
+                          (ResidualOverPrefill(), [z, x])):
+        assert_config_round_trip(layer, inputs)
+    assert assert_config_round_trip(PullPushPrefill(levels=3), x).levels == 3
+
+
 @pytest.mark.parametrize("convention", ["standardise", "prefill"])
 def test_conventions_survive_a_keras_round_trip_and_mixed_precision(tmp_path, convention):
     image, hole = _inputs(1)
     keras.utils.set_random_seed(0)
     generator = build_generator(nf=4, n_blocks=1, colour_convention=convention)
     generator.get_layer("out_conv").kernel.assign(tf.random.normal(generator.get_layer("out_conv").kernel.shape) * 0.1)
-    path = tmp_path / "g.keras"
-    generator.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(loaded(generator_input(image, hole)).numpy(), generator(generator_input(image, hole)).numpy())
+    assert_keras_round_trip(generator, generator_input(image, hole), tmp_path / "g.keras")
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         half = build_generator(nf=4, n_blocks=1, colour_convention=convention)

@@ -1,4 +1,4 @@
-"""Shared test set-up: quiet TensorFlow, the shared fixtures' path, photo folders and tiny trainers."""
+"""Shared test set-up: quiet TensorFlow, the shared fixtures' path, photo folders, image files and tiny trainers."""
 
 import os
 
@@ -49,6 +49,66 @@ def write_images():
 def training_photos(tmp_path_factory):
     """A folder of six small photos for training runs (shared, read-only)."""
     return _write_images(tmp_path_factory.mktemp("photos"))
+
+
+def _image_array(array_or_shape, fill: int = 0) -> np.ndarray:
+    """The array itself, or for a shape tuple an image of that shape filled with `fill` (uint8)."""
+    if isinstance(array_or_shape, tuple):
+        return np.full(array_or_shape, fill, np.uint8)
+    return np.asarray(array_or_shape)
+
+
+def _save_image(path, array_or_shape, mode=None, fill=0, **options):
+    from PIL import Image
+
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_image_array(array_or_shape, fill), mode).save(path, **options)
+    return path
+
+
+def _encoded_image(array_or_shape, format="PNG", mode=None, fill=0, **options) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(_image_array(array_or_shape, fill), mode).save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="session")
+def save_image():
+    """`save_image(path, array_or_shape, mode=None, fill=0, **options) -> path`: writes an image file with PIL.
+
+    A shape tuple stands for a uint8 image of that shape filled with `fill`; `mode` is PIL's (e.g. "L",
+    "RGBA"); the format follows the suffix (`.png`, `.jpg` with `quality=`...); missing folders are created.
+    """
+    return _save_image
+
+
+@pytest.fixture(scope="session")
+def encoded_image():
+    """`encoded_image(array_or_shape, format="PNG", mode=None, fill=0, **options) -> bytes`: `save_image` in memory."""
+    return _encoded_image
+
+
+@pytest.fixture(scope="session")
+def png_declaring():
+    """`png_declaring(width, height) -> bytes`: a few dozen bytes whose PNG header declares width x height, with one
+    tiny compressed row: never decodable, for tests of the size checks made from the header."""
+    return _png_declaring
 
 
 def _tiny_config(loss=None, **train):

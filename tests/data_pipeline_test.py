@@ -22,12 +22,6 @@ def fresh_check_cache(monkeypatch):
     monkeypatch.setattr(image_files, "_checked", {})
 
 
-def _save(path, array, **kwargs):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, **kwargs)
-    return path
-
-
 @pytest.fixture
 def photos():
     rng = np.random.default_rng(0)
@@ -41,15 +35,15 @@ def photos():
 
 
 @pytest.fixture
-def image_folder(tmp_path, photos):
+def image_folder(tmp_path, photos, save_image):
     """Five good images (one in a subfolder) and three bad ones, plus a non-image file to ignore."""
     root = tmp_path / "images"
-    _save(root / "a_wide.png", photos["wide"])
-    _save(root / "b_tall.png", photos["tall"])
-    _save(root / "c_gray.png", photos["gray"])
-    _save(root / "d_rgba.PNG", photos["rgba"])
-    _save(root / "sub" / "e_big.jpg", photos["big"], quality=95)
-    truncated = _save(root / "bad_truncated.jpg", photos["big"], quality=95)
+    save_image(root / "a_wide.png", photos["wide"])
+    save_image(root / "b_tall.png", photos["tall"])
+    save_image(root / "c_gray.png", photos["gray"])
+    save_image(root / "d_rgba.PNG", photos["rgba"])
+    save_image(root / "sub" / "e_big.jpg", photos["big"], quality=95)
+    truncated = save_image(root / "bad_truncated.jpg", photos["big"], quality=95)
     truncated.write_bytes(truncated.read_bytes()[:400])
     (root / "bad_empty.jpg").write_bytes(b"")
     (root / "bad_text.png").write_text("this is not a PNG\n")
@@ -228,11 +222,11 @@ def test_file_list_with_relative_paths_comments_and_missing_entries(image_folder
 
 
 @pytest.fixture
-def mask_folder(tmp_path):
+def mask_folder(tmp_path, save_image):
     root = tmp_path / "masks"
     rng = np.random.default_rng(5)
     for n in range(3):
-        _save(root / f"m{n}.png", (rng.random((2 * SIZE, 2 * SIZE)) > 0.6).astype(np.uint8) * 255)
+        save_image(root / f"m{n}.png", (rng.random((2 * SIZE, 2 * SIZE)) > 0.6).astype(np.uint8) * 255)
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     return root
 

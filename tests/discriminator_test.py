@@ -4,6 +4,7 @@ import pytest
 
 from dmfn_tf.models.discriminator import build_discriminator
 from dmfn_tf.errors import ConfigError
+from round_trips import assert_keras_round_trip
 
 
 def _trainable(model):
@@ -51,20 +52,13 @@ def test_spectral_norm_option_and_round_trip(tmp_path):
     inputs = [np.ones((1, 32, 32, 3), "float32"), np.ones((1, 64, 64, 3), "float32")]
     logit, _ = d(inputs, training=False)
     assert np.isfinite(logit.numpy()).all()
-    path = tmp_path / "d.keras"
-    d.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded(inputs, training=False)[0].numpy(), logit.numpy(), atol=1e-6)
+    assert_keras_round_trip(d, inputs, tmp_path / "d.keras", atol=1e-6, training=False)
 
 
 def test_save_load_round_trip(tmp_path):
     d = build_discriminator(nf=4, image_size=64)
     inputs = [np.random.default_rng(2).normal(size=(2, 32, 32, 3)).astype("float32"), np.zeros((2, 64, 64, 3), "float32")]
-    path = tmp_path / "d.keras"
-    d.save(path)
-    loaded = keras.saving.load_model(path)
-    for a, b in zip(keras.tree.flatten(loaded(inputs)), keras.tree.flatten(d(inputs))):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert_keras_round_trip(d, inputs, tmp_path / "d.keras")
 
 
 @pytest.mark.parametrize("kwargs,match", [({"image_size": 100}, "multiple of 64, got 100"), ({"nf": 0}, "got 0")])

@@ -4,6 +4,7 @@ import pytest
 
 from dmfn_tf.models.dmfb_layers import DMFB
 from numpy_reference import conv2d, instance_norm, relu
+from round_trips import assert_config_round_trip, assert_keras_round_trip
 
 
 def _block(channels, variant, use_combination=True):
@@ -61,10 +62,7 @@ def test_paper_variant_without_combination_drops_k_convs():
 def test_config_round_trip_keeps_outputs():
     block = _block(16, "official")
     x = np.random.default_rng(1).normal(size=(1, 12, 12, 16)).astype("float32")
-    clone = DMFB.from_config(block.get_config())
-    clone.build(x.shape)
-    clone.set_weights(block.get_weights())
-    np.testing.assert_array_equal(clone(x).numpy(), block(x).numpy())
+    clone = assert_config_round_trip(block, x)
     assert clone.variant == "official" and clone.channels == 16
 
 
@@ -91,14 +89,11 @@ def test_generator_saved_under_mixed_precision_loads_and_runs_under_float32(tmp_
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         generator = build_generator(nf=4, n_blocks=1, block=variant)
-        path = tmp_path / "generator.keras"
-        generator.save(path)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    loaded = load_generator(str(path))
+    inputs = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 4)).astype(np.float32)
+    loaded = assert_keras_round_trip(generator, inputs, tmp_path / "generator.keras", load=load_generator, atol=1e-6)
     block = next(layer for layer in loaded.layers if isinstance(layer, DMFB))
     assert {sub.dtype_policy.name for sub in [block.c1, block.c2, block.norm, *block.dilated]} == {"mixed_bfloat16"}
-    inputs = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 4)).astype(np.float32)
     out = np.asarray(loaded(inputs), np.float32)
     assert out.shape == (1, 32, 32, 3) and np.isfinite(out).all()
-    np.testing.assert_allclose(out, np.asarray(generator(inputs), np.float32), atol=1e-6)

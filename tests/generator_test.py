@@ -11,6 +11,7 @@ from dmfn_tf.convert.official_mapping import (
 from dmfn_tf.errors import ConfigError
 from dmfn_tf.inpaint.contract import composite, generator_input
 from dmfn_tf.models.generator import build_generator
+from round_trips import assert_config_round_trip, assert_keras_round_trip
 
 
 @pytest.mark.parametrize("block,expected", [("paper", 5_729_411), ("official", 9_037_443)])
@@ -94,13 +95,8 @@ def test_mismatched_checkpoint_lists_every_problem(fixtures_dir):
 def test_keras_save_load_round_trip(tmp_path):
     generator = build_generator(nf=4, n_blocks=2, block="paper")
     x = np.random.default_rng(0).normal(size=(1, 32, 32, 4)).astype("float32")
-    path = tmp_path / "g.keras"
-    generator.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(loaded(x).numpy(), generator(x).numpy())
-    clone = keras.Model.from_config(generator.get_config())
-    clone.set_weights(generator.get_weights())
-    np.testing.assert_array_equal(clone(x).numpy(), generator(x).numpy())
+    assert_keras_round_trip(generator, x, tmp_path / "g.keras")
+    assert_config_round_trip(generator, x)
 
 
 @pytest.mark.parametrize(

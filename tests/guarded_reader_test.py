@@ -8,13 +8,9 @@ source with nothing usable left must stop with one line. The large real images a
 import logging
 import os
 import socket
-import struct
-import zlib
 
-import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 import image_headers
 from dmfn_tf.cli import describe_failure
@@ -31,14 +27,6 @@ def fresh_check_cache(monkeypatch):
     monkeypatch.setattr(image_files, "_checked", {})
 
 
-def _png_declaring(width: int, height: int) -> bytes:
-    """A few dozen bytes whose PNG header declares width x height."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
-
-
 GOOD = ["good_0.png", "good_1.png", "good_2.png"]
 HOSTILE = {
     "zero.png": "not a regular file (a character device)",
@@ -51,18 +39,18 @@ HOSTILE = {
 
 
 @pytest.fixture
-def hostile_folder(tmp_path):
+def hostile_folder(tmp_path, save_image, png_declaring):
     folder = tmp_path / "data"
     folder.mkdir()
     for index, name in enumerate(GOOD):
-        Image.fromarray(np.full((40, 48, 3), 60 * index, np.uint8)).save(folder / name)
+        save_image(folder / name, (40, 48, 3), fill=60 * index)
     (folder / "zero.png").symlink_to("/dev/zero")
     (folder / "urandom.png").symlink_to("/dev/urandom")
     os.mkfifo(folder / "fifo.png")
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(folder / "socket.png"))
-    (folder / "huge_10000.png").write_bytes(_png_declaring(10000, 10000))
-    (folder / "huge_20000.png").write_bytes(_png_declaring(20000, 20000))
+    (folder / "huge_10000.png").write_bytes(png_declaring(10000, 10000))
+    (folder / "huge_20000.png").write_bytes(png_declaring(20000, 20000))
     yield folder
     server.close()
 

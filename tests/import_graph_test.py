@@ -14,12 +14,12 @@ PACKAGE = PROJECT_ROOT / "dmfn_tf"
 # of its own layer. Longest prefix wins, so `dmfn_tf.convert.converter` sits above `dmfn_tf.convert`.
 LAYERS = (
     ("dmfn_tf.errors",),
-    ("dmfn_tf.atomic_files", "dmfn_tf.input_limits", "dmfn_tf.restricted_pickle", "dmfn_tf.layers", "dmfn_tf.inpaint.contract",
-     "dmfn_tf.config_yaml"),
+    ("dmfn_tf.atomic_files", "dmfn_tf.input_limits", "dmfn_tf.restricted_pickle", "dmfn_tf.models.layers",
+     "dmfn_tf.inpaint.contract", "dmfn_tf.config_yaml"),
     ("dmfn_tf.config", "dmfn_tf.output_files", "dmfn_tf.inpaint.precision", "dmfn_tf.model_file_checks"),
-    ("dmfn_tf.models", "dmfn_tf.data", "dmfn_tf.demo_data", "dmfn_tf.model_metadata"),
+    ("dmfn_tf.models", "dmfn_tf.data", "dmfn_tf.model_metadata"),
     ("dmfn_tf.convert",),  # reading the authors' checkpoints into models
-    ("dmfn_tf.model_io", "dmfn_tf.inpaint", "dmfn_tf.model_summary"),  # inpaint: files, request, planner, runner
+    ("dmfn_tf.model_io", "dmfn_tf.inpaint"),  # inpaint: files, request, planner, runner
     ("dmfn_tf.training", "dmfn_tf.evaluation", "dmfn_tf.serving", "dmfn_tf.convert.converter"),
     ("dmfn_tf.app",),  # the painting page: calls the planner and the runner
     ("dmfn_tf.cli",),

@@ -2,8 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from dmfn_tf.layers import BatchNormalization, InstanceNormalization, PaddedConv2D
+from dmfn_tf.models.layers import BatchNormalization, InstanceNormalization, PaddedConv2D
 from numpy_reference import conv2d, instance_norm
+from round_trips import assert_config_round_trip
 
 
 def test_instance_norm_matches_numpy_and_group_norm():
@@ -46,14 +47,15 @@ def test_stride_two_differs_from_keras_same_padding():
 
 
 def test_padded_conv_config_round_trip_and_rejects_padding():
-    layer = PaddedConv2D(4, 3, strides=2, dilation_rate=1, name="c")
-    clone = PaddedConv2D.from_config(layer.get_config())
-    assert clone.pad == layer.pad and clone.strides == layer.strides
+    x = np.random.default_rng(4).normal(size=(1, 9, 10, 2)).astype("float32")
+    for layer in (PaddedConv2D(4, 3, strides=2, dilation_rate=1, name="c"), PaddedConv2D(3, 3, dilation_rate=2)):
+        clone = assert_config_round_trip(layer, x)
+        assert clone.pad == layer.pad and clone.strides == layer.strides
     with pytest.raises(ValueError, match="pads explicitly"):
         PaddedConv2D(4, 3, padding="same")
     with pytest.raises(ValueError, match="odd square kernel"):
         PaddedConv2D(4, 4)
-    norm = InstanceNormalization.from_config(InstanceNormalization(epsilon=1e-4).get_config())
+    norm = assert_config_round_trip(InstanceNormalization(epsilon=1e-4), x)
     assert norm.epsilon == 1e-4
 
 
@@ -133,7 +135,33 @@ def test_batch_norm_moving_variance_is_pytorchs_unbiased_average():
         before = norm.moving_variance.numpy().copy()
         norm(x, training=False)
         np.testing.assert_array_equal(norm.moving_variance.numpy(), before)
-    clone = BatchNormalization.from_config(BatchNormalization(unbiased_variance=False).get_config())
+    clone = assert_config_round_trip(norm, x, training=False)  # moving statistics already moved: they are copied
     assert clone.unbiased_variance is False
     with pytest.raises(ValueError, match="renorm"):
         BatchNormalization(renorm=True)
+
+
+def test_the_names_model_files_store_still_resolve():
+    # Model files name each layer by its registered name, not its module: a layer may move between
+    # modules, but its name must stay, or the shipped model no longer loads.
+    import json
+    import zipfile
+
+    from dmfn_tf import model_io
+    from dmfn_tf.models import generator  # noqa: F401  (registers the generator's layers)
+
+    assert [keras.saving.get_registered_name(layer) for layer in (BatchNormalization, InstanceNormalization, PaddedConv2D)] == [
+        "dmfn_tf>BatchNormalization", "dmfn_tf>InstanceNormalization", "dmfn_tf>PaddedConv2D"]
+    with zipfile.ZipFile(model_io.SHIPPED_MODEL_DIR / model_io.SHIPPED_MODEL) as archive:
+        config = json.loads(archive.read("config.json"))
+
+    def registered_names(node):  # every registered name in the nested config
+        if isinstance(node, dict):
+            yield from ([node["registered_name"]] if str(node.get("registered_name")).startswith("dmfn_tf>") else [])
+            yield from (name for value in node.values() for name in registered_names(value))
+        elif isinstance(node, list):
+            yield from (name for value in node for name in registered_names(value))
+
+    stored = set(registered_names(config))
+    assert {"dmfn_tf>InstanceNormalization", "dmfn_tf>PaddedConv2D", "dmfn_tf>DMFB"} <= stored
+    assert all(keras.saving.get_registered_object(name) is not None for name in stored), stored

@@ -11,7 +11,12 @@ import pytest
 
 from dmfn_tf.models import lpips_weights
 from dmfn_tf.evaluation.lpips import LPIPS, LPIPSInputError, LPIPSTapDistance
-from dmfn_tf.models.backbones import BackboneError, build_lpips_feature_extractor, build_vgg16_feature_extractor
+from dmfn_tf.models.backbones import (
+    BackboneError,
+    LPIPSScaling,
+    build_lpips_feature_extractor,
+    build_vgg16_feature_extractor,
+)
 from dmfn_tf.models.lpips_weights import (
     LPIPSWeightsError,
     expected_checkpoint_shapes,
@@ -20,6 +25,7 @@ from dmfn_tf.models.lpips_weights import (
     read_lpips_checkpoint_file,
 )
 from dmfn_tf.restricted_pickle import PickleSecurityError
+from round_trips import assert_config_round_trip
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
 
@@ -84,6 +90,12 @@ def test_tap_distance_matches_numpy():
 
     expected = (((normalise(features0) - normalise(features1)) ** 2) @ weights).mean(axis=(1, 2, 3))
     np.testing.assert_allclose(np.asarray(layer(features0, features1)), expected, rtol=1e-5)
+    assert assert_config_round_trip(layer, features0, features1).channels == 8
+
+
+def test_lpips_scaling_survives_a_config_round_trip():
+    images = np.random.default_rng(3).uniform(-1, 1, size=(1, 4, 5, 3)).astype(np.float32)
+    assert_config_round_trip(LPIPSScaling(), images)
 
 
 def test_vgg16_extractor_first_tap_matches_numpy_convolution(checkpoints):

@@ -150,11 +150,6 @@ def test_one_stroke_never_exceeds_the_bound_the_ratio_guarantee_relies_on(size):
     assert 0 < min(areas) and max(areas) <= bound, (max(areas), bound)
 
 
-def _write(path, array, mode=None):
-    Image.fromarray(array, mode).save(path)
-    return path
-
-
 @pytest.fixture
 def hole_pattern():
     """A 64² 0/255 pattern with a disc and a bar, plus an anti-aliased (blurred) version."""
@@ -166,36 +161,36 @@ def hole_pattern():
     return hard, soft
 
 
-def test_mask_files_0_255_and_anti_aliased_match_a_numpy_threshold(tmp_path, hole_pattern):
+def test_mask_files_0_255_and_anti_aliased_match_a_numpy_threshold(tmp_path, hole_pattern, save_image):
     for name, pattern in zip(("hard", "soft"), hole_pattern):
-        path = _write(tmp_path / f"{name}.png", pattern)
+        path = save_image(tmp_path / f"{name}.png", pattern)
         mask = masks.load_mask_file(path)
         _assert_binary_mask(mask)
         np.testing.assert_array_equal(mask[..., 0], (pattern / 255.0 > 0.5).astype(np.float32))
 
 
-def test_mask_files_with_values_0_and_1_are_taken_as_is(tmp_path, hole_pattern):
+def test_mask_files_with_values_0_and_1_are_taken_as_is(tmp_path, hole_pattern, save_image):
     zero_one = (hole_pattern[0] // 255).astype(np.uint8)
-    mask = masks.load_mask_file(_write(tmp_path / "01.png", zero_one))
+    mask = masks.load_mask_file(save_image(tmp_path / "01.png", zero_one))
     np.testing.assert_array_equal(mask[..., 0], zero_one.astype(np.float32))
 
 
-def test_mask_file_invert_swaps_holes(tmp_path, hole_pattern):
-    path = _write(tmp_path / "m.png", hole_pattern[1])
+def test_mask_file_invert_swaps_holes(tmp_path, hole_pattern, save_image):
+    path = save_image(tmp_path / "m.png", hole_pattern[1])
     np.testing.assert_array_equal(masks.load_mask_file(path, invert=True), 1 - masks.load_mask_file(path))
 
 
-def test_rgb_masks_use_luminance_and_rgba_masks_ignore_alpha_unless_asked(tmp_path):
+def test_rgb_masks_use_luminance_and_rgba_masks_ignore_alpha_unless_asked(tmp_path, save_image):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
     alpha = (rng.random((SIZE, SIZE)) > 0.7).astype(np.uint8) * 255
     luma = rgb.astype(np.float64) @ np.array([0.2989, 0.5870, 0.1140]) / 255
     decisive = np.abs(luma - 0.5) > 1e-4  # Leave float32 rounding at the threshold out of it.
 
-    from_rgb = masks.load_mask_file(_write(tmp_path / "rgb.png", rgb))[..., 0]
+    from_rgb = masks.load_mask_file(save_image(tmp_path / "rgb.png", rgb))[..., 0]
     np.testing.assert_array_equal(from_rgb[decisive], (luma > 0.5)[decisive])
 
-    rgba_path = _write(tmp_path / "rgba.png", np.dstack([rgb, alpha]))
+    rgba_path = save_image(tmp_path / "rgba.png", np.dstack([rgb, alpha]))
     np.testing.assert_array_equal(masks.load_mask_file(rgba_path)[..., 0], from_rgb)
     np.testing.assert_array_equal(masks.load_mask_file(rgba_path, from_alpha=True)[..., 0], alpha / 255.0)
 
@@ -203,10 +198,10 @@ def test_rgb_masks_use_luminance_and_rgba_masks_ignore_alpha_unless_asked(tmp_pa
         masks.load_mask_file(tmp_path / "rgb.png", from_alpha=True)
 
 
-def test_mask_file_resize_is_a_majority_vote_of_the_covered_pixels(tmp_path):
+def test_mask_file_resize_is_a_majority_vote_of_the_covered_pixels(tmp_path, save_image):
     rng = np.random.default_rng(1)
     big = (rng.random((128, 128)) > 0.5).astype(np.uint8) * 255
-    mask = masks.load_mask_file(_write(tmp_path / "big.png", big), size=64)
+    mask = masks.load_mask_file(save_image(tmp_path / "big.png", big), size=64)
     expected = big.reshape(64, 2, 64, 2).mean(axis=(1, 3)) / 255 > 0.5
     np.testing.assert_array_equal(mask[..., 0], expected.astype(np.float32))
     # A (height, width) size gives a rectangle, for inference on non-square images.
@@ -221,10 +216,10 @@ def test_mask_file_resize_is_a_majority_vote_of_the_covered_pixels(tmp_path):
         ("cut.png", None, "Invalid PNG"),
     ],
 )
-def test_bad_mask_files_raise_a_user_error_naming_the_file(tmp_path, name, contents, problem):
+def test_bad_mask_files_raise_a_user_error_naming_the_file(tmp_path, name, contents, problem, save_image):
     path = tmp_path / name
     if contents is None:
-        _write(path, np.full((SIZE, SIZE), 255, np.uint8))
+        save_image(path, (SIZE, SIZE), fill=255)
         contents = path.read_bytes()[:60]
     path.write_bytes(contents)
     with pytest.raises(UserError, match=problem) as info:

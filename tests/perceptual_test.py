@@ -5,12 +5,14 @@ import pytest
 from dmfn_tf.errors import UserError
 from dmfn_tf.models.perceptual import (
     CAFFE_BGR_MEAN,
+    PREPROCESSING_MODES,
     TORCH_RGB_MEAN,
     TORCH_RGB_STD,
     RandomPerceptualWeightsWarning,
     VGGInputConversion,
     build_perceptual_network,
 )
+from round_trips import assert_config_round_trip
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,8 @@ def test_input_conversions_match_numpy():
     np.testing.assert_allclose(authors - torch, np.broadcast_to(np.array(TORCH_RGB_MEAN) / 2 / np.array(TORCH_RGB_STD), x.shape), atol=1e-5)
     with pytest.raises(ValueError, match="unknown VGG preprocessing 'bgr'"):
         VGGInputConversion("bgr")
+    for mode in PREPROCESSING_MODES:
+        assert assert_config_round_trip(VGGInputConversion(mode), x).mode == mode
 
 
 def test_local_weights_file_is_loaded(tmp_path, random_vgg):

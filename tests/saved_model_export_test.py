@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from dmfn_tf.models.generator import build_generator
 from conftest import run_cases_measured
-from dmfn_tf.serving.saved_model_export import SIGNATURE_NAMES, export_saved_model
+from dmfn_tf.serving.saved_model_export import SIGNATURE_NAMES
+from round_trips import assert_saved_model_round_trip, keras_composite, round_trip_batch
 
 MAX_PIXELS = 100 * 100
 
@@ -22,33 +23,25 @@ def generator():
 
 
 @pytest.fixture(scope="module")
-def export_dir(generator, tmp_path_factory):
-    return export_saved_model(generator, str(tmp_path_factory.mktemp("served") / "dmfn" / "1"), max_pixels=MAX_PIXELS)
-
-
-@pytest.fixture(scope="module")
-def served(export_dir):
-    return tf.saved_model.load(export_dir)
-
-
-@pytest.fixture(scope="module")
 def batch():
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (2, 30, 45, 3), dtype=np.uint8)
-    mask = np.zeros((2, 30, 45, 1), np.float32)
-    mask[0, 5:20, 10:30] = 1
-    mask[1, 12:29, 3:17] = 1
-    return image, mask
+    return round_trip_batch()
 
 
-def _keras_composite(generator, image_uint8, mask):
-    """Independent reference: NumPy reflect padding to multiples of 4, the Keras model, crop, composite."""
-    height, width = image_uint8.shape[1:3]
-    pad = ((0, 0), (0, -height % 4), (0, -width % 4), (0, 0))
-    image = image_uint8.astype(np.float32) / 127.5 - 1
-    padded_image, padded_mask = np.pad(image, pad, mode="reflect"), np.pad(mask, pad, mode="reflect")
-    raw = generator(np.concatenate([padded_image * (1 - padded_mask), padded_mask], -1)).numpy()[:, :height, :width]
-    return mask * raw + (1 - mask) * image
+@pytest.fixture(scope="module")
+def exported(generator, batch, tmp_path_factory):
+    """`(export folder, loaded SavedModel)`, after the shared SavedModel round trip checked its composite."""
+    export_dir = str(tmp_path_factory.mktemp("served") / "dmfn" / "1")
+    return export_dir, assert_saved_model_round_trip(generator, export_dir, batch, max_pixels=MAX_PIXELS)
+
+
+@pytest.fixture(scope="module")
+def export_dir(exported):
+    return exported[0]
+
+
+@pytest.fixture(scope="module")
+def served(exported):
+    return exported[1]
 
 
 def _python():
@@ -76,7 +69,7 @@ def test_fresh_tensorflow_only_process_matches_keras(generator, export_dir, batc
     )
     subprocess.run([_python(), "-c", script], check=True, capture_output=True, cwd=str(tmp_path))
 
-    expected = _keras_composite(generator, image, mask)
+    expected = keras_composite(generator, image, mask)
     np.testing.assert_allclose(np.load(tmp_path / "float.npy"), expected, atol=1e-5, rtol=0)
     expected_uint8 = np.clip(np.round((expected + 1) * 127.5), 0, 255)
     known = np.broadcast_to(mask == 0, image.shape)

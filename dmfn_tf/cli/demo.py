@@ -151,7 +151,7 @@ def _stage(timings: dict, key: str, number: int, title: str):
 
 def _photo_set(args, plan: _Plan, out: Path) -> tuple[dict, list[Path]]:
     """Builds the training crops and held-out photos; returns their description and the evaluation files."""
-    from dmfn_tf.demo_data import build_demo_photo_set
+    from dmfn_tf.data.demo_photos import build_demo_photo_set
 
     photos = build_demo_photo_set(out / "data", size=plan.size, train_crops=args.train_crops,
                                   eval_crops_per_photo=args.eval_crops, seed=plan.cfg.train.seed)

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from dmfn_tf.config import load_config
-    from dmfn_tf.model_summary import summarize
+    from dmfn_tf.models.summary import summarize
 
     cfg = load_config(args.config)
     figures = summarize(cfg)

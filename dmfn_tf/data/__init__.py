@@ -9,6 +9,7 @@
 - `load_mask_file`: a user's mask file as a binary NumPy array, for training and inference
   (`dmfn_tf.data.masks.files`).
 - `find_image_files`, `read_file_list`, `check_files`: source discovery and validation.
+- `demo_photos`: the demo's small photo set, built from photos that ship inside Python packages.
 
 TensorFlow is imported lazily, so that file discovery works without paying for it.
 """

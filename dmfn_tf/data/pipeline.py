@@ -211,26 +211,15 @@ def _build(
     shard_index=0,
     limit=None,
 ):
-    masks.check_mask_size(image_size)
-    if batch_size <= 0 or batch_size % num_shards:
-        raise UserError(f"batch_size must be a positive multiple of num_shards ({num_shards}), got {batch_size}")
-    if not 0 <= shard_index < num_shards:
-        raise UserError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
-    if start_step < 0:
-        raise UserError(f"start_step must be >= 0, got {start_step}")
+    """`build_dataset` and its evaluation sibling: records in order from `start_step`, examples, batches."""
+    _check_batching(image_size, batch_size, start_step, num_shards, shard_index)
     base_seed = tf.constant([seed, 0], tf.int64)
     if data_cfg.source == "tfds":
         records, num_records, fetch = _tfds_records(data_cfg, limit)
     else:
         records, num_records, fetch = _file_records(data_cfg, limit)
     epoch_records = records(tf.random.experimental.stateless_fold_in(base_seed, _SHUFFLE_STREAM), shuffle)
-
-    start = start_step * batch_size
-    start_epoch, first = divmod(start, num_records)
-    first = tf.constant(first, tf.int64)
-    epochs = tf.data.Dataset.range(start_epoch, _ENDLESS if repeat else start_epoch + 1)
-    ordered = epochs.flat_map(lambda epoch: epoch_records(epoch, tf.where(epoch == start_epoch, first, 0)))
-    indexed = tf.data.Dataset.zip(tf.data.Dataset.range(start, _ENDLESS), ordered)
+    indexed = _indexed_records(epoch_records, num_records, start_step * batch_size, repeat)
     if num_shards > 1:
         # Sharding happens before anything is read or decoded, so it only skips file names.
         indexed = indexed.shard(num_shards, shard_index)
@@ -257,6 +246,33 @@ def _build(
     options = tf.data.Options()
     options.deterministic = True
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_batching(image_size, batch_size, start_step, num_shards, shard_index) -> None:
+    """Raises `UserError` for an image size the masks cannot use or batch, shard and step numbers out of range."""
+    masks.check_mask_size(image_size)
+    if batch_size <= 0 or batch_size % num_shards:
+        raise UserError(f"batch_size must be a positive multiple of num_shards ({num_shards}), got {batch_size}")
+    if not 0 <= shard_index < num_shards:
+        raise UserError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
+    if start_step < 0:
+        raise UserError(f"start_step must be >= 0, got {start_step}")
+
+
+def _indexed_records(epoch_records, num_records: int, start: int, repeat: bool) -> tf.data.Dataset:
+    """`(index, record)` pairs from the `start`-th example of the endless sequence of epochs onwards.
+
+    Args:
+        epoch_records: `(epoch, first) -> Dataset` of that epoch's records from position `first`.
+        num_records: records in one epoch.
+        start: the index of the first example (steps done × global batch size).
+        repeat: endless epochs; otherwise only the epoch `start` falls in.
+    """
+    start_epoch, first = divmod(start, num_records)
+    first = tf.constant(first, tf.int64)
+    epochs = tf.data.Dataset.range(start_epoch, _ENDLESS if repeat else start_epoch + 1)
+    ordered = epochs.flat_map(lambda epoch: epoch_records(epoch, tf.where(epoch == start_epoch, first, 0)))
+    return tf.data.Dataset.zip(tf.data.Dataset.range(start, _ENDLESS), ordered)
 
 
 def _file_records(data_cfg: DataConfig, limit: int | None = None):

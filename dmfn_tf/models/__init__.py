@@ -1,2 +1,3 @@
 """The model parts: the generator and its dense multi-scale fusion block, the discriminator, the
-frozen perceptual networks, and the losses that tie them together."""
+frozen perceptual networks, the losses that tie them together, the layers they share (`layers`)
+and their parameter summary (`summary`)."""

@@ -6,7 +6,7 @@ import keras
 from keras import layers
 
 from dmfn_tf.errors import ConfigError
-from dmfn_tf.layers import BatchNormalization, PaddedConv2D
+from dmfn_tf.models.layers import BatchNormalization, PaddedConv2D
 
 GLOBAL_STAGES = 6
 LOCAL_STAGES = 5
@@ -77,7 +77,7 @@ def build_discriminator(
         spectral_norm: wrap every conv and dense layer in `keras.layers.SpectralNormalization`.
         sync_batchnorm: synchronise BatchNorm statistics across replicas under `tf.distribute`.
         unbiased_variance: BatchNorm's moving variance averages the unbiased batch variance, as
-            PyTorch's does (`dmfn_tf.layers.BatchNormalization`); False for Keras' biased one.
+            PyTorch's does (`dmfn_tf.models.layers.BatchNormalization`); False for Keras' biased one.
         name: the model's name.
 
     Example:

@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from dmfn_tf.config import BLOCK_VARIANTS
-from dmfn_tf.layers import InstanceNormalization, PaddedConv2D
+from dmfn_tf.models.layers import InstanceNormalization, PaddedConv2D
 
 DILATIONS = (1, 2, 4, 8)
 

@@ -16,7 +16,7 @@ from dmfn_tf.models.colour_conventions import (
 )
 from dmfn_tf.models.dmfb_layers import DMFB
 from dmfn_tf.errors import ConfigError
-from dmfn_tf.layers import InstanceNormalization, PaddedConv2D
+from dmfn_tf.models.layers import InstanceNormalization, PaddedConv2D
 
 
 def _conv_in_relu(x, filters, kernel_size, strides, name):

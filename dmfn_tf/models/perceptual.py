@@ -115,6 +115,28 @@ def build_perceptual_network(
         raise ConfigError(f"unknown perceptual network {network!r}; expected 'vgg19' or 'lpips_vgg16'")
     if preprocessing == "auto":
         preprocessing = "caffe"
+    backbone = _vgg19_backbone(weights)
+    images = keras.Input(shape=(None, None, 3), name="rgb_minus1_1")
+    x = VGGInputConversion(preprocessing, name="input_conversion")(images)
+    # Rebuild only the layers up to block5_conv1 on top of the conversion, reusing the backbone's layers.
+    outputs = []
+    for layer in backbone.layers[1:]:
+        x = layer(x)
+        if layer.name in VGG19_TAPS:
+            outputs.append(x)
+        if layer.name == VGG19_TAPS[-1]:
+            break
+    model = keras.Model(images, outputs, name=name)
+    model.trainable = False
+    return model
+
+
+def _vgg19_backbone(weights: str | None) -> keras.Model:
+    """Keras' VGG19 without its top, with the weights `build_perceptual_network` was given.
+
+    Raises:
+        UserError: a weights file that is missing or that Keras cannot load.
+    """
     if weights in ("none", None):
         keras_weights = None
         _warn_random_weights()
@@ -130,20 +152,7 @@ def build_perceptual_network(
             backbone.load_weights(weights)
         except Exception as err:  # Keras raises several types for a wrong file; all mean the same here.
             raise UserError(f"cannot load VGG19 weights from {weights}: {err}") from None
-
-    images = keras.Input(shape=(None, None, 3), name="rgb_minus1_1")
-    x = VGGInputConversion(preprocessing, name="input_conversion")(images)
-    # Rebuild only the layers up to block5_conv1 on top of the conversion, reusing the backbone's layers.
-    outputs = []
-    for layer in backbone.layers[1:]:
-        x = layer(x)
-        if layer.name in VGG19_TAPS:
-            outputs.append(x)
-        if layer.name == VGG19_TAPS[-1]:
-            break
-    model = keras.Model(images, outputs, name=name)
-    model.trainable = False
-    return model
+    return backbone
 
 
 def _build_lpips_vgg16(weights: str):

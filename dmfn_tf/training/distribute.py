@@ -218,17 +218,10 @@ def custom_loop_fit(
     Returns:
         The `keras.callbacks.History` of the run.
     """
-    strategy = trainer.distribute_strategy
     if verbose == "auto":
         verbose = 1
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
-
-    @tf.function
-    def train_function(iterator):
-        per_replica_logs = strategy.run(trainer.train_step, args=(next(iterator),))
-        # The trainer logs global batch means, the same on every replica.
-        return {name: strategy.experimental_local_results(value)[0] for name, value in per_replica_logs.items()}
-
+    train_function = _replicated_train_function(trainer)
+    iterator = iter(trainer.distribute_strategy.experimental_distribute_dataset(dataset))
     if not isinstance(callbacks, keras.callbacks.CallbackList):
         callbacks = keras.callbacks.CallbackList(
             callbacks,
@@ -243,18 +236,37 @@ def custom_loop_fit(
     callbacks.on_train_begin()
     epoch_logs = {}
     for epoch in range(initial_epoch, epochs):
-        trainer.reset_metrics()
-        callbacks.on_epoch_begin(epoch)
-        logs = {}
-        for step in range(steps_per_epoch):
-            callbacks.on_train_batch_begin(step)
-            logs = train_function(iterator)
-            callbacks.on_train_batch_end(step, logs)
-            if trainer.stop_training:
-                break
-        epoch_logs = {name: float(value) for name, value in logs.items()}
-        callbacks.on_epoch_end(epoch, epoch_logs)
+        epoch_logs = _run_epoch(trainer, train_function, iterator, callbacks, epoch, steps_per_epoch)
         if trainer.stop_training:
             break
     callbacks.on_train_end(logs=epoch_logs)
     return trainer.history
+
+
+def _replicated_train_function(trainer):
+    """A `tf.function` that runs `trainer.train_step` on every replica for the iterator's next batch."""
+    strategy = trainer.distribute_strategy
+
+    @tf.function
+    def train_function(iterator):
+        per_replica_logs = strategy.run(trainer.train_step, args=(next(iterator),))
+        # The trainer logs global batch means, the same on every replica.
+        return {name: strategy.experimental_local_results(value)[0] for name, value in per_replica_logs.items()}
+
+    return train_function
+
+
+def _run_epoch(trainer, train_function, iterator, callbacks, epoch: int, steps_per_epoch: int) -> dict:
+    """One epoch of `custom_loop_fit`, with the callbacks' epoch and batch calls; returns the epoch's logs."""
+    trainer.reset_metrics()
+    callbacks.on_epoch_begin(epoch)
+    logs = {}
+    for step in range(steps_per_epoch):
+        callbacks.on_train_batch_begin(step)
+        logs = train_function(iterator)
+        callbacks.on_train_batch_end(step, logs)
+        if trainer.stop_training:
+            break
+    epoch_logs = {name: float(value) for name, value in logs.items()}
+    callbacks.on_epoch_end(epoch, epoch_logs)
+    return epoch_logs

@@ -177,35 +177,17 @@ def train(
 
 
 def _train(cfg, out_dir, resume, log_every, verbose, callbacks) -> TrainingResult:
-    callbacks_extra = list(callbacks or [])
+    """`train` once the run lock is held: checks, data, trainer, restored state, then the `fit` calls."""
     if log_every < 1:
         raise ConfigError(f"log_every: must be at least 1 step, got {log_every}")
-    train_cfg = cfg.train
     run = RunDirectory(out_dir)
     run.check_can_start(cfg, resume)
     start_step = run.latest_step() if resume else 0
-
-    keras.mixed_precision.set_global_policy(train_cfg.precision)
-    keras.utils.set_random_seed(train_cfg.seed)
-    if train_cfg.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(train_cfg.strategy)
+    strategy = _set_up_runtime(cfg.train)
     chief = is_chief(strategy)
 
-    def dataset_from(step):
-        return build_dataset(
-            cfg.data,
-            cfg.model.image_size,
-            train_cfg.batch_size,
-            seed=train_cfg.seed,
-            start_step=step,
-            repeat=True,
-            training=True,
-        )
-
-    # The data first: a missing folder fails here, before the networks are built. A run resumed
-    # mid-epoch needs a second pipeline, positioned at the next epoch (see `epoch_segments`).
-    first_dataset = dataset_from(start_step)
+    # The data first: a missing folder fails here, before the networks are built.
+    first_dataset = _training_dataset(cfg, start_step)
     if not start_step and cfg.model.init_generator:
         resolve_generator_path(cfg.model.init_generator)  # a wrong path fails before the networks are built
     if chief:
@@ -221,12 +203,10 @@ def _train(cfg, out_dir, resume, log_every, verbose, callbacks) -> TrainingResul
         keep=KEEP_CHECKPOINTS,
         chief=chief,
     )
-    initial_step = checkpointer.restore() if start_step else 0
+    initial_step = _restore_or_initialise(cfg, trainer, checkpointer, start_step)
     if chief:
         run.save_config(cfg)  # after the restore: a run that cannot resume keeps the settings it had
-    if not initial_step and cfg.model.init_generator:
-        initialise_generator(trainer.generator, cfg.model.init_generator)
-    total_steps = train_cfg.total_steps
+    total_steps = cfg.train.total_steps
     if initial_step >= total_steps:
         print(f"{run.path}: already trained to step {initial_step} (train.total_steps = {total_steps}); nothing to do")
         return TrainingResult(run.path, initial_step, initial_step, checkpointer.latest_path())
@@ -236,6 +216,59 @@ def _train(cfg, out_dir, resume, log_every, verbose, callbacks) -> TrainingResul
         print(f"No checkpoint in {run.checkpoint_dir} yet; training {run.path} from step 0")
 
     guard = NonFiniteLossGuard(initial_step)
+    own_callbacks, logger = _run_callbacks(cfg, run, checkpointer, initial_step, chief, log_every)
+    try:
+        _fit_segments(trainer, cfg, first_dataset, initial_step, [guard, *own_callbacks, *(callbacks or [])], guard,
+                      verbose)
+    finally:
+        if logger is not None:
+            logger.close()
+    _raise_if_failed(guard, run, checkpointer)
+    return TrainingResult(run.path, initial_step, total_steps, checkpointer.latest_path())
+
+
+def _set_up_runtime(train_cfg) -> tf.distribute.Strategy:
+    """Sets the precision policy, the seeds and (if asked) determinism; returns the distribution strategy."""
+    keras.mixed_precision.set_global_policy(train_cfg.precision)
+    keras.utils.set_random_seed(train_cfg.seed)
+    if train_cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    return make_strategy(train_cfg.strategy)
+
+
+def _training_dataset(cfg: ExperimentConfig, start_step: int) -> tf.data.Dataset:
+    """The endless, shuffled training pipeline positioned at `start_step`."""
+    return build_dataset(
+        cfg.data,
+        cfg.model.image_size,
+        cfg.train.batch_size,
+        seed=cfg.train.seed,
+        start_step=start_step,
+        repeat=True,
+        training=True,
+    )
+
+
+def _restore_or_initialise(cfg: ExperimentConfig, trainer, checkpointer: TrainingCheckpointer, start_step: int) -> int:
+    """Restores the latest checkpoint of a resumed run, or starts a fine-tuning run from `model.init_generator`.
+
+    Returns:
+        The step training continues from (0 for a new run).
+    """
+    initial_step = checkpointer.restore() if start_step else 0
+    if not initial_step and cfg.model.init_generator:
+        initialise_generator(trainer.generator, cfg.model.init_generator)
+    return initial_step
+
+
+def _run_callbacks(cfg: ExperimentConfig, run: RunDirectory, checkpointer, initial_step: int, chief: bool,
+                   log_every: int) -> tuple[list, TensorBoardLogger | None]:
+    """The run's own callbacks after the loss guard, in order: checkpoints, the stop, snapshots, TensorBoard.
+
+    Returns:
+        `(callbacks, logger)`; `logger` (the TensorBoard writer, on the chief only) must be closed.
+    """
+    train_cfg = cfg.train
 
     def describe(step):  # what the generator files say about themselves (dmfn_tf.model_metadata)
         return metadata_from_config(cfg, "dmfn train", run.path, step, checkpointer.clock.now()[0])
@@ -243,12 +276,12 @@ def _train(cfg, out_dir, resume, log_every, verbose, callbacks) -> TrainingResul
     saver = CheckpointCallback(
         checkpointer,
         every=train_cfg.checkpoint_every,
-        final_step=total_steps,
+        final_step=train_cfg.total_steps,
         generator_path=run.generator_path,
         initial_step=initial_step,
         describe=describe,
     )
-    callbacks = [guard, saver, StopAtStep(total_steps, initial_step)]
+    callbacks = [saver, StopAtStep(train_cfg.total_steps, initial_step)]
     if chief and train_cfg.snapshot_every:
         callbacks.append(SnapshotCallback(run.snapshot_dir, checkpointer.clock, train_cfg.snapshot_every, initial_step,
                                           describe=describe))
@@ -262,34 +295,40 @@ def _train(cfg, out_dir, resume, log_every, verbose, callbacks) -> TrainingResul
             initial_step=initial_step,
         )
         callbacks.append(logger)
-    callbacks.extend(callbacks_extra)
+    return callbacks, logger
 
-    try:
-        for initial_epoch, epochs, steps_per_epoch, segment_start in epoch_segments(
-            initial_step, total_steps, train_cfg.steps_per_epoch
-        ):
-            fit(
-                trainer,
-                first_dataset if segment_start == initial_step else dataset_from(segment_start),
-                initial_epoch=initial_epoch,
-                epochs=epochs,
-                steps_per_epoch=steps_per_epoch,
-                callbacks=callbacks,
-                verbose=verbose,
-            )
-            if guard.failure is not None:
-                break
-    finally:
-        if logger is not None:
-            logger.close()
 
-    if guard.failure is not None:
-        step, terms = guard.failure
-        latest = checkpointer.latest_step()
-        kept = (
-            f"the last good checkpoint (step {latest}) is kept in {run.checkpoint_dir}"
-            if latest is not None
-            else "no checkpoint was written"
+def _fit_segments(trainer, cfg: ExperimentConfig, first_dataset, initial_step: int, callbacks: list,
+                  guard: NonFiniteLossGuard, verbose) -> None:
+    """Runs the `fit` calls of `epoch_segments`, stopping after one that hit a non-finite loss.
+
+    A run resumed mid-epoch needs a second pipeline for its second call, positioned at the next epoch.
+    """
+    for initial_epoch, epochs, steps_per_epoch, segment_start in epoch_segments(
+        initial_step, cfg.train.total_steps, cfg.train.steps_per_epoch
+    ):
+        fit(
+            trainer,
+            first_dataset if segment_start == initial_step else _training_dataset(cfg, segment_start),
+            initial_epoch=initial_epoch,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
         )
-        raise NonFiniteLossError(f"non-finite loss at step {step} in {', '.join(terms)}; training stopped and {kept}")
-    return TrainingResult(run.path, initial_step, total_steps, checkpointer.latest_path())
+        if guard.failure is not None:
+            break
+
+
+def _raise_if_failed(guard: NonFiniteLossGuard, run: RunDirectory, checkpointer: TrainingCheckpointer) -> None:
+    """Raises `NonFiniteLossError` if the guard stopped the run, naming the step, the terms and what was kept."""
+    if guard.failure is None:
+        return
+    step, terms = guard.failure
+    latest = checkpointer.latest_step()
+    kept = (
+        f"the last good checkpoint (step {latest}) is kept in {run.checkpoint_dir}"
+        if latest is not None
+        else "no checkpoint was written"
+    )
+    raise NonFiniteLossError(f"non-finite loss at step {step} in {', '.join(terms)}; training stopped and {kept}")

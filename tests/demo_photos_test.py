@@ -1,7 +1,7 @@
 import numpy as np
 from PIL import Image
 
-from dmfn_tf.demo_data import EVAL_PHOTOS, TRAIN_PHOTOS, build_demo_photo_set, load_photo
+from dmfn_tf.data.demo_photos import EVAL_PHOTOS, TRAIN_PHOTOS, build_demo_photo_set, load_photo
 
 
 def test_held_out_photos_are_disjoint_from_training_photos():
