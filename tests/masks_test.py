@@ -232,10 +232,10 @@ def test_missing_mask_file_is_a_user_error(tmp_path):
         masks.load_mask_file(tmp_path / "nowhere.png")
 
 
-def test_mask_files_read_through_a_hook_are_the_same_masks_with_its_status(tmp_path):
+def test_mask_files_read_through_a_hook_are_the_same_masks_with_its_status(tmp_path, save_image):
     # The training pipeline reads mask files through its GuardedReader (`read=`): the same seed must
     # pick the same file and box as the plain maker, and `make` passes the hook's status on.
-    paths = [str(_write(tmp_path / f"{i}.png", np.eye(SIZE, k=8 * i, dtype=np.uint8) * 255)) for i in range(4)]
+    paths = [str(save_image(tmp_path / f"{i}.png", np.eye(SIZE, k=8 * i, dtype=np.uint8) * 255)) for i in range(4)]
     reads = []
 
     def read(path):
