@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -141,9 +142,9 @@ def test_the_reader_counts_and_gives_up_once_every_file_failed(tmp_path):
         reader.stop_if_hopeless({"x": tf.constant(1)}, tf.constant(True))
 
 
-def test_one_bad_file_read_twice_in_a_row_is_not_every_file_failing(tmp_path):
+def test_one_bad_file_read_twice_in_a_row_is_not_every_file_failing(tmp_path, save_image):
     good = tmp_path / "good.png"
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(good)
+    save_image(good, np.zeros((4, 4, 3), np.uint8))
     reader = GuardedReader("src", count=2)
     for name in (str(good), "bad", "bad", str(good), "bad"):  # an epoch [good, bad], then [bad, good]
         contents, ok, hopeless = reader._read_eager(name, None if name != "bad" else b"junk")
@@ -162,25 +163,25 @@ def test_a_file_list_over_the_byte_budget_is_refused_before_it_is_read(tmp_path,
 
 
 @pytest.fixture
-def mask_files(tmp_path):
+def mask_files(tmp_path, save_image):
     """(a folder of the three good photos, a folder of three good masks)."""
     photos, masks = tmp_path / "photos", tmp_path / "masks"
     photos.mkdir()
     masks.mkdir()
     for index in range(3):
-        Image.fromarray(np.full((40, 48, 3), 60 * index, np.uint8)).save(photos / f"photo_{index}.png")
+        save_image(photos / f"photo_{index}.png", np.full((40, 48, 3), 60 * index, np.uint8))
         hole = np.zeros((40, 48), np.uint8)
         hole[10 * index:10 * index + 10] = 255
-        Image.fromarray(hole).save(masks / f"mask_{index}.png")
+        save_image(masks / f"mask_{index}.png", hole)
     return photos, masks
 
 
-def test_hostile_mask_files_are_skipped_when_the_run_starts(mask_files, caplog):
+def test_hostile_mask_files_are_skipped_when_the_run_starts(mask_files, caplog, png_declaring):
     caplog.set_level(logging.WARNING, logger="dmfn_tf.data")
     photos, masks = mask_files
     (masks / "zero.png").symlink_to("/dev/zero")
     os.mkfifo(masks / "fifo.png")
-    (masks / "huge.png").write_bytes(_png_declaring(20000, 20000))
+    (masks / "huge.png").write_bytes(png_declaring(20000, 20000))
     cfg = DataConfig(path=str(photos), mask="file", mask_path=str(masks))
     batch = next(iter(build_eval_dataset(cfg, SIZE, batch_size=3, mask="file")))
     assert batch["mask"].shape == (3, SIZE, SIZE, 1)
