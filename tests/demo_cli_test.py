@@ -5,6 +5,7 @@ import sys
 from PIL import Image
 
 from conftest import PROJECT_ROOT
+from dmfn_tf.cli.demo import fine_tune_verdict
 
 
 def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, tiny_generator_file):
@@ -30,6 +31,8 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, tiny_generator_file):
     assert report["export"]["saved_model_max_abs_diff"] <= 1e-5
     assert report["export"]["tflite_float32_max_abs_diff"] <= 1e-3
     assert report["perceptual_network"].startswith("lpips_vgg16")
+    assert report["fine_tune_verdict"] == fine_tune_verdict("initial", "fine-tuned", methods)
+    assert f"verdict: {report['fine_tune_verdict']}" in result.stdout
     # Four held-out photos, one image each; before/after pictures for each:
     # input | initial | fine-tuned | Telea | PatchMatch | original, for a centred and a free-form hole.
     assert len(list((out / "data" / "eval").glob("*.png"))) == 4
@@ -40,3 +43,12 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, tiny_generator_file):
     assert (out / "run" / "generator.keras").is_file()
     assert "DMFN demo finished" in result.stdout and str(out / "evaluation") in result.stdout
     assert "(masked | initial | fine-tuned | Telea | PatchMatch | original)" in result.stdout
+
+
+def test_the_verdict_says_whether_the_short_run_improved_the_starting_model():
+    improved = {"shipped": {"lpips": 0.25}, "fine-tuned": {"lpips": 0.24}}
+    assert "improves on the shipped one here: LPIPS 0.2500 -> 0.2400" in fine_tune_verdict("shipped", "fine-tuned", improved)
+    worse = {"shipped": {"lpips": 0.25}, "fine-tuned": {"lpips": 0.26}}
+    assert "does NOT improve the shipped model" in fine_tune_verdict("shipped", "fine-tuned", worse)
+    assert fine_tune_verdict(None, "trained", worse | {"trained": {"lpips": 0.3}}) is None
+

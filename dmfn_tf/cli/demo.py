@@ -191,6 +191,18 @@ def _check_exports(export: dict) -> None:
         raise UserError("export check failed: " + "; ".join(failed))
 
 
+def fine_tune_verdict(start_row: str | None, trained_row: str, summary: dict) -> str | None:
+    """One line saying whether the short run improved the model it started from (LPIPS on the held-out
+    photos); None when it started from random weights."""
+    if start_row is None:
+        return None
+    before, after = summary[start_row]["lpips"], summary[trained_row]["lpips"]
+    if after < before:
+        return f"the {trained_row} model improves on the {start_row} one here: LPIPS {before:.4f} -> {after:.4f}"
+    return (f"the short {trained_row} run does NOT improve the {start_row} model here (LPIPS {before:.4f} -> {after:.4f}); "
+            "it shows training, checkpoints and resumption at work, not a better model")
+
+
 def _print_summary(plan: _Plan, report: dict, evaluation, out: Path, columns: list[str], eval_count: int) -> None:
     cfg, timings, export = plan.cfg, report["timings_s"], report["export"]
     print("\n" + "=" * 78)
@@ -200,6 +212,8 @@ def _print_summary(plan: _Plan, report: dict, evaluation, out: Path, columns: li
     print(f"  training run (checkpoints, generator.keras, TensorBoard logs): {report['run_dir']}")
     print(f"  evaluation on {eval_count} held-out images (never seen in training): {out / 'evaluation'}/table.md")
     print(evaluation.table.rstrip())
+    if report["fine_tune_verdict"]:
+        print(f"  verdict: {report['fine_tune_verdict']}")
     print(f"  before/after pictures: {out / 'inpainted'}/*_comparison.png (masked | {' | '.join(columns)} | original)")
     print(f"  SavedModel: {export['saved_model']}  (max |diff| vs Keras {export['saved_model_max_abs_diff']:.1e})")
     for quantization in TFLITE_CHECKED:
@@ -234,6 +248,7 @@ def run(args) -> int:
               "start_model": plan.start_file, "run_dir": str(out / "run"),
               "evaluation": {"settings": evaluation.settings, "methods": evaluation.summary,
                              "comparisons": evaluation.comparisons},
+              "fine_tune_verdict": fine_tune_verdict(plan.start_row, plan.trained_row, evaluation.summary),
               "export": export, "pictures": [str(p) for p in pictures],
               "timings_s": {k: round(v, 1) for k, v in timings.items()}}
     (out / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
