@@ -82,7 +82,8 @@ def main(argv=None) -> None:
     from dmfn_tf.serving.keras_export import export_keras
     from dmfn_tf.model_io import load_generator
     from dmfn_tf.serving.saved_model_export import export_saved_model
-    from dmfn_tf.serving.tflite_export import QUANTIZATIONS, convert_to_tflite
+    from dmfn_tf.serving.export import TFLITE_QUANTIZATIONS as QUANTIZATIONS
+    from dmfn_tf.serving.tflite_export import convert_to_tflite
 
     generator = load_generator(args.model) if args.model else build_generator(args.nf, args.n_blocks, args.block)
     gpus = tf.config.list_physical_devices("GPU")

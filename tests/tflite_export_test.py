@@ -6,7 +6,8 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from dmfn_tf.models.generator import build_generator
-from dmfn_tf.serving.tflite_export import QUANTIZATIONS, convert_to_tflite, operator_names, run_tflite
+from dmfn_tf.serving.export import TFLITE_QUANTIZATIONS as QUANTIZATIONS
+from dmfn_tf.serving.tflite_export import convert_to_tflite, operator_names, run_tflite
 
 SIZE = 64
 

@@ -191,9 +191,10 @@ def _small_upright(path: str, side: int):
 
 
 def _fitting(size: tuple[int, int], side: int) -> tuple[int, int]:
-    """`size` (width, height) scaled down to at most `side` pixels a side (unchanged when it fits)."""
-    scale = min(1.0, side / max(size))
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+    """`size` (width, height, as Pillow gives it) scaled down to at most `side` pixels a side."""
+    from dmfn_tf.inpaint.windows import scaled_size
+
+    return scaled_size(size[1], size[0], side)[::-1]
 
 
 def read_holes(data: bytes, height: int, width: int) -> np.ndarray:

@@ -65,11 +65,12 @@ def find_image_files(folder: str | os.PathLike) -> list[str]:
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         found.extend(os.path.join(root, name) for name in sorted(files) if name.lower().endswith(IMAGE_EXTENSIONS))
-    misnamed = [path for path in found if not _is_utf8(path)]
+    kept = [path for path in found if _is_utf8(path)]
+    misnamed = [path for path in found if not _is_utf8(path)] if len(kept) < len(found) else []
     for path in misnamed:
         logger.warning("skipping %s: its name is not valid UTF-8; rename it to use it", ascii(path))
     skip_tally.note(folder, len(found), misnamed)
-    return [path for path in found if path not in misnamed] if misnamed else found
+    return kept
 
 
 def _is_utf8(path: str) -> bool:
@@ -104,13 +105,12 @@ def read_file_list(list_path: str | os.PathLike) -> list[str]:
             lines = f.read().splitlines()
     except UnicodeDecodeError:
         raise UserError(f"file list is not UTF-8 text: {list_path}") from None
-    paths, skipped, listed = [], [], 0
+    paths, skipped = [], []
     for number, line in enumerate(lines, start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
         path = os.path.join(base, os.path.expanduser(entry))
-        listed += 1
         if os.path.isfile(path):
             paths.append(path)
             continue
@@ -119,7 +119,7 @@ def read_file_list(list_path: str | os.PathLike) -> list[str]:
         logger.warning("%s:%d: %s, skipped: %s", list_path, number, problem, path)
     if skipped:
         logger.warning("%s: %d listed file(s) not found (or not regular files) and skipped", list_path, len(skipped))
-    skip_tally.note(list_path, listed, skipped)
+    skip_tally.note(list_path, len(paths) + len(skipped), skipped)
     return paths
 
 

@@ -22,6 +22,8 @@ same seed picks the same file): an example whose photo or mask became unusable d
 
 from __future__ import annotations
 
+import dataclasses
+
 import tensorflow as tf
 
 from dmfn_tf.config import DataConfig
@@ -403,11 +405,8 @@ def _mask_maker(data_cfg: DataConfig, kind: str, image_size: int, ordered: bool)
         raise UserError("data.mask_path is empty: set it to a folder or list of mask images (mask 'file')")
     files = _usable_mask_files(data_cfg)
     reader = GuardedReader(data_cfg.mask_path, len(files), what="mask")
-    make = masks.mask_file_maker(
-        image_size, files, invert=settings.invert, from_alpha=settings.from_alpha, ordered=ordered,
-        read=lambda path: reader.read(path, tf.constant(b""), from_file=True),
-    )
-    return make, reader
+    read = lambda path: reader.read(path, tf.constant(b""), from_file=True)  # noqa: E731
+    return masks.mask_maker(kind, image_size, dataclasses.replace(settings, files=tuple(files), read=read)), reader
 
 
 def _usable_mask_files(data_cfg: DataConfig) -> list[str]:

@@ -22,7 +22,7 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from dmfn_tf.inpaint.contract import SIZE_MULTIPLE, inpaint_float
-from dmfn_tf.serving.export import TFLITE_QUANTIZATIONS as QUANTIZATIONS
+from dmfn_tf.serving.export import TFLITE_QUANTIZATIONS
 
 
 
@@ -72,8 +72,8 @@ def convert_to_tflite(generator, size: int | None = 256, quantization: str = "fl
     open("dmfn_256_float16.tflite", "wb").write(convert_to_tflite(generator, 256, "float16"))
     ```
     """
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"unknown quantization {quantization!r}; expected one of {QUANTIZATIONS}")
+    if quantization not in TFLITE_QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}; expected one of {TFLITE_QUANTIZATIONS}")
     if size is not None and (size <= 0 or size % SIZE_MULTIPLE):
         raise ValueError(f"size must be a positive multiple of {SIZE_MULTIPLE}, got {size}")
     function = _inpainting_function(generator, size)

@@ -33,6 +33,8 @@ class MaskSettings:
         invert: mask files mark holes with 0.
         from_alpha: read the holes from the mask files' alpha channel.
         ordered: example `i` takes mask file `i % len(files)` (evaluation) instead of a random one.
+        read: reads the mask files, `read(path) -> (contents, ok, hopeless)` (the training pipeline's
+            guarded reader); `make` then returns `(mask, bbox, ok, hopeless)`. None: `tf.io.read_file`.
     """
 
     delta: int = 32
@@ -41,6 +43,7 @@ class MaskSettings:
     invert: bool = False
     from_alpha: bool = False
     ordered: bool = False
+    read: Callable | None = None
 
 
 # `make(index, seed) -> (mask, bbox)`, tensors.
@@ -157,4 +160,4 @@ def _file_kind(size: int, settings: MaskSettings) -> MaskMake:
     from dmfn_tf.data.masks.files import mask_file_maker
 
     return mask_file_maker(size, settings.files, invert=settings.invert, from_alpha=settings.from_alpha,
-                           ordered=settings.ordered)
+                           ordered=settings.ordered, read=settings.read)
