@@ -306,8 +306,8 @@ def main(argv=None) -> int:
 
     protocols = {name: validation.PROTOCOLS[name] for name in SHIP_PROTOCOLS}
     evaluated = {name: validation.evaluate_protocol(shipped, corpus_dir, protocol) for name, protocol in protocols.items()}
-    half = {name: validation.evaluate_protocol(with_float16_weights(shipped, cfg), corpus_dir, protocol)
-            for name, protocol in protocols.items()}
+    rounded = with_float16_weights(shipped, cfg)
+    half = {name: validation.evaluate_protocol(rounded, corpus_dir, protocol) for name, protocol in protocols.items()}
     results = {"batch_size": cfg.train.batch_size, "n_images": {}, "image_size": {}, "mask": {}, "scores": {}}
     for name, result in evaluated.items():
         results[name] = {"dmfn": result.summary[validation.MODEL], **{b: result.summary[b] for b in BASELINES}}

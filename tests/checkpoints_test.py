@@ -279,3 +279,27 @@ def test_temporary_files_of_a_killed_write_are_removed_at_the_next_start(parts, 
     assert stale.startswith(f".{checkpoints.LATEST_FILE}.tmp-")
     parts.checkpointer(tmp_path)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
+def test_a_checkpoint_says_whether_it_keeps_the_rate_in_a_variable(tmp_path, tiny_config, precision):
+    """Under mixed_float16 the LossScaleOptimizer has a dummy rate variable of its own: the wrapped one decides."""
+    import warnings
+
+    from dmfn_tf.models.perceptual import RandomPerceptualWeightsWarning
+    from dmfn_tf.training.checkpoints import keeps_rate_variable
+    from dmfn_tf.training.trainer import build_trainer
+
+    assert keeps_rate_variable(tmp_path / "none")  # a new run
+    for rate_variable in (True, False):
+        keras.mixed_precision.set_global_policy(precision)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RandomPerceptualWeightsWarning)
+                trainer = build_trainer(tiny_config(lr_decay_steps=[5]), rate_variable=rate_variable)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        directory = tmp_path / f"{precision}_{rate_variable}"
+        TrainingCheckpointer(directory, trainer.generator, trainer.discriminator, trainer.g_optimizer,
+                             trainer.d_optimizer).save(step=1)
+        assert keeps_rate_variable(directory) == rate_variable

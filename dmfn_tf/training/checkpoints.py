@@ -104,22 +104,37 @@ def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def latest_checkpoint_reader(directory: str | os.PathLike):
+    """A `tf.train.CheckpointReader` of the latest checkpoint in `directory`, or None if there is none.
+
+    Raises:
+        CheckpointError: the checkpoint `latest.json` names is missing or unreadable.
+    """
+    latest = read_latest(directory)
+    if latest is None:
+        return None
+    prefix = os.path.join(os.fspath(directory), latest["checkpoint"], CHECKPOINT_PREFIX)
+    try:
+        return tf.train.load_checkpoint(prefix)
+    except (ValueError, tf.errors.OpError) as err:
+        raise CheckpointError(f"checkpoint {os.path.dirname(prefix)} is missing or unreadable: {type(err).__name__}") from None
+
+
 def keeps_rate_variable(directory: str | os.PathLike) -> bool:
     """Whether the latest checkpoint in `directory` holds the generator optimizer's rate as a variable.
 
     Runs made by this version do (`trainer.make_optimizer(rate_variable=True)`); earlier runs with
     decay steps saved the schedule instead, and must be rebuilt that way to restore. True when there
-    is no checkpoint (a new run).
+    is no checkpoint (a new run). Under `mixed_float16` the rate is the wrapped optimizer's (the
+    `LossScaleOptimizer` keeps a dummy rate variable of its own).
     """
-    latest = read_latest(directory)
-    if latest is None:
+    reader = latest_checkpoint_reader(directory)
+    if reader is None:
         return True
-    prefix = os.path.join(os.fspath(directory), latest["checkpoint"], CHECKPOINT_PREFIX)
-    try:
-        keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    except (ValueError, tf.errors.OpError) as err:
-        raise CheckpointError(f"checkpoint {os.path.dirname(prefix)} is missing or unreadable: {type(err).__name__}") from None
-    return any(key.startswith("g_optimizer/") and "/_learning_rate/" in key for key in keys)
+    keys = reader.get_variable_to_shape_map()
+    wrapped = any(key.startswith("g_optimizer/inner_optimizer/") for key in keys)
+    holder = "g_optimizer/inner_optimizer/" if wrapped else "g_optimizer/"
+    return f"{holder}_learning_rate/.ATTRIBUTES/VARIABLE_VALUE" in keys
 
 
 def is_chief(strategy: tf.distribute.Strategy | None) -> bool:

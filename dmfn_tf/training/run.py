@@ -193,7 +193,7 @@ def _train(cfg, out_dir, resume, log_every, verbose, callbacks) -> TrainingResul
     if chief:
         remove_stale_temporaries(out_dir)  # e.g. `.generator.keras.tmp-<pid>-*` of a killed run
 
-    trainer = build_trainer(cfg, strategy, rate_variable=keeps_rate_variable(run.checkpoint_dir) if start_step else True)
+    trainer = build_trainer(cfg, strategy, rate_variable=keeps_rate_variable(run.checkpoint_dir))
     checkpointer = TrainingCheckpointer(
         run.checkpoint_dir,
         trainer.generator,

@@ -9,7 +9,7 @@ Public API (stable; `dmfn_tf.training.run` and the `dmfn train` command build on
 
 - `DMFNTrainer(generator, discriminator, perceptual, loss_config=None, name="dmfn_trainer")`
   - `.generator`, `.discriminator`, `.perceptual`, `.loss_config`, `.local_size`
-  - `.compile(g_optimizer, d_optimizer, **kwargs)`; then `.g_optimizer`, `.d_optimizer`
+  - `.compile(g_optimizer, d_optimizer, learning_rate_schedule=None, **kwargs)`; then `.g_optimizer`, `.d_optimizer`
   - `.build_optimizers()`: creates both optimizers' slots; call it inside `strategy.scope()`
   - `.train_step(data)` = `.generator_step(...)` then `.discriminator_step(...)`
   - `.test_step(data)`, `.call({"image", "mask"})` (the composite, so `predict` works)
@@ -183,7 +183,8 @@ class DMFNTrainer(keras.Model):
     with strategy.scope():
         trainer = DMFNTrainer(build_generator(), build_discriminator(), build_perceptual_network())
         trainer.compile(g_optimizer=make_optimizer(train_cfg, "generator_adam"),
-                        d_optimizer=make_optimizer(train_cfg, "discriminator_adam"))
+                        d_optimizer=make_optimizer(train_cfg, "discriminator_adam"),
+                        learning_rate_schedule=learning_rate_schedule(train_cfg))
         trainer.build_optimizers()
     trainer.fit(dataset, steps_per_epoch=1000, epochs=100)  # dict batches: image, mask, bbox
     ```
@@ -525,7 +526,7 @@ def build_trainer(
         trainer.compile(
             g_optimizer=make_optimizer(cfg.train, "generator_adam", cfg.train.ema_momentum, rate_variable),
             d_optimizer=make_optimizer(cfg.train, "discriminator_adam", rate_variable=rate_variable),
-            learning_rate_schedule=learning_rate_schedule(cfg.train),
+            learning_rate_schedule=learning_rate_schedule(cfg.train) if rate_variable else None,
         )
         trainer.build_optimizers()
     return trainer
