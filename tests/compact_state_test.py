@@ -63,6 +63,24 @@ def test_an_imported_run_resumes_and_refuses_to_go_back(trained_run, tmp_path, t
         import_compact_state(state, tmp_path / "copy")
 
 
+def test_the_validation_curve_travels_with_the_state_and_never_overwrites_a_newer_one(trained_run, tmp_path):
+    curve = "step,p128_lpips\n2,0.31\n4,0.29\n"
+    (trained_run / "validation.csv").write_text(curve)
+    try:
+        state = tmp_path / "state.npz"
+        export_compact_state(trained_run, state)
+    finally:
+        (trained_run / "validation.csv").unlink()
+    import_compact_state(state, tmp_path / "copy")
+    assert (tmp_path / "copy" / "validation.csv").read_text() == curve
+    assert not (tmp_path / "copy" / "validation_sets.json").exists()
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    (newer / "validation.csv").write_text(curve + "6,0.28\n")
+    import_compact_state(state, newer)
+    assert (newer / "validation.csv").read_text().endswith("6,0.28\n")
+
+
 def test_a_damaged_file_is_one_clear_error(tmp_path):
     bad = tmp_path / "state.npz"
     bad.write_bytes(b"not a zip")

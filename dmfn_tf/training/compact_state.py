@@ -6,7 +6,9 @@ The compact state keeps what the run cannot do without, in one `.npz` file of a 
 - the generator's weights, its Adam moments and moving average, and its iteration count (exact);
 - the discriminator's weights and BatchNorm statistics, in float16;
 - the global step, the training clock (CPU and wall seconds) and the run's `config.yaml` (paths
-  under the home folder written `~/...`: give `--data` when resuming on another machine).
+  under the home folder written `~/...`: give `--data` when resuming on another machine);
+- the run's records (`RUN_RECORDS`: the validation curve and the keys of its image sets), so the
+  curve measured so far travels with the run.
 
 It leaves out the discriminator's Adam moments. `import_compact_state` writes a checkpoint with those
 at zero and the discriminator optimizer's iteration count at 0, so its bias correction starts again
@@ -44,6 +46,8 @@ _DISCRIMINATOR_ITERATIONS = "d_optimizer/_iterations/"
 _DISCRIMINATOR_WEIGHTS = ("d_optimizer/_trainable_variables/", "discriminator/")
 _MANIFEST = "manifest"
 FORMAT_VERSION = 1
+# Small text files of a run folder that its history cannot be rebuilt without (scripts/validate_run.py writes them).
+RUN_RECORDS = ("validation.csv", "validation_sets.json")
 
 
 class CompactStateError(UserError):
@@ -86,11 +90,30 @@ def export_compact_state(run_dir: str | os.PathLike, out_path: str | os.PathLike
             arrays[f"t{index}"] = _stored(kind, reader.get_tensor(key))
     with open(run.config_path, encoding="utf-8") as f:
         config_text = home_relative(f.read())  # no path of this machine travels in the file
-    manifest = {"format": FORMAT_VERSION, "step": latest["step"], "config_yaml": config_text, "tensors": entries}
+    manifest = {"format": FORMAT_VERSION, "step": latest["step"], "config_yaml": config_text, "tensors": entries,
+                "records": _read_records(run.path)}
     arrays[_MANIFEST] = np.frombuffer(json.dumps(manifest).encode("utf-8"), np.uint8)
     with atomic_path(out_path) as temporary, open(temporary, "wb") as f:
         np.savez_compressed(f, **arrays)
     return {"step": latest["step"], "bytes": os.path.getsize(out_path), "tensors": len(entries)}
+
+
+def _read_records(run_path) -> dict[str, str]:
+    records = {}
+    for name in RUN_RECORDS:
+        path = os.path.join(run_path, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                records[name] = home_relative(f.read())
+    return records
+
+
+def _write_records(run_path, records: dict) -> None:
+    """Writes the state's records into the run folder, keeping any the folder already has (they may be newer)."""
+    for name, text in records.items():
+        path = os.path.join(run_path, name)
+        if name in RUN_RECORDS and not os.path.exists(path):
+            write_text_atomically(path, text)
 
 
 def _restored(entry: dict, arrays) -> tf.Tensor:
@@ -115,7 +138,7 @@ def _read(path) -> tuple[dict, dict]:
 
 
 def import_compact_state(path: str | os.PathLike, run_dir: str | os.PathLike) -> int:
-    """Makes `run_dir` a run at the state's step (config.yaml and one checkpoint); returns the step.
+    """Makes `run_dir` a run at the state's step (config.yaml, its records and one checkpoint); returns the step.
 
     Refuses a run folder that already holds a checkpoint at or beyond that step.
     """
@@ -136,5 +159,6 @@ def import_compact_state(path: str | os.PathLike, run_dir: str | os.PathLike) ->
         if os.path.isdir(temporary):
             shutil.rmtree(temporary)
     write_text_atomically(run.config_path, manifest["config_yaml"])
+    _write_records(run.path, manifest.get("records", {}))  # states written before records existed have none
     write_text_atomically(os.path.join(run.checkpoint_dir, LATEST_FILE), json.dumps({"step": step, "checkpoint": name}) + "\n")
     return step
