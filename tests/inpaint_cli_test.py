@@ -310,12 +310,15 @@ def test_a_request_is_decoded_binarised_and_budget_checked_once(model_path, tmp_
     _counting(monkeypatch, planner, "check_pixel_budget", counts, "budget checked")
     _counting(monkeypatch, budget, "check_pixel_budget", counts, "budget checked")
     _counting(monkeypatch, contract, "generate", counts, "model runs")
+    _counting(monkeypatch, Image, "open", counts, "files opened")
     mask = np.zeros((HEIGHT, WIDTH), np.uint8)
     mask[10:20, 10:20] = mask[200:210, 250:260] = 255  # two holes: two windows with crop
     code = _inpaint(model_path, _save(_image(30), tmp_path / "photo.png"), _save(mask, tmp_path / "m.png"),
                     tmp_path / "out", *extra)
     assert code == 0
-    assert counts == {"photo decoded": 1, "mask decoded": 1, "mask binarised": 1, "budget checked": 1, "model runs": 1}
+    # Each file opened once for its header; the photo once more by its decoder (TensorFlow decodes the mask).
+    assert counts == {"photo decoded": 1, "mask decoded": 1, "mask binarised": 1, "budget checked": 1, "model runs": 1,
+                      "files opened": 3}
 
 
 def test_a_folder_keeps_its_decoded_requests_for_the_run(model_path, tmp_path, monkeypatch):
