@@ -2,7 +2,8 @@
 
 Every image a user hands the project (a page upload or mask, a file of a data folder, a photo given
 to `dmfn inpaint`, an evaluation image) is sized from its header and refused *before* it is decoded
-when it declares more than `MAX_IMAGE_PIXELS` pixels or more than one frame; every file read whole
+when it declares more than `MAX_IMAGE_PIXELS` pixels (`MAX_PHOTO_PIXELS` for `dmfn inpaint`'s
+photos and masks) or more than one frame; every file read whole
 (a model file, an upload body, an archive member once inflated) is refused above `MAX_INPUT_BYTES`.
 
 `image_header(source)` reads only the header (Pillow's lazy `Image.open`), so a few kilobytes that
@@ -32,6 +33,10 @@ from dmfn_tf.errors import UserError
 
 # Largest image any entry point decodes: 8192 x 8192 pixels (192 MiB as uint8 RGB).
 MAX_IMAGE_PIXELS = 8192 * 8192
+# Largest photo `dmfn inpaint` decodes: its strategies hold the photo once and small windows, so it
+# takes photos up to just below what Pillow decodes at all (twice its `Image.MAX_IMAGE_PIXELS`,
+# about 13377²), e.g. 12000² (docs/large_photos.md).
+MAX_PHOTO_PIXELS = 13000 * 13000
 # Largest file or body read whole, and largest size an archive member may inflate to.
 MAX_INPUT_BYTES = 256 * 1024 * 1024
 # Largest architecture description read whole (a model file's `config.json`; the default generator's is about 30 KB).

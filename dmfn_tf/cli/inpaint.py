@@ -8,8 +8,8 @@ without `--mask`, takes the holes from the images' own transparent pixels. Outpu
 of the input's size, `<out>/<stem>.png`.
 
 Every pair is checked before the model is loaded, and one bad pair stops the whole run before any
-output is written: a missing, ambiguous or mis-sized mask, an image or mask that declares too many
-pixels or several frames (`dmfn_tf.input_limits.image_header`, each file's header read once), an
+output is written: a missing, ambiguous or mis-sized mask, an image or mask that declares more than
+`MAX_PHOTO_PIXELS` pixels or several frames (`dmfn_tf.input_limits.image_header`, each file's header read once), an
 image whose model inputs are over the pixel budget (from that header, before anything is decoded), a file the run's decoders cannot fully
 decode, an output folder that cannot be written, or an output that is the same file as an input
 (compared by device and inode, so hard links count) ends the run with one line naming the files.
@@ -40,7 +40,7 @@ from dmfn_tf.inpaint.budget import DEFAULT_MAX_PIXELS
 from dmfn_tf.inpaint.planner import CheckedSize
 from dmfn_tf.inpaint.request import InpaintRequest
 from dmfn_tf.inpaint.strategies import HDOptions, get_strategy
-from dmfn_tf.input_limits import ImageHeader, image_header
+from dmfn_tf.input_limits import MAX_PHOTO_PIXELS, ImageHeader, image_header
 from dmfn_tf.output_files import check_outputs_are_not_inputs
 
 # Decoded requests kept from the check to the run (the first is always kept): a folder of photos is
@@ -171,9 +171,10 @@ def check_jobs(jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = 
 
 
 def _header(path: str, what: str) -> ImageHeader:
-    """The file's header, read once (`dmfn_tf.input_limits.image_header`: too many pixels or frames are refused)."""
+    """The file's header, read once (`dmfn_tf.input_limits.image_header`: more than `MAX_PHOTO_PIXELS` or
+    several frames are refused)."""
     try:
-        return image_header(path)
+        return image_header(path, max_pixels=MAX_PHOTO_PIXELS)
     except OSError as err:  # gone or unreadable since it was listed
         raise PairingError(f"{path}: cannot read the {what} file ({err.strerror or err})") from None
 
