@@ -2,17 +2,21 @@
 
 Every image a user hands the project (a page upload or mask, a file of a data folder, a photo given
 to `dmfn inpaint`, an evaluation image) is sized from its header and refused *before* it is decoded
-when it declares more than `MAX_IMAGE_PIXELS` pixels or more than one frame; every file read whole
+when it declares more than `MAX_IMAGE_PIXELS` pixels (`MAX_PHOTO_PIXELS` for `dmfn inpaint`'s
+photos and masks) or more than one frame; every file read whole
 (a model file, an upload body, an archive member once inflated) is refused above `MAX_INPUT_BYTES`.
 
 `image_header(source)` reads only the header (Pillow's lazy `Image.open`), so a few kilobytes that
-declare 16000 x 16000 cost nothing. Refusals are `InputTooLarge` (a `UserError`): one line that names
-the input and what would help.
+declare 16000 x 16000 cost nothing. It is the one header read of an image: besides the size it says
+whether the image has transparency and its EXIF orientation (`upright`: the size viewers show, which
+the decoders of `dmfn_tf.inpaint.files` return). Refusals are `InputTooLarge` (a `UserError`): one
+line that names the input and what would help.
 
 Example:
 
 ```python
-header = image_header("photo.png")          # ImageHeader(width=..., height=..., frames=1, format="PNG")
+header = image_header("photo.png")          # ImageHeader(width=..., height=..., frames=1, format="PNG", ...)
+header.upright                              # (height, width) as viewers show it (EXIF orientation applied)
 check_file_bytes("model.keras")             # raises InputTooLarge above MAX_INPUT_BYTES, NotRegularFile for a FIFO
 ```
 """
@@ -29,6 +33,10 @@ from dmfn_tf.errors import UserError
 
 # Largest image any entry point decodes: 8192 x 8192 pixels (192 MiB as uint8 RGB).
 MAX_IMAGE_PIXELS = 8192 * 8192
+# Largest photo `dmfn inpaint` decodes: its strategies hold the photo once and small windows, so it
+# takes photos up to just below what Pillow decodes at all (twice its `Image.MAX_IMAGE_PIXELS`,
+# about 13377²), e.g. 12000² (docs/large_photos.md).
+MAX_PHOTO_PIXELS = 13000 * 13000
 # Largest file or body read whole, and largest size an archive member may inflate to.
 MAX_INPUT_BYTES = 256 * 1024 * 1024
 # Largest architecture description read whole (a model file's `config.json`; the default generator's is about 30 KB).
@@ -50,16 +58,52 @@ class NotRegularFile(UserError, ValueError):
     """A path names a FIFO, a device, a socket or a folder where a file is expected: never opened."""
 
 
+# Modes with an alpha channel (besides a palette or grey image's "transparency" entry).
+_ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+# EXIF orientations that turn the image by 90 degrees: the displayed image is transposed.
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageHeader:
+    """What an image's header declares: the stored size, frames, format, transparency, EXIF orientation (1-8)."""
+
     width: int
     height: int
     frames: int
     format: str
+    has_alpha: bool = False
+    orientation: int = 1
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+    @property
+    def upright(self) -> tuple[int, int]:
+        """`(height, width)` of the image as viewers show it (and `dmfn_tf.inpaint.files` decodes it)."""
+        return (self.width, self.height) if self.orientation in _QUARTER_TURNS else (self.height, self.width)
+
+
+def has_alpha(image) -> bool:
+    """Whether an opened Pillow image has transparency (an alpha channel or a transparent colour)."""
+    return image.mode in _ALPHA_MODES or "transparency" in image.info
+
+
+def exif_orientation(image) -> int:
+    """The EXIF orientation (1-8; 1 when none or unreadable) an opened Pillow image declares before its pixels.
+
+    Pillow's own `getexif` of a PNG decodes the pixels to look for EXIF written after them; the
+    base method reads what the header held, and caches it on `image`, so that
+    `ImageOps.exif_transpose` after decoding turns the image as this said.
+    """
+    from PIL import Image
+
+    try:
+        orientation = Image.Image.getexif(image).get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError, TypeError):
+        return 1
+    return orientation if orientation in range(1, 9) else 1
 
 
 def _name(source, name: str | None) -> str:
@@ -96,13 +140,13 @@ def image_header(source, name: str | None = None, max_pixels: int = MAX_IMAGE_PI
             # reader decodes: it is a still image.
             animated = getattr(image, "is_animated", False) and image.format != "MPO"
             frames = int(getattr(image, "n_frames", 1)) if animated else 1
-            image_format = image.format or "unknown"
+            header = ImageHeader(width, height, frames, image.format or "unknown", has_alpha(image),
+                                 exif_orientation(image))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise UnreadableImage(f"{label}: not a readable image ({type(err).__name__})") from None
     except Image.DecompressionBombError:
         raise InputTooLarge(f"{label}: declares too many pixels; the limit is {max_pixels} pixels "
                             f"(about {int(max_pixels ** 0.5)}²): downscale it first") from None
-    header = ImageHeader(width, height, frames, image_format)
     if header.frames > 1:
         raise InputTooLarge(f"{label}: an animation of {frames} frames; give a single still image")
     if header.pixels > max_pixels:

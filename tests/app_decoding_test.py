@@ -7,10 +7,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dmfn_tf.app.decoding import plain_filename, preview_photo, read_holes, read_photo
+from dmfn_tf.app.decoding import check_photo, decode_upload, plain_filename, preview_photo, read_holes
 from dmfn_tf.app.refusal import Refusal
 from dmfn_tf.inpaint.budget import PixelBudgetError
 from dmfn_tf.inpaint.strategies import HDOptions
+
+
+def read_photo(path, name, options, max_pixels):
+    """What the server does with an upload: its header checked, then (when the model runs) its pixels decoded."""
+    checked = check_photo(path, name, options, max_pixels)
+    photo = decode_upload(path, name)
+    assert photo.shape[:2] == (checked.height, checked.width)
+    return photo
 
 
 def _png(array):
@@ -130,6 +138,31 @@ def test_large_photos_of_every_mode_are_previewed_like_the_model_reads_them(tmp_
     assert (height, width) == (150, 200) and preview.shape == (48, 64, 3) and preview.dtype == np.uint8
     full = read_photo(str(path), "photo", HDOptions(strategy="crop"), 10**6)
     assert abs(float(full.mean()) - float(preview.mean())) < 4  # the same picture, smaller
+
+
+def test_a_large_photo_is_previewed_without_writing_a_file(tmp_path, monkeypatch):
+    photo = np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    path = tmp_path / "upload"
+    path.write_bytes(_png(photo))
+
+    def no_file(self, *args, **kwargs):
+        raise AssertionError("the preview wrote a file")
+
+    monkeypatch.setattr(Image.Image, "save", no_file)
+    preview, height, width = preview_photo(str(path), "photo", HDOptions(strategy="crop"), 10**6, side=64)
+    assert (height, width) == (150, 200) and preview.shape == (48, 64, 3)
+    assert os.listdir(tmp_path) == ["upload"]
+
+
+@pytest.mark.parametrize("side", [64, 400])
+def test_an_upload_is_opened_once_for_its_header_and_once_to_decode(tmp_path, monkeypatch, side):
+    photo = np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    path = tmp_path / "upload"
+    path.write_bytes(_png(photo))
+    opened, open_image = [], Image.open
+    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: opened.append(1) or open_image(*args, **kwargs))
+    preview_photo(str(path), "photo", HDOptions(strategy="crop"), 10**6, side=side)  # previewed small, or whole
+    assert len(opened) == 2
 
 
 def test_a_large_floating_point_photo_is_refused_in_one_line(tmp_path):

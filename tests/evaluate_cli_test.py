@@ -157,6 +157,44 @@ def generator_file(tmp_path_factory):
     return path
 
 
+def test_the_evaluation_plans_with_the_inpainting_planner_and_scores_the_same(photo_folder, generator_file,
+                                                                            monkeypatch):
+    """`dmfn evaluate`, `dmfn inpaint` and `dmfn app` call one planner; the scores are the contract's own composites."""
+    from dmfn_tf.evaluation.protocol import EvaluationSettings, evaluate
+    from dmfn_tf.evaluation.report import score
+    from dmfn_tf.inpaint import planner, runner
+    from dmfn_tf.inpaint.contract import inpaint_float
+    from dmfn_tf.model_io import load_generator
+
+    generator = load_generator(str(generator_file))
+    calls = {"check_size": [], "plan": []}
+    for name in calls:
+        original = getattr(planner, name)
+        monkeypatch.setattr(runner, name, lambda *a, _original=original, _name=name, **k: calls[_name].append(a)
+                            or _original(*a, **k))
+    settings = EvaluationSettings(image_size=64, baselines=(), lpips="none", limit=3, batch_size=2, grid_cases=0)
+    result = evaluate(photo_folder, settings, generator=generator)
+    assert [args[:2] for args in calls["check_size"]] == [(64, 64)] * 2  # one check per batch of images
+    assert len(calls["plan"]) == 3 and all(args[0].strategy == "original" for args in calls["plan"])
+    # The scores of the contract's composite as it is (before the planner): the same values, bit for bit.
+    photos = _photos(64)[:3]
+    direct = score(lambda images, masks: np.asarray(inpaint_float(generator, images, masks)), photos,
+                   center_mask(64), batch_size=2)
+    planned = score(generator_inpaint_fn(generator), photos, center_mask(64), batch_size=2)
+    for metric in ("psnr", "ssim", "l1"):
+        np.testing.assert_array_equal(planned[metric], direct[metric])
+    assert result.summary["dmfn"]["psnr"] > 0
+
+
+def test_an_image_size_over_the_pixel_budget_is_one_line():
+    from dmfn_tf.inpaint.budget import PixelBudgetError
+
+    generator = build_generator(nf=4, n_blocks=1)
+    with pytest.raises(PixelBudgetError, match="^evaluation image: 64x64 = 4,096 pixels exceeds the budget of 4,000 "
+                                               r"pixels \(evaluate at a smaller image size"):
+        generator_inpaint_fn(generator, max_pixels=4000)(np.zeros((1, 64, 64, 3), np.float32), center_mask(64)[None])
+
+
 def _read_csv(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))

@@ -236,6 +236,16 @@ def test_the_skip_tally_counts_each_file_once_across_places(hostile_folder):
     assert skipped_files() is None
 
 
+def test_a_source_size_is_noted_where_it_is_listed_and_skips_only_add_names():
+    from dmfn_tf.data import skip_tally
+
+    with skip_tally.counting_skips() as skips:
+        skip_tally.note("photos/", 5, ["photos/a.png"])
+        skip_tally.note_skipped("photos/", ["photos/a.png", "photos/b.png"])  # a check, then a reader
+        skip_tally.note_skipped("photos/", [])
+    assert (skips.skipped, skips.total) == (2, 5)
+
+
 def test_a_file_name_that_is_not_utf8_is_skipped_with_a_warning(hostile_folder, caplog):
     caplog.set_level(logging.WARNING, logger="dmfn_tf.data")
     from dmfn_tf.data.skip_tally import counting_skips

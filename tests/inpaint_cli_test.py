@@ -262,6 +262,21 @@ def test_failed_write_leaves_the_existing_output_intact(model_path, tmp_path):
     assert os.listdir(tmp_path / "out") == ["a.png"]  # neither the failed nor the stale temporary file remains
 
 
+def test_photos_larger_than_other_inputs_pass_the_header_check_up_to_the_photo_limit(tmp_path, png_declaring):
+    from dmfn_tf.cli.inpaint import InpaintJob, check_headers
+    from dmfn_tf.input_limits import MAX_IMAGE_PIXELS, MAX_PHOTO_PIXELS, InputTooLarge
+
+    side = 12000  # docs/large_photos.md inpaints 12000² photos
+    assert side * side > MAX_IMAGE_PIXELS
+    for name in ("photo.png", "mask.png"):
+        (tmp_path / name).write_bytes(png_declaring(side, side))
+    job = InpaintJob(str(tmp_path / "photo.png"), str(tmp_path / "mask.png"), str(tmp_path / "out.png"))
+    assert [header.upright for header in check_headers([job])] == [(side, side)]
+    (tmp_path / "photo.png").write_bytes(png_declaring(MAX_PHOTO_PIXELS // side + 1, side))
+    with pytest.raises(InputTooLarge, match="photo.png: .* above the limit of"):
+        check_headers([job])
+
+
 def test_animated_mask_is_refused_before_decoding(tmp_path, capsys):
     image = _save(_image(26, 40, 40), tmp_path / "a.png")
     frames = [Image.fromarray(_box_mask(40, 40)), Image.fromarray(255 - _box_mask(40, 40))]
@@ -310,12 +325,15 @@ def test_a_request_is_decoded_binarised_and_budget_checked_once(model_path, tmp_
     _counting(monkeypatch, planner, "check_pixel_budget", counts, "budget checked")
     _counting(monkeypatch, budget, "check_pixel_budget", counts, "budget checked")
     _counting(monkeypatch, contract, "generate", counts, "model runs")
+    _counting(monkeypatch, Image, "open", counts, "files opened")
     mask = np.zeros((HEIGHT, WIDTH), np.uint8)
     mask[10:20, 10:20] = mask[200:210, 250:260] = 255  # two holes: two windows with crop
     code = _inpaint(model_path, _save(_image(30), tmp_path / "photo.png"), _save(mask, tmp_path / "m.png"),
                     tmp_path / "out", *extra)
     assert code == 0
-    assert counts == {"photo decoded": 1, "mask decoded": 1, "mask binarised": 1, "budget checked": 1, "model runs": 1}
+    # Each file opened once for its header; the photo once more by its decoder (TensorFlow decodes the mask).
+    assert counts == {"photo decoded": 1, "mask decoded": 1, "mask binarised": 1, "budget checked": 1, "model runs": 1,
+                      "files opened": 3}
 
 
 def test_a_folder_keeps_its_decoded_requests_for_the_run(model_path, tmp_path, monkeypatch):

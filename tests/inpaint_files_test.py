@@ -9,7 +9,8 @@ from dmfn_tf.errors import UserError
 from dmfn_tf.models.generator import build_generator
 from dmfn_tf.inpaint import files
 from dmfn_tf.inpaint.budget import PixelBudgetError
-from dmfn_tf.inpaint.files import ImageReadError, decode_photo, mask_from_alpha, read_header, read_holes, read_image, read_mask
+from dmfn_tf.inpaint.files import ImageReadError, decode_photo, holes_from_alpha, read_holes, read_image, read_mask
+from dmfn_tf.input_limits import image_header
 from dmfn_tf.inpaint.request import MaskMismatchError
 from dmfn_tf.inpaint.runner import inpaint
 from dmfn_tf.inpaint.contract import padded_size, reflect_indices
@@ -116,7 +117,44 @@ def test_read_image_applies_exif_rotation_and_header_agrees(tmp_path):
     Image.fromarray(image).save(tmp_path / "r.png", exif=exif)
     rgb, _ = read_image(str(tmp_path / "r.png"))
     np.testing.assert_array_equal(rgb, np.rot90(image, k=-1))
-    assert read_header(str(tmp_path / "r.png"))[:2] == (3, 2)
+    assert image_header(str(tmp_path / "r.png")).upright == (3, 2)
+
+
+def _png_with_late_exif(path, image, orientation):
+    """A PNG whose eXIf chunk comes after its pixels (before IEND), as some writers place it."""
+    import struct
+    import zlib
+
+    Image.fromarray(image).save(path)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif") else exif.tobytes()
+    chunk = struct.pack(">I", len(data)) + b"eXIf" + data + struct.pack(">I", zlib.crc32(b"eXIf" + data) & 0xFFFFFFFF)
+    contents = path.read_bytes()
+    end = contents.rindex(b"IEND") - 4
+    path.write_bytes(contents[:end] + chunk + contents[end:])
+
+
+def test_a_png_header_is_read_without_decoding_and_the_decoder_agrees(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    image = _random_image(2, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(image).save(tmp_path / "early.png", exif=exif)
+    _png_with_late_exif(tmp_path / "late.png", image, 6)
+    load = ImageFile.ImageFile.load
+
+    def must_not_decode(self):
+        raise AssertionError("the header read decoded the pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", must_not_decode)
+    # EXIF before the pixels turns the image; EXIF after them is only seen by decoding, so neither reads it.
+    assert image_header(str(tmp_path / "early.png")).upright == (3, 2)
+    assert image_header(str(tmp_path / "late.png")).upright == (2, 3)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    assert decode_photo(str(tmp_path / "early.png"))[0].shape == (3, 2, 3)
+    np.testing.assert_array_equal(decode_photo(str(tmp_path / "late.png"))[0], image)
 
 
 def test_read_image_errors_name_the_file(tmp_path):
@@ -132,9 +170,9 @@ def test_read_image_errors_name_the_file(tmp_path):
         read_image(str(tmp_path / "cut.png"))
 
 
-def test_mask_from_alpha_marks_transparent_pixels_as_holes():
-    alpha = np.array([[0.0, 0.49, 0.5, 1.0]])
-    np.testing.assert_array_equal(mask_from_alpha(alpha)[..., 0], [[1, 1, 0, 0]])
+def test_transparent_pixels_are_holes():
+    np.testing.assert_array_equal(holes_from_alpha(np.array([[0.0, 0.49, 0.5, 1.0]])), [[1, 1, 0, 0]])
+    np.testing.assert_array_equal(holes_from_alpha(np.array([[0, 127, 128, 255]], np.uint8)), [[1, 1, 0, 0]])
 
 
 def test_read_mask_anti_aliased_zero_one_and_inverted(tmp_path):

@@ -126,7 +126,9 @@ def test_crop_matches_a_window_by_window_reference(generator):
     image = _photo(240, 400)
     hole = _three_holes(240, 400)
     options = HDOptions(strategy="crop", trained_size=64, crop_margin=8)
-    result = inpaint_hd(generator, image, hole, options)
+    # A budget of one window per model call, as the reference runs them: a batch of several may round
+    # differently in the last bit (oneDNN), which `test_batches_group_windows_of_one_size_within_the_budget` covers.
+    result = inpaint_hd(generator, image, hole, options, max_pixels=64 * 64)
     expected = image.copy()
     windows = crop_windows(hole, options)
     assert sorted((w.bottom - w.top, w.right - w.left) == (w.model_height, w.model_width) for w in windows) == [False, True, True]
@@ -266,7 +268,8 @@ def toy_strategy():
         return [Window(0, 0, height // 2, width, height // 2, width)]
 
     register_strategy(HDStrategy("top-half", "the top half of the image at its own size", top_half,
-                                 lambda height, width, options: (height // 2, width)))
+                                 lambda height, width, options: (height // 2, width),
+                                 over_budget="crop the photo's top half first", out_of_memory="use a smaller photo"))
     yield "top-half"
     unregister_strategy("top-half")
 
@@ -288,7 +291,25 @@ def test_a_registered_strategy_runs_end_to_end_through_the_cli(tiny_generator_fi
     np.testing.assert_array_equal(result[30:35, 40:50], image[30:35, 40:50])  # the bottom one is not in its window
     # Its declared input (20 x 60 = 1,200 pixels) is what the budget checks; the refusal names the strategy.
     assert main(args + ["--max-pixels", "1000"]) == 2
-    assert "(top-half strategy, the model's input): 60x20 = 1,200 pixels" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "(top-half strategy, the model's input): 60x20 = 1,200 pixels" in error
+    assert "(crop the photo's top half first, or raise it with --max-pixels" in error  # what its registration says
+
+
+def test_what_helps_a_strategy_that_ran_out_of_memory_is_its_own(tiny_generator_file, tmp_path, toy_strategy, capsys,
+                                                                 monkeypatch):
+    from dmfn_tf.cli import main
+    from dmfn_tf.inpaint import runner
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(runner, "run_plan", exhausted)
+    Image.fromarray(_photo(40, 60)).save(tmp_path / "photo.png")
+    Image.fromarray(np.full((40, 60), 255, np.uint8)).save(tmp_path / "mask.png")
+    assert main(["inpaint", "--model", tiny_generator_file, "--image", str(tmp_path / "photo.png"), "--mask",
+                 str(tmp_path / "mask.png"), "--out", str(tmp_path / "out"), "--hd-strategy", toy_strategy]) == 2
+    assert "photo.png: ran out of memory (top-half strategy); use a smaller photo" in capsys.readouterr().err
 
 
 def test_the_hd_strategy_help_lists_the_registry(toy_strategy, capsys):

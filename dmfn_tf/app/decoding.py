@@ -4,17 +4,16 @@
   (400) unless it is a plain file name (no `/`, `\\`, NUL or control character, not `.` or `..`,
   at most 255 characters). It only ever names the photo in messages, never a path.
 - `check_photo(path, name, ...)`: the upload (spooled to a private temporary file) is sized with
-  `dmfn_tf.input_limits.image_header` (more than `MAX_IMAGE_PIXELS` pixels, or several frames: 413)
-  and its upright size checked against the pixel budget of the chosen strategy
-  (`dmfn_tf.inpaint.planner.check_size`) *before* anything is decoded; messages name `name`, not
-  the temporary file. `read_photo` is that check, then `decode_upload` (`dmfn_tf.inpaint.files`
-  decodes it: EXIF orientation, 16-bit, CMYK, ...).
+  `dmfn_tf.input_limits.image_header`, its header read once (more than `MAX_IMAGE_PIXELS` pixels,
+  or several frames: 413), and its upright size (EXIF orientation applied, as the header says)
+  checked against the pixel budget of the chosen strategy (`dmfn_tf.inpaint.planner.check_size`)
+  *before* anything is decoded; messages name `name`, not the temporary file.
 - `preview_photo(path, name, ...)`: the same checks, then the picture the page paints on, at most
   `PREVIEW_SIDE` pixels a side, with the upright photo's full size. A larger photo is never decoded
   at full size as RGB arrays: a JPEG is decoded at 1/2 to 1/8 of its size (Pillow's `draft`), other
-  formats once by Pillow and resized at once; the small picture is then read by
-  `dmfn_tf.inpaint.files.decode_photo`, so it follows the same rules (16-bit, alpha, CMYK) as the
-  photo the model gets.
+  formats once by Pillow and resized at once; the small picture's pixels are then converted in
+  memory by `dmfn_tf.inpaint.files.pixels_of`, the same rules (16-bit, alpha, CMYK) as the photo
+  the model gets.
 - `decode_upload(path, name)`: a kept upload, checked when it arrived, decoded (the server checks the
   request's strategy against the budget itself, with `dmfn_tf.inpaint.planner.check_size`).
 - `read_holes(data, height, width)`: the mask's bytes are sized the same way and refused unless they
@@ -25,8 +24,8 @@ Example:
 
 ```python
 preview, height, width = preview_photo(spooled_path, "cat.png", HDOptions(strategy="crop"), max_pixels=1024 * 1024)
-photo = read_photo(spooled_path, "cat.png", HDOptions(strategy="crop"), max_pixels=1024 * 1024)
-hole = read_holes(mask_png_bytes, *photo.shape[:2])  # bool [H, W], True = hole
+photo = decode_upload(spooled_path, "cat.png")  # later, when the model runs for it
+hole = read_holes(mask_png_bytes, height, width)  # bool [H, W], True = hole
 ```
 """
 
@@ -34,7 +33,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import os
 import urllib.parse
 import warnings
 
@@ -81,7 +79,7 @@ def _header(source, name: str, formats: tuple[str, ...]):
 
 
 def check_photo(path: str, name: str, options, max_pixels: int):
-    """The `CheckedSize` of the uploaded photo at `path`, from its headers, before anything is decoded.
+    """The `CheckedSize` of the uploaded photo at `path`, from its header (read once), before anything is decoded.
 
     Refuses other formats (415), more than `MAX_IMAGE_PIXELS` pixels or several frames (413), and an
     upright size (EXIF orientation applied) over the pixel budget of the chosen strategy
@@ -93,15 +91,9 @@ def check_photo(path: str, name: str, options, max_pixels: int):
         options: the `HDOptions` of the strategy chosen on the page (its pixel budget applies).
         max_pixels: the model's pixel budget.
     """
-    from dmfn_tf.inpaint.files import read_header
     from dmfn_tf.inpaint.planner import check_size
 
-    _header(path, name, PHOTO_FORMATS)
-    try:
-        upright = read_header(path, "image")  # as decoded: EXIF orientation applied
-    except UserError as err:
-        raise Refusal(400, str(err).replace(path, name)) from None
-    return check_size(upright.height, upright.width, options, max_pixels, source=name)
+    return check_size(*_header(path, name, PHOTO_FORMATS).upright, options, max_pixels, source=name)
 
 
 def decode_upload(path: str, name: str) -> np.ndarray:
@@ -112,12 +104,6 @@ def decode_upload(path: str, name: str) -> np.ndarray:
         return decode_photo(path)[0]
     except UserError as err:
         raise Refusal(400, str(err).replace(path, name)) from None
-
-
-def read_photo(path: str, name: str, options, max_pixels: int) -> np.ndarray:
-    """The uploaded photo at `path` as uint8 RGB `[H, W, 3]`: `check_photo`, then `decode_upload`."""
-    check_photo(path, name, options, max_pixels)
-    return decode_upload(path, name)
 
 
 def preview_photo(path: str, name: str, options, max_pixels: int, side: int = PREVIEW_SIDE):
@@ -146,34 +132,33 @@ def _preview(path: str, name: str, options, max_pixels: int, side: int):
 
 
 def _reduced(path: str, name: str, side: int) -> np.ndarray:
-    """The upright picture of a photo larger than `side`, through a small TIFF read by `decode_upload`."""
+    """The upright picture of a photo larger than `side`, its pixels converted in memory as the model's are."""
     from PIL import Image
 
-    small_path = path + ".preview.tiff"
+    from dmfn_tf.inpaint.files import pixels_of
+
     try:
-        small = _small_upright(path, side)  # the decoded photo is freed on return
-        if small.mode not in ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "F") and not small.mode.startswith("I"):
-            small = small.convert("RGBA")  # modes a TIFF cannot hold; `decode_photo` drops the alpha
-        small.save(small_path, format="TIFF")
-        del small
-        return decode_upload(small_path, name)
+        with _small_upright(path, side) as small:  # the decoded photo is freed on return
+            return pixels_of(small, name)[0]
+    except UserError as err:  # a floating-point photo
+        raise Refusal(400, str(err)) from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise Refusal(400, f"{name}: not a readable image file (truncated or corrupt)") from None
-    finally:
-        if os.path.exists(small_path):
-            os.remove(small_path)
 
 
 def _small_upright(path: str, side: int):
     """The photo at `path` decoded and shrunk to at most `side` pixels a side, then turned upright (EXIF)."""
     from PIL import Image, ImageOps
 
+    from dmfn_tf.input_limits import exif_orientation
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the header was checked
         image = Image.open(path)
     with image:
         image.draft("RGB", (side, side))  # a JPEG is decoded at 1/2 .. 1/8 of its size
-        exif = image.getexif()
+        exif_orientation(image)  # the orientation the header declared (`check_photo`), read before decoding
+        exif = Image.Image.getexif(image)  # as cached by `exif_orientation` (a PNG's own method would decode)
         small = image
         if small.mode in ("1", "P") or small.mode.startswith("I;16"):  # modes Pillow cannot `reduce`
             small = small.resize(_fitting(small.size, 2 * side), Image.Resampling.NEAREST)

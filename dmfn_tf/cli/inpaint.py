@@ -8,8 +8,9 @@ without `--mask`, takes the holes from the images' own transparent pixels. Outpu
 of the input's size, `<out>/<stem>.png`.
 
 Every pair is checked before the model is loaded, and one bad pair stops the whole run before any
-output is written: a missing, ambiguous or mis-sized mask, an image whose model inputs are over the
-pixel budget (from the headers, before anything is decoded), a file the run's decoders cannot fully
+output is written: a missing, ambiguous or mis-sized mask, an image or mask that declares more than
+`MAX_PHOTO_PIXELS` pixels or several frames (`dmfn_tf.input_limits.image_header`, each file's header read once), an
+image whose model inputs are over the pixel budget (from that header, before anything is decoded), a file the run's decoders cannot fully
 decode, an output folder that cannot be written, or an output that is the same file as an input
 (compared by device and inode, so hard links count) ends the run with one line naming the files.
 
@@ -36,21 +37,15 @@ from dmfn_tf.data.image_files import PILLOW_IMAGE_EXTENSIONS
 from dmfn_tf.cli import hd_options, model_option
 from dmfn_tf.errors import UserError
 from dmfn_tf.inpaint.budget import DEFAULT_MAX_PIXELS
-from dmfn_tf.inpaint.files import read_header
 from dmfn_tf.inpaint.planner import CheckedSize
 from dmfn_tf.inpaint.request import InpaintRequest
-from dmfn_tf.inpaint.strategies import HDOptions
+from dmfn_tf.inpaint.strategies import HDOptions, get_strategy
+from dmfn_tf.input_limits import MAX_PHOTO_PIXELS, ImageHeader, image_header
 from dmfn_tf.output_files import check_outputs_are_not_inputs
 
 # Decoded requests kept from the check to the run (the first is always kept): a folder of photos is
 # decoded once up to this many bytes, photos beyond it once to check and once to run.
 KEPT_DECODED_BYTES = 512 * 1024 * 1024
-# What lowers the memory of a request when it runs out (the photo itself is held once, decoded).
-MEMORY_HELPS = {
-    "original": "use --hd-strategy crop or resize, or a lower --max-pixels",
-    "resize": "lower --resize-limit, or use --hd-strategy crop",
-    "crop": "lower --trained-size or --max-pixels (smaller model calls), or downscale the photo",
-}
 
 
 class PairingError(UserError):
@@ -170,38 +165,51 @@ def check_jobs(jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = 
         hd: the high-resolution strategy, which decides what the model runs on.
         invert_mask: the masks mark holes with 0.
     """
-    check_headers(jobs, mask_from_alpha)
-    sizes = check_budgets(jobs, max_pixels, hd)
+    headers = check_headers(jobs, mask_from_alpha)
+    sizes = check_budgets(jobs, headers, max_pixels, hd)
     return check_decoding(jobs, sizes, invert_mask=invert_mask, mask_from_alpha=mask_from_alpha)
 
 
-def check_headers(jobs: list[InpaintJob], mask_from_alpha: bool = False) -> None:
-    """From the headers only: every image and mask readable, sizes equal, alpha where needed, masks not animated."""
+def _header(path: str, what: str) -> ImageHeader:
+    """The file's header, read once (`dmfn_tf.input_limits.image_header`: more than `MAX_PHOTO_PIXELS` or
+    several frames are refused)."""
+    try:
+        return image_header(path, max_pixels=MAX_PHOTO_PIXELS)
+    except OSError as err:  # gone or unreadable since it was listed
+        raise PairingError(f"{path}: cannot read the {what} file ({err.strerror or err})") from None
+
+
+def check_headers(jobs: list[InpaintJob], mask_from_alpha: bool = False) -> list[ImageHeader]:
+    """From the headers only (each read once): every image and mask readable, not too large, one frame,
+    sizes equal (the image upright, the mask as stored, as they are decoded), alpha where needed.
+
+    Returns:
+        The image headers, in the order of `jobs`.
+    """
+    headers = []
     for job in jobs:
-        image = read_header(job.image, "image")
+        image = _header(job.image, "image")
+        headers.append(image)
         if job.mask is None:
             if not image.has_alpha:
                 raise PairingError(f"{job.image}: --mask-from-alpha without --mask needs images with an alpha channel")
             continue
-        mask = read_header(job.mask, "mask")
-        if (mask.height, mask.width) != (image.height, image.width):
+        mask = _header(job.mask, "mask")
+        if (mask.height, mask.width) != image.upright:
             raise PairingError(
-                f"mask {job.mask} is {mask.width}x{mask.height} but image {job.image} is {image.width}x{image.height}"
+                f"mask {job.mask} is {mask.width}x{mask.height} but image {job.image} is "
+                f"{image.upright[1]}x{image.upright[0]}"
             )
         if mask_from_alpha and not mask.has_alpha:
             raise PairingError(f"{job.mask}: --mask-from-alpha needs masks with an alpha channel, this one has none")
-        _check_single_frame(job.mask)
+    return headers
 
 
-def check_budgets(jobs: list[InpaintJob], max_pixels: int, hd: HDOptions) -> list[CheckedSize]:
+def check_budgets(jobs: list[InpaintJob], headers: list[ImageHeader], max_pixels: int, hd: HDOptions) -> list[CheckedSize]:
     """The one budget check of each job, from its image header (`dmfn_tf.inpaint.planner.check_size`)."""
     from dmfn_tf.inpaint.planner import check_size
 
-    sizes = []
-    for job in jobs:
-        image = read_header(job.image, "image")
-        sizes.append(check_size(image.height, image.width, hd, max_pixels, source=job.image))
-    return sizes
+    return [check_size(*header.upright, hd, max_pixels, source=job.image) for job, header in zip(jobs, headers)]
 
 
 def read_job(job: InpaintJob, invert_mask: bool, mask_from_alpha: bool) -> InpaintRequest:
@@ -232,19 +240,6 @@ def check_decoding(jobs: list[InpaintJob], sizes: list[CheckedSize], invert_mask
     return checked
 
 
-def _check_single_frame(mask: str) -> None:
-    """Refuses an animated mask: the mask decoder decodes every frame, so memory would grow with their number."""
-    from PIL import Image
-
-    try:
-        with Image.open(mask) as img:
-            frames = getattr(img, "n_frames", 1)
-    except (OSError, EOFError, ValueError, SyntaxError):
-        frames = 1  # damaged: decoding it below gives the error
-    if frames > 1:
-        raise PairingError(f"{mask}: an animated mask ({frames} frames); save the mask as a single image")
-
-
 def _write_png(image, output: str) -> None:
     from dmfn_tf.atomic_files import atomic_path
     from dmfn_tf.inpaint.files import write_png
@@ -266,7 +261,7 @@ def inpaint_job(generator, checked: CheckedJob, args) -> None:
         result = run_plan(generator, request, plan(checked.size, request.hole), args.max_pixels)
     except MemoryError:
         raise UserError(f"{checked.job.image}: ran out of memory ({checked.size.strategy} strategy); "
-                        f"{MEMORY_HELPS.get(checked.size.strategy, MEMORY_HELPS['crop'])}") from None
+                        f"{get_strategy(checked.size.strategy).out_of_memory}") from None
     _write_png(result, checked.job.output)
 
 

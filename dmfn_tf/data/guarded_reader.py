@@ -73,7 +73,7 @@ class GuardedReader:
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._tallies = skip_tally.open_tallies()  # the runs this reader counts in
-        skip_tally.note(source, self.count, tallies=self._tallies)
+        skip_tally.note(source, self.count, tallies=self._tallies)  # the size of a source listed nowhere else (TFDS)
 
     def read(self, name, contents, from_file: bool):
         """Graph side: `(contents, ok, hopeless)` scalar tensors of one record.
@@ -126,7 +126,7 @@ class GuardedReader:
             first = name not in self._warned
             self._warned.add(name)
             skipped, reads = self.skipped, self._reads_since_success
-        skip_tally.note(self.source, self.count, [name], tallies=self._tallies)
+        skip_tally.note_skipped(self.source, [name], tallies=self._tallies)
         if hopeless:
             self.failure = (f"{self.source}: the last {reads} reads failed, on all {self.count} file(s) of the source: "
                             f"no usable {self.what} is left (last: {name}: {reason})")

@@ -189,7 +189,7 @@ def check_files(
     if bad:
         logger.warning("%d of %d %s file(s) could not be decoded and were skipped", len(bad), len(paths), kind)
     if source is not None:
-        skip_tally.note(source, len(paths), bad)
+        skip_tally.note_skipped(source, bad)
     return good
 
 

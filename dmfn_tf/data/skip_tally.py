@@ -3,8 +3,10 @@
 Data files are skipped in three places, each with its own warning: a file list's entries that are
 missing or not regular files (`image_files.read_file_list`), files refused by the check when a run
 starts (`image_files.check_files`, called by `pipeline`), and files refused when they are read
-(`guarded_reader.GuardedReader`). Each place notes here the files its source lists and the ones it
-skipped; `counting_skips()` gathers what is noted while it is open. `dmfn train` ends with its
+(`guarded_reader.GuardedReader`). A source's size is noted where the source is listed (`note`: the
+folder's walk, the list file's reading, a reader of records no listing counts, such as a TFDS
+split); the places that skip files note only their names (`note_skipped`). `counting_skips()`
+gathers what is noted while it is open. `dmfn train` ends with its
 `summary()` line and logs the count to TensorBoard (`data/skipped_files`); `dmfn evaluate` prints
 the line and records the count in `summary.json` (`skipped_files`).
 
@@ -75,17 +77,30 @@ def open_tallies() -> tuple[SkipTally, ...]:
 
 
 def note(source: str, listed: int, skipped: Iterable[str] = (), tallies: Iterable[SkipTally] | None = None) -> None:
-    """Notes that `source` lists `listed` files, of which `skipped` (names) were skipped.
+    """Notes, where `source` is listed, that it lists `listed` files, of which `skipped` (names) were skipped.
+
+    Args:
+        tallies: where to note it (default: the blocks open now, `open_tallies()`).
+    """
+    with _lock:
+        for tally in _open_tallies if tallies is None else tallies:
+            tally.files[source] = max(tally.files.get(source, 0), int(listed))
+    note_skipped(source, skipped, tallies)
+
+
+def note_skipped(source: str, skipped: Iterable[str], tallies: Iterable[SkipTally] | None = None) -> None:
+    """Notes that the files `skipped` (names) of `source` were skipped; its size is what its listing noted.
 
     Args:
         tallies: where to note it (default: the blocks open now, `open_tallies()`).
     """
     skipped = set(skipped)
+    if not skipped:
+        return
     with _lock:
         for tally in _open_tallies if tallies is None else tallies:
-            tally.files[source] = max(tally.files.get(source, 0), int(listed))
-            if skipped:
-                tally.skipped_names.setdefault(source, set()).update(skipped)
+            tally.files.setdefault(source, 0)
+            tally.skipped_names.setdefault(source, set()).update(skipped)
 
 
 def skipped_files() -> int | None:

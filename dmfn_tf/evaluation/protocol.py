@@ -6,8 +6,10 @@ evaluation input (`dmfn_tf.data.pipeline.build_eval_dataset`: every image once, 
 centre-cropped to a square and resized, bicubic, to `image_size`, then quantised to 8 bits), the
 masks from its registry (`dmfn_tf.data.masks.MASK_KINDS`; the paper's is "center_box", a centred
 hole of half the side; random kinds are keyed by the seed and the image's position, so every
-method and every model scored on the same listing gets the same holes). The model runs through the
-inpainting contract (`dmfn_tf.inpaint.contract`), the classic baselines through `baselines.BASELINES`,
+method and every model scored on the same listing gets the same holes). The model runs the way
+`dmfn inpaint` and `dmfn app` run it, through the planner and runner of `dmfn_tf.inpaint` (the
+`original` strategy: each image whole at its own size, `report.generator_inpaint_fn`), the classic
+baselines through `baselines.BASELINES`,
 and every method is scored on the same images and masks (`report.score`). Each model is compared
 with each baseline image by image (`statistics.compare_methods`: the mean difference and its
 bootstrap interval). The report (`per_image.csv`, `summary.json`, `table.md`, `cases.png`) is

@@ -39,7 +39,9 @@ from dmfn_tf.errors import UserError
 from dmfn_tf.evaluation.metrics import hole_colour_error, image_metrics
 from dmfn_tf.evaluation.paper import PAPER_DMFN_RESULTS
 from dmfn_tf.evaluation.statistics import comparison_table
-from dmfn_tf.inpaint.contract import binarise_mask, composite, inpaint_float, to_model_range, to_uint8
+from dmfn_tf.inpaint.budget import DEFAULT_MAX_PIXELS
+from dmfn_tf.inpaint.contract import binarise_mask, composite, to_model_range, to_uint8
+from dmfn_tf.inpaint.runner import inpaint_model_range
 
 METRICS = ("psnr", "ssim", "l1", "lpips", "colour")
 CSV_COLUMNS = ("file", "method") + METRICS
@@ -51,17 +53,25 @@ class EvaluationInputError(UserError, ValueError):
     """Images, masks or settings given to the evaluation do not fit together."""
 
 
-def generator_inpaint_fn(generator) -> InpaintFn:
+def generator_inpaint_fn(generator, max_pixels: int = DEFAULT_MAX_PIXELS) -> InpaintFn:
     """Wraps a DMFN generator as an inpainting function returning composites (any size).
+
+    The images go the way photos go (`dmfn_tf.inpaint`): the planner's budget check and plan with
+    the `original` strategy (the whole image at its own size, as the paper scores it), run by
+    `dmfn_tf.inpaint.runner.inpaint_model_range`, in [-1, 1] without rounding to 8 bits.
 
     Args:
         generator: a Keras model from (B, H, W, 4) to the raw (B, H, W, 3) tanh image.
+        max_pixels: the budget of one image (`PixelBudgetError` above it).
 
     Returns:
-        `inpaint_fn(images [-1, 1] (B, H, W, 3), masks (B, H, W, 1)) -> composites (B, H, W, 3)`,
-        `dmfn_tf.inpaint.contract.inpaint_float`.
+        `inpaint_fn(images [-1, 1] (B, H, W, 3), masks (B, H, W, 1)) -> composites (B, H, W, 3)`.
     """
-    return lambda images, masks: np.asarray(inpaint_float(generator, images, masks))
+    def inpaint(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        return inpaint_model_range(generator, images, masks, max_pixels=max_pixels, source="evaluation image",
+                                   helps="evaluate at a smaller image size")
+
+    return inpaint
 
 
 def baseline_inpaint_fn(baseline: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> InpaintFn:

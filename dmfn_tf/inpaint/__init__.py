@@ -1,4 +1,4 @@
-"""From a photo and its mask to the filled photo: one way, for the CLI, the page and Python.
+"""From a photo and its mask to the filled photo: one way, for the CLI, the page, the evaluation and Python.
 
 A request (photo + mask) is decoded once, its mask binarised once, its size checked against the
 pixel budget once, then planned by a registered strategy and run:
@@ -7,12 +7,12 @@ pixel budget once, then planned by a registered strategy and run:
 |---|---|
 | `contract` | the inpainting contract: pixels <-> model range, the mask rule, padding, generator input, composite |
 | `budget` | the pixel budget (`DEFAULT_MAX_PIXELS`, `check_pixel_budget`, `PixelBudgetError`) |
-| `files` | reading user files: photos (`read_image`), masks as holes (`read_holes`), headers |
+| `files` | reading user files: photos (`read_image`, `decode_photo`), masks as holes (`read_holes`); headers are `dmfn_tf.input_limits.image_header`'s |
 | `request` | `InpaintRequest`: the decoded photo and its holes, made once (`read_request`, `request_from_arrays`) |
 | `windows` | the geometry of model inputs: `Window`, crop windows around holes, scaled holes |
 | `strategies` | `HDOptions` and the registry of strategies (`original`, `crop`, `resize`; `register_strategy`) |
 | `planner` | the one budget check (`check_size`) and the plan of a request (`plan`) |
-| `runner` | runs a plan, window batches through the contract, compositing into the photo (`run_plan`, `inpaint_hd`) |
+| `runner` | runs a plan, window batches through the contract, compositing into the photo (`run_plan`, `inpaint_hd`), or into images in [-1, 1] (`inpaint_model_range`, the evaluation's) |
 | `precision` | reduced-precision (bfloat16) copies of a generator for faster inference |
 
 This file imports nothing, so that importing `dmfn_tf.inpaint.contract` (the training and the exports

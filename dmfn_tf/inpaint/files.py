@@ -12,7 +12,8 @@
   rows and returned as bool `[H, W]`. The file's own pixel grid is used (no EXIF rotation).
 - an image's own transparency as the mask (`holes_from_alpha`): transparent pixels (alpha < 0.5)
   are the missing ones, i.e. holes.
-- `read_header`: size and transparency from the header, without decoding.
+- headers: `dmfn_tf.input_limits.image_header` reads an image's size, transparency and EXIF
+  orientation once, before decoding; the photos decoded here are turned as it says (`upright`).
 - `write_png(path, rgb)`: an RGB uint8 array as a PNG, encoded strip by strip from the array itself
   (Pillow would first copy the photo into its own 4-byte pixels: 256 MB more for 8000²).
 
@@ -29,29 +30,20 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dmfn_tf.errors import UserError
+from dmfn_tf.input_limits import exif_orientation, has_alpha
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-_ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 # Rows converted at a time: a strip of an 8000-pixel-wide photo is a few MB in any mode.
 STRIP_ROWS = 256
 
 
 class ImageReadError(UserError):
     """An image or mask file is missing, unreadable or in an unsupported form."""
-
-
-class ImageHeader(NamedTuple):
-    """Size and transparency of an image or mask file, read from its header."""
-
-    height: int
-    width: int
-    has_alpha: bool
 
 
 def _open(path: str, what: str) -> Image.Image:
@@ -65,35 +57,10 @@ def _open(path: str, what: str) -> Image.Image:
         raise ImageReadError(f"{path}: not a readable {what} file ({err})") from None
 
 
-def _has_alpha(img: Image.Image) -> bool:
-    return img.mode in _ALPHA_MODES or "transparency" in img.info
-
-
-def read_header(path: str, what: str = "image") -> ImageHeader:
-    """Reads a file's size and whether it has an alpha channel, without decoding the pixels.
-
-    Images are measured as `read_image` returns them (EXIF orientation applied), masks as
-    `read_holes` does (the file's own grid).
-
-    Args:
-        path: the file.
-        what: "image" or "mask".
-    """
-    with _open(path, what) as img:
-        width, height = img.size
-        # EXIF orientations 5-8 turn the image by 90 degrees: the displayed image is transposed.
-        try:
-            orientation = img.getexif().get(0x0112, 1)
-        except (OSError, ValueError, SyntaxError):
-            orientation = 1
-        if what == "image" and orientation in (5, 6, 7, 8):
-            width, height = height, width
-        return ImageHeader(height, width, _has_alpha(img))
-
-
 def _decode(path: str, what: str) -> Image.Image:
     img = _open(path, what)
     try:
+        exif_orientation(img)  # the orientation the header declares (what `image_header` said), kept for below
         img.load()
         ImageOps.exif_transpose(img, in_place=True)  # no copy of the pixels when already upright
         return img
@@ -108,7 +75,7 @@ def _strip_pixels(img: Image.Image, top: int, bottom: int) -> np.ndarray:
         # Pillow opens 16-bit grayscale PNGs as "I" or "I;16"; Pillow's own conversion would clip.
         gray = np.round(np.asarray(strip).astype(np.float64) * (255.0 / 65535.0))
         return np.repeat(np.clip(gray, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
-    if _has_alpha(img):
+    if has_alpha(img):
         return np.asarray(strip.convert("RGBA"))
     return np.asarray(strip if strip.mode == "RGB" else strip.convert("RGB"))
 
@@ -119,18 +86,27 @@ def decode_photo(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     Converted strip by strip into the result, so that memory holds Pillow's decoded image and one
     array of the photo, never a float or a second full-size copy.
     """
-    img = _decode(path, "image")
+    with _decode(path, "image") as img:
+        return pixels_of(img, path)
+
+
+def pixels_of(img: Image.Image, name: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
+    """A decoded Pillow image's pixels as `decode_photo` gives them: writable RGB uint8 `[H, W, 3]`, alpha or None.
+
+    Any mode a photo comes in (16-bit, palette, CMYK, with transparency) follows the rules of the
+    module docstring, converted strip by strip; `name` names the image in the error for a
+    floating-point one.
+    """
     if img.mode == "F":
-        raise ImageReadError(f"{path}: floating-point image files are not supported; save it as 8- or 16-bit")
-    with img:
-        rgb = np.empty((img.height, img.width, 3), np.uint8)
-        alpha = np.empty((img.height, img.width), np.uint8) if _has_alpha(img) else None
-        for top in range(0, img.height, STRIP_ROWS):
-            bottom = min(top + STRIP_ROWS, img.height)
-            pixels = _strip_pixels(img, top, bottom)
-            rgb[top:bottom] = pixels[..., :3]
-            if alpha is not None:
-                alpha[top:bottom] = pixels[..., 3]
+        raise ImageReadError(f"{name}: floating-point image files are not supported; save it as 8- or 16-bit")
+    rgb = np.empty((img.height, img.width, 3), np.uint8)
+    alpha = np.empty((img.height, img.width), np.uint8) if has_alpha(img) else None
+    for top in range(0, img.height, STRIP_ROWS):
+        bottom = min(top + STRIP_ROWS, img.height)
+        pixels = _strip_pixels(img, top, bottom)
+        rgb[top:bottom] = pixels[..., :3]
+        if alpha is not None:
+            alpha[top:bottom] = pixels[..., 3]
     return rgb, alpha
 
 
@@ -158,11 +134,6 @@ def holes_from_alpha(alpha: np.ndarray) -> np.ndarray:
     """Transparent pixels (alpha < 0.5) are holes: alpha `[H, W]` (uint8, or float in [0, 1]) -> bool `[H, W]`."""
     alpha = np.asarray(alpha)
     return alpha < 128 if alpha.dtype == np.uint8 else alpha < 0.5
-
-
-def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:
-    """`holes_from_alpha` as a float32 {0, 1} mask `[H, W, 1]`."""
-    return holes_from_alpha(alpha).astype(np.float32)[..., None]
 
 
 def holes_from_mask_bytes(contents: bytes, invert: bool = False, from_alpha: bool = False) -> np.ndarray:

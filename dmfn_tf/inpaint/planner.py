@@ -6,10 +6,12 @@
    is decoded; its result (`CheckedSize`) is what `plan` needs, so no plan exists unchecked.
 2. `plan(checked, hole)`: the windows the model runs on (`Plan`); none when there is no hole.
 
-`dmfn inpaint`, `dmfn app` and `dmfn_tf.inpaint.runner.inpaint_hd` all go through these two.
+`dmfn inpaint`, `dmfn app`, `dmfn evaluate` (`dmfn_tf.evaluation.report.generator_inpaint_fn`, through
+`dmfn_tf.inpaint.runner.inpaint_model_range`) and `dmfn_tf.inpaint.runner.inpaint_hd` all go through these two.
 
-The refusal names what helps: `original` over the budget suggests `--hd-strategy crop` or
-`resize`; a `crop` window suggests a smaller `--trained-size`; `resize` a smaller `--resize-limit`.
+The refusal names what helps, as the strategy's registration says (`HDStrategy.over_budget`):
+`original` over the budget suggests `--hd-strategy crop` or `resize`; a `crop` window a smaller
+`--trained-size`; `resize` a smaller `--resize-limit`.
 
 Example:
 
@@ -29,14 +31,6 @@ from dmfn_tf.inpaint.budget import check_pixel_budget
 from dmfn_tf.inpaint.strategies import HDOptions, get_strategy
 from dmfn_tf.inpaint.windows import Window
 
-# What helps when a strategy's model input is over the budget (besides raising the budget).
-_HELPS = {
-    "original": "use --hd-strategy crop (a window around each hole) or resize",
-    "crop": "lower --trained-size",
-    "resize": "lower --resize-limit or use --hd-strategy crop",
-}
-
-
 class CheckedSize(NamedTuple):
     """An image size whose model inputs under `options` were checked against the budget."""
 
@@ -44,8 +38,6 @@ class CheckedSize(NamedTuple):
     width: int
     strategy: str
     options: HDOptions
-    max_pixels: int
-    source: str
 
 
 class Plan(NamedTuple):
@@ -65,18 +57,22 @@ def _input_name(source: str, strategy: str) -> str:
     return source if strategy == "original" else f"{source} ({strategy} strategy, the model's input)"
 
 
-def check_size(height: int, width: int, options: HDOptions, max_pixels: int, source: str = "image") -> CheckedSize:
+def check_size(height: int, width: int, options: HDOptions, max_pixels: int, source: str = "image",
+               helps: str | None = None) -> CheckedSize:
     """The strategy for an image of this size, its largest model input checked against `max_pixels`.
+
+    `helps` says what would help when it is over the budget (default: the strategy's `over_budget`).
 
     Raises:
         PixelBudgetError: the model's input could exceed `max_pixels`; `original` names the image,
             the other strategies the model's input, and the message says what would help.
     """
     strategy = options.resolve(height, width)
-    model_height, model_width = get_strategy(strategy).largest_input(height, width, options)
+    registration = get_strategy(strategy)
+    model_height, model_width = registration.largest_input(height, width, options)
     check_pixel_budget(model_height, model_width, max_pixels, source=_input_name(source, strategy),
-                       helps=_HELPS.get(strategy, ""))
-    return CheckedSize(height, width, strategy, options, max_pixels, source)
+                       helps=registration.over_budget if helps is None else helps)
+    return CheckedSize(height, width, strategy, options)
 
 
 def plan(checked: CheckedSize, hole: np.ndarray) -> Plan:
@@ -85,8 +81,9 @@ def plan(checked: CheckedSize, hole: np.ndarray) -> Plan:
         raise ValueError(f"a hole of {hole.shape} for a checked size of {(checked.height, checked.width)}")
     if not hole.any():
         return Plan(checked.strategy, [])
-    windows = get_strategy(checked.strategy).windows(hole, checked.options)
-    largest = get_strategy(checked.strategy).largest_input(checked.height, checked.width, checked.options)
+    registration = get_strategy(checked.strategy)
+    windows = registration.windows(hole, checked.options)
+    largest = registration.largest_input(checked.height, checked.width, checked.options)
     for window in windows:  # a strategy's windows stay within the size it declared (what the budget checked)
         if window.model_height * window.model_width > largest[0] * largest[1]:
             raise ValueError(f"strategy {checked.strategy!r} planned a {window.model_width}x{window.model_height} "

@@ -9,6 +9,10 @@ back up. Only hole pixels are written into the photo (`dmfn_tf.inpaint.contract.
 every known pixel stays bit for bit, and memory beyond the photo is bounded by the windows.
 
 `inpaint_hd` and `inpaint` are the Python entry points for arrays (one request, one check, one plan).
+`inpaint_model_range` is the evaluation's (`dmfn_tf.evaluation.report.generator_inpaint_fn`): a
+batch of images in the model's range [-1, 1], one size check, a plan per image, the composites
+kept in float (the protocol scores the model's own values, not 8-bit ones), so it takes only
+strategies whose windows the model sees at their own size (`original`, the protocol's).
 
 Example:
 
@@ -46,14 +50,18 @@ def _model_input(request: InpaintRequest, window: Window) -> tuple[np.ndarray, n
     return _resize(pixels, model_height, model_width), scaled_hole(hole, model_height, model_width)
 
 
-def batches(windows: list[Window], max_pixels: int) -> list[list[Window]]:
-    """Windows of equal model size grouped into batches of at most `min(max_pixels, BATCH_PIXELS)` pixels (at least one window)."""
-    groups: dict[tuple[int, int], list[Window]] = {}
-    for window in windows:
-        groups.setdefault((window.model_height, window.model_width), []).append(window)
+def batches(windows: list, max_pixels: int, batch_pixels: int = BATCH_PIXELS) -> list[list]:
+    """Windows of equal model size grouped into batches of at most `min(max_pixels, batch_pixels)` pixels (at least one window).
+
+    `windows` are `Window`s, or `(image index, Window)` pairs of several images.
+    """
+    groups: dict[tuple[int, int], list] = {}
+    for item in windows:
+        window = item if isinstance(item, Window) else item[1]
+        groups.setdefault((window.model_height, window.model_width), []).append(item)
     result = []
     for (height, width), group in groups.items():
-        size = max(1, min(max_pixels, BATCH_PIXELS) // (height * width))
+        size = max(1, min(max_pixels, batch_pixels) // (height * width))
         result += [group[start:start + size] for start in range(0, len(group), size)]
     return result
 
@@ -138,3 +146,51 @@ def inpaint(generator, image: np.ndarray, mask: np.ndarray, max_pixels: int = DE
     ```
     """
     return inpaint_hd(generator, image, mask, HDOptions(strategy="original"), max_pixels=max_pixels)
+
+
+def _run_model_range_batch(generator, images: np.ndarray, holes: np.ndarray, result: np.ndarray, batch: list) -> None:
+    from dmfn_tf.inpaint.contract import generate, paste_holes
+
+    cuts = [(index, slice(window.top, window.bottom), slice(window.left, window.right)) for index, window in batch]
+    pixels = np.stack([images[index, rows, cols] for index, rows, cols in cuts])
+    window_holes = np.stack([holes[index, rows, cols] for index, rows, cols in cuts])[..., None].astype(np.float32)
+    generated = np.asarray(generate(generator, pixels, window_holes))
+    for (index, rows, cols), filled in zip(cuts, generated):
+        paste_holes(result[index, rows, cols], filled, holes[index, rows, cols])
+
+
+def inpaint_model_range(generator, images, masks, options: HDOptions = HDOptions(strategy="original"),
+                        max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "image", helps: str | None = None,
+                        batch_pixels: int | None = None) -> np.ndarray:
+    """Composites in [-1, 1] of a batch of images in the model's range, planned and run as photos are.
+
+    The masks are binarised once (the contract's rule), the images' size checked against the budget
+    once (`check_size`), each image's holes planned (`plan`) and the windows run in batches; only
+    hole pixels take the generator's values, every other value is the input's.
+
+    Args:
+        generator: a DMFN generator.
+        images: float `[B, H, W, 3]` in [-1, 1].
+        masks: `[B, H, W, 1]`, 1 (or > 0.5; 0/255 masks too) = hole.
+        options: a strategy whose windows are not scaled (the model range has no bicubic resize).
+        max_pixels: the budget of each model input (`PixelBudgetError`).
+        source: the images' name in messages.
+        helps: what helps when they are over the budget (default: the strategy's).
+        batch_pixels: most pixels per model call (default: the whole batch, as one call).
+
+    Returns:
+        float32 `[B, H, W, 3]`, a new array.
+    """
+    from dmfn_tf.inpaint.contract import binarise_mask
+
+    images = np.asarray(images, np.float32)
+    holes = np.asarray(binarise_mask(masks))[..., 0] > 0.5
+    checked = check_size(*images.shape[1:3], options, max_pixels, source=source, helps=helps)
+    windows = [(index, window) for index, hole in enumerate(holes) for window in plan(checked, hole).windows]
+    if any(window.scaled for _, window in windows):
+        raise ValueError(f"strategy {checked.strategy!r} scales its windows; in the model range only unscaled "
+                         "windows run (use uint8 photos: run_plan)")
+    result = images.copy()
+    for batch in batches(windows, max_pixels, batch_pixels or images[..., 0].size):
+        _run_model_range_batch(generator, images, holes, result, batch)
+    return result

@@ -17,9 +17,11 @@ so every known pixel of the photo stays bit for bit.
 `auto` (the default) is the rule: `original` when the photo's longer side is at most
 `crop_trigger` (default 1024, the side of the default pixel budget), `crop` above it.
 
-Adding a strategy: one function from a hole mask to its windows, one from an image size to the
-largest model input it can lead to (the pixel budget is checked with it before anything is
-decoded), and one `register_strategy` call; `dmfn inpaint --hd-strategy` and `dmfn app` offer it.
+Adding a strategy (an extension point): one function from a hole mask to its windows, one from an
+image size to the largest model input it can lead to (the pixel budget is checked with it before
+anything is decoded), and one `register_strategy` call; `dmfn inpaint --hd-strategy` and `dmfn app`
+offer it. Everything said of a strategy is a field of its registration: its help, what helps when
+it is over the budget, what helps when it runs out of memory.
 
 Example:
 
@@ -63,12 +65,17 @@ class HDStrategy:
         windows: `(hole bool [H, W], options) -> [Window, ...]` for a mask with at least one hole.
         largest_input: `(height, width, options) -> (height, width)`, the largest model input the
             strategy can lead to for an image of this size (no mask needed).
+        over_budget: what helps when that input is over the pixel budget (said before raising the
+            budget, `dmfn_tf.inpaint.planner.check_size`).
+        out_of_memory: what lowers the memory of a request that ran out of it (`dmfn inpaint`).
     """
 
     name: str
     help: str
     windows: Callable[[np.ndarray, "HDOptions"], list[Window]]
     largest_input: Callable[[int, int, "HDOptions"], tuple[int, int]]
+    over_budget: str = ""
+    out_of_memory: str = "lower --max-pixels (smaller model calls), or downscale the photo"
 
 
 _REGISTRY: dict[str, HDStrategy] = {}
@@ -147,14 +154,20 @@ register_strategy(HDStrategy(
     "original", "the whole image through the model",
     windows=lambda hole, options: [whole_image(*hole.shape, longest=max(hole.shape))],
     largest_input=lambda height, width, options: (height, width),
+    over_budget="use --hd-strategy crop (a window around each hole) or resize",
+    out_of_memory="use --hd-strategy crop or resize, or a lower --max-pixels",
 ))
 register_strategy(HDStrategy(
     "crop", "a window around each group of holes, scaled to --trained-size",
     windows=lambda hole, options: crop_windows(hole, options.trained_size, options.crop_margin),
     largest_input=lambda height, width, options: (min(height, options.trained_size), min(width, options.trained_size)),
+    over_budget="lower --trained-size",
+    out_of_memory="lower --trained-size or --max-pixels (smaller model calls), or downscale the photo",
 ))
 register_strategy(HDStrategy(
     "resize", "the image scaled to --resize-limit, only the hole pasted back",
     windows=lambda hole, options: [whole_image(*hole.shape, longest=options.resize_limit)],
     largest_input=lambda height, width, options: scaled_size(height, width, options.resize_limit),
+    over_budget="lower --resize-limit or use --hd-strategy crop",
+    out_of_memory="lower --resize-limit, or use --hd-strategy crop",
 ))
