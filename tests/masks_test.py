@@ -20,6 +20,13 @@ def _seed(n):
     return tf.constant([n, 12345], tf.int64)
 
 
+def _in_graph(draw):
+    """`draw(seed)` traced once as a `tf.function`, as the data pipeline runs it: tests that draw
+    hundreds of masks would otherwise spend minutes in eager `tf.while_loop`s. Stateless ops give
+    the same masks either way."""
+    return tf.function(draw)
+
+
 def _hole_extent(mask):
     """(first row, last row + 1, first col, last col + 1) of the hole, asserting it is one rectangle."""
     rows = np.flatnonzero(mask.any(axis=1))
@@ -123,8 +130,9 @@ def test_random_masks_are_reproducible_from_their_seed():
 
 def test_free_form_hole_ratio_stays_in_the_documented_range():
     ratios = []
+    draw = _in_graph(lambda seed: masks.free_form(SIZE, seed))
     for n in range(30):
-        mask, bbox = (t.numpy() for t in masks.free_form(SIZE, _seed(n)))
+        mask, bbox = (t.numpy() for t in draw(_seed(n)))
         _assert_binary_mask(mask)
         _assert_bbox_inside(bbox)
         ratios.append(mask.mean())
@@ -134,7 +142,8 @@ def test_free_form_hole_ratio_stays_in_the_documented_range():
 
 
 def test_free_form_respects_a_custom_ratio_range():
-    ratios = [masks.free_form(SIZE, _seed(n), min_ratio=0.05, max_ratio=0.3)[0].numpy().mean() for n in range(20)]
+    draw = _in_graph(lambda seed: masks.free_form(SIZE, seed, min_ratio=0.05, max_ratio=0.3))
+    ratios = [draw(_seed(n))[0].numpy().mean() for n in range(20)]
     assert min(ratios) >= 0.05 and max(ratios) < 0.3, ratios
 
 
@@ -146,7 +155,8 @@ def test_free_form_refuses_a_range_narrower_than_one_stroke():
 @pytest.mark.parametrize("size", [64, 256])
 def test_one_stroke_never_exceeds_the_bound_the_ratio_guarantee_relies_on(size):
     bound = masks.max_stroke_fraction(size)
-    areas = [generators._stroke(size, _seed(n)).numpy().mean() for n in range(40)]
+    draw = _in_graph(lambda seed: generators._stroke(size, seed))
+    areas = [draw(_seed(n)).numpy().mean() for n in range(40)]
     assert 0 < min(areas) and max(areas) <= bound, (max(areas), bound)
 
 
@@ -259,8 +269,9 @@ def test_mask_files_read_through_a_hook_are_the_same_masks_with_its_status(tmp_p
 
 def test_any_box_spans_a_quarter_to_a_half_and_lies_in_its_bbox():
     sides = []
+    draw = _in_graph(lambda seed: masks.any_box(SIZE, seed))
     for n in range(150):
-        mask, bbox = masks.any_box(SIZE, _seed(n))
+        mask, bbox = draw(_seed(n))
         mask, bbox = mask.numpy()[..., 0], bbox.numpy()
         _assert_bbox_inside(bbox)
         r0, r1, c0, c1 = _hole_extent(mask)
@@ -273,8 +284,9 @@ def test_wider_strokes_are_wider():
     def mean_width(scale):
         # Painted area over painted skeleton length, estimated by the ratio of area to boundary pixels.
         areas, borders = 0, 0
+        draw = _in_graph(lambda seed: masks.free_form(128, seed, width_scale=scale))
         for n in range(12):
-            hole = masks.free_form(128, _seed(n), width_scale=scale)[0].numpy()[..., 0] > 0
+            hole = draw(_seed(n))[0].numpy()[..., 0] > 0
             inner = hole[1:-1, 1:-1] & hole[:-2, 1:-1] & hole[2:, 1:-1] & hole[1:-1, :-2] & hole[1:-1, 2:]
             areas, borders = areas + hole.sum(), borders + hole.sum() - inner.sum()
         return areas / borders
@@ -285,8 +297,9 @@ def test_wider_strokes_are_wider():
 def test_mixture_draws_each_component_at_its_share():
     counts = {"center": 0, "box": 0, "strokes": 0}
     n = 400
+    draw = _in_graph(lambda index, seed: masks.mask_maker("mixture", SIZE)(index, seed))
     for i in range(n):
-        mask, bbox = masks.mask_maker("mixture", SIZE)(i, _seed(i))
+        mask, bbox = draw(tf.constant(i), _seed(i))
         mask = mask.numpy()
         _assert_binary_mask(mask)
         _assert_bbox_inside(bbox.numpy())

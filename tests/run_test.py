@@ -419,12 +419,13 @@ def test_a_run_saved_with_its_schedule_in_the_optimizer_still_resumes(tmp_path, 
     assert train(cfg, out, resume=True, verbose=0).final_step == 3
 
 
-def test_a_resume_that_fails_leaves_the_runs_settings_as_they_were(tmp_path, training_photos):
+def test_a_resume_that_fails_leaves_the_runs_settings_as_they_were(run_dir, tmp_path, training_photos):
     out = tmp_path / "run"
-    train(tiny_run_config(training_photos, total_steps=2, checkpoint_every=2), out, verbose=0)
+    shutil.copytree(run_dir, out)  # a finished run of STEPS steps
     before = (out / "config.yaml").read_text()
     checkpoint = out / "checkpoints" / read_latest(out / "checkpoints")["checkpoint"]
     (checkpoint / f"{CHECKPOINT_PREFIX}.data-00000-of-00001").write_bytes(b"damaged")
+    resumed = tiny_run_config(training_photos, total_steps=STEPS + 2, checkpoint_every=2, lr_decay_steps=[STEPS + 1])
     with pytest.raises(UserError, match="damaged"):
-        train(tiny_run_config(training_photos, total_steps=4, checkpoint_every=2, lr_decay_steps=[3]), out, resume=True, verbose=0)
+        train(resumed, out, resume=True, verbose=0)
     assert (out / "config.yaml").read_text() == before
