@@ -137,3 +137,40 @@ def test_a_large_floating_point_photo_is_refused_in_one_line(tmp_path):
     Image.fromarray(np.zeros((150, 200), np.float32)).save(path, format="TIFF")
     with pytest.raises(Refusal, match="^depth.tif: floating-point image files are not supported"):
         preview_photo(str(path), "depth.tif", HDOptions(strategy="crop"), 10**6, side=64)
+
+
+@pytest.fixture
+def png_loads(monkeypatch):
+    """The sizes of the PNG images Pillow decodes (whole-image loads and the strips of `png_strips`)."""
+    from PIL import PngImagePlugin
+
+    sizes, load = [], PngImagePlugin.PngImageFile.load
+
+    def counted(self):
+        if self.tile:
+            sizes.append(self.size)
+        return load(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counted)
+    return sizes
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "LA", "RGBA"])
+def test_a_large_png_is_previewed_strip_by_strip_as_reducing_it_whole_would(tmp_path, png_loads, mode):
+    from dmfn_tf.app.decoding import PREVIEW_STRIP_ROWS
+
+    rng = np.random.default_rng(3)
+    photo = Image.fromarray(rng.integers(0, 256, (530, 700, 3), dtype=np.uint8)).convert(mode)
+    photo.save(tmp_path / "upload", format="PNG")
+    preview, height, width = preview_photo(str(tmp_path / "upload"), "p.png", HDOptions(strategy="crop"), 10**6, side=64)
+    assert (height, width) == (530, 700)
+    assert max(size[1] for size in png_loads) <= PREVIEW_STRIP_ROWS + 11  # never the whole photo
+    small = photo.reduce(700 // 64).resize((64, 48), Image.Resampling.BICUBIC)  # what reducing it whole gives
+    expected = np.asarray(small.convert("RGBA"))[..., :3] if "A" in mode else np.asarray(small.convert("RGB"))
+    np.testing.assert_array_equal(preview, expected)
+
+
+def test_the_header_of_a_png_is_read_without_decoding_it(tmp_path, png_loads):
+    Image.fromarray(np.zeros((300, 200, 3), np.uint8)).save(tmp_path / "upload", format="PNG")
+    preview_photo(str(tmp_path / "upload"), "p.png", HDOptions(strategy="crop"), 10**6, side=64)
+    assert all(size[1] < 300 for size in png_loads)

@@ -297,15 +297,14 @@ def _counting(monkeypatch, module, name, counts, key):
 
 
 @pytest.mark.parametrize("extra", [[], ["--hd-strategy", "crop", "--trained-size", "32"]])
-def test_a_request_is_decoded_binarised_and_budget_checked_once(model_path, tmp_path, monkeypatch, extra):
-    import tensorflow as tf
-
+def test_a_request_is_read_twice_binarised_and_budget_checked_once(model_path, tmp_path, monkeypatch, extra):
+    """The photo is read strip by strip once for its windows and once to write the result, never held whole."""
     from dmfn_tf.inpaint import budget, contract, files, planner
 
     counts = {}
-    _counting(monkeypatch, files, "decode_photo", counts, "photo decoded")
-    _counting(monkeypatch, tf.io, "decode_image", counts, "mask decoded")
-    _counting(monkeypatch, files, "holes_from_mask_bytes", counts, "mask binarised")
+    _counting(monkeypatch, files, "rgb_strips", counts, "photo read")
+    _counting(monkeypatch, files, "decode_photo", counts, "photo decoded whole")
+    _counting(monkeypatch, files, "holes_from_strips", counts, "mask binarised")
     _counting(monkeypatch, contract, "binarise_mask", counts, "mask binarised")
     _counting(monkeypatch, planner, "check_pixel_budget", counts, "budget checked")
     _counting(monkeypatch, budget, "check_pixel_budget", counts, "budget checked")
@@ -315,29 +314,30 @@ def test_a_request_is_decoded_binarised_and_budget_checked_once(model_path, tmp_
     code = _inpaint(model_path, _save(_image(30), tmp_path / "photo.png"), _save(mask, tmp_path / "m.png"),
                     tmp_path / "out", *extra)
     assert code == 0
-    assert counts == {"photo decoded": 1, "mask decoded": 1, "mask binarised": 1, "budget checked": 1, "model runs": 1}
+    assert counts == {"photo read": 2, "mask binarised": 1, "budget checked": 1, "model runs": 1}
 
 
-def test_a_folder_keeps_its_decoded_requests_for_the_run(model_path, tmp_path, monkeypatch):
+def test_a_folder_keeps_what_it_read_for_the_run(model_path, tmp_path, monkeypatch):
     from dmfn_tf.inpaint import files
 
     (tmp_path / "images").mkdir()
     for name in ("a", "b", "c"):
         _save(_image(31, 40, 40), tmp_path / "images" / f"{name}.png")
     counts = {}
-    _counting(monkeypatch, files, "decode_photo", counts, "photo decoded")
+    _counting(monkeypatch, files, "rgb_strips", counts, "photo read")
+    _counting(monkeypatch, files, "holes_from_strips", counts, "mask binarised")
     assert _inpaint(model_path, tmp_path / "images", _save(_box_mask(40, 40), tmp_path / "m.png"), tmp_path / "out") == 0
-    assert counts == {"photo decoded": 3}
+    assert counts == {"photo read": 6, "mask binarised": 3}  # each photo: its windows, then its output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
 
 
 def test_running_out_of_memory_names_what_helps(model_path, tmp_path, monkeypatch, capsys):
-    from dmfn_tf.inpaint import runner
+    from dmfn_tf.inpaint import streamed
 
     def exhausted(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(runner, "run_plan", exhausted)
+    monkeypatch.setattr(streamed, "fill_windows", exhausted)
     image = _save(_image(40, 40, 40), tmp_path / "a.png")
     assert _inpaint(model_path, image, _save(_box_mask(40, 40), tmp_path / "m.png"), tmp_path / "out",
                     "--hd-strategy", "crop", "--trained-size", "32") == 2

@@ -10,9 +10,10 @@
   the temporary file. `read_photo` is that check, then `decode_upload` (`dmfn_tf.inpaint.files`
   decodes it: EXIF orientation, 16-bit, CMYK, ...).
 - `preview_photo(path, name, ...)`: the same checks, then the picture the page paints on, at most
-  `PREVIEW_SIDE` pixels a side, with the upright photo's full size. A larger photo is never decoded
-  at full size as RGB arrays: a JPEG is decoded at 1/2 to 1/8 of its size (Pillow's `draft`), other
-  formats once by Pillow and resized at once; the small picture is then read by
+  `PREVIEW_SIDE` pixels a side, with the upright photo's full size. A larger photo is never
+  decoded at full size as RGB arrays: a JPEG is decoded at 1/2 to 1/8 of its size (Pillow's
+  `draft`), an 8-bit PNG strip by strip (`dmfn_tf.inpaint.png_strips`), each strip reduced as it
+  comes, other formats once by Pillow and resized at once; the small picture is then read by
   `dmfn_tf.inpaint.files.decode_photo`, so it follows the same rules (16-bit, alpha, CMYK) as the
   photo the model gets.
 - `decode_upload(path, name)`: a kept upload, checked when it arrived, decoded (the server checks the
@@ -51,6 +52,8 @@ PHOTO_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF", "TIFF")
 MASK_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 # Longest side of the picture the page paints on (`preview_photo`); the mask it sends is the photo's size.
 PREVIEW_SIDE = 2048
+# Rows of a PNG decoded at a time for its picture (about as many, a multiple of the reduction factor).
+PREVIEW_STRIP_ROWS = 256
 
 
 def plain_filename(header: str | None, default: str = "photo") -> str:
@@ -168,6 +171,11 @@ def _small_upright(path: str, side: int):
     """The photo at `path` decoded and shrunk to at most `side` pixels a side, then turned upright (EXIF)."""
     from PIL import Image, ImageOps
 
+    from dmfn_tf.inpaint import png_strips
+
+    layout = png_strips.read_layout(path)
+    if png_strips.streamable(layout) and layout.colour_type != 3:  # palettes: sampled, below
+        return _small_png(path, layout, side)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the header was checked
         image = Image.open(path)
@@ -187,6 +195,27 @@ def _small_upright(path: str, side: int):
         small = small.copy() if small is image else small  # `image` is closed below
     small.info["exif"] = exif.tobytes()
     ImageOps.exif_transpose(small, in_place=True)
+    return small
+
+
+def _small_png(path: str, layout, side: int):
+    """`_small_upright` of an upright 8-bit PNG, decoded and reduced strip by strip (`png_strips`): the same
+    pixels as reducing the whole photo, in the memory of one strip and the small picture."""
+    from PIL import Image
+
+    from dmfn_tf.inpaint.png_strips import png_strips
+
+    factor = max(1, max(layout.width, layout.height) // side)
+    rows = factor * max(1, PREVIEW_STRIP_ROWS // factor)  # whole boxes of the reduction in each strip
+    small = None
+    for top, strip in png_strips(path, layout, rows):
+        part = strip.reduce(factor) if factor > 1 else strip
+        if small is None:
+            small = Image.new(part.mode, (-(-layout.width // factor), -(-layout.height // factor)))
+            small.info.update(strip.info)
+        small.paste(part, (0, top // factor))
+    if max(small.size) > side:
+        small = small.resize(_fitting(small.size, side), Image.Resampling.BICUBIC)
     return small
 
 
