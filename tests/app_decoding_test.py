@@ -154,15 +154,26 @@ def test_a_large_photo_is_previewed_without_writing_a_file(tmp_path, monkeypatch
     assert os.listdir(tmp_path) == ["upload"]
 
 
-@pytest.mark.parametrize("side", [64, 400])
-def test_an_upload_is_opened_once_for_its_header_and_once_to_decode(tmp_path, monkeypatch, side):
+@pytest.mark.parametrize("image_format, side, pillow_opens", [("PNG", 64, 1), ("PNG", 400, 1), ("JPEG", 64, 2),
+                                                               ("JPEG", 400, 2)])
+def test_an_upload_is_opened_once_for_its_header_and_its_pixels_read_once(tmp_path, monkeypatch, image_format, side,
+                                                                          pillow_opens):
+    """Pillow opens the file once for its header (size, EXIF orientation), and a JPEG once more to decode it;
+    an upright PNG's pixels come by strips (`png_strips`, given in memory to Pillow), its header not read again."""
+    from dmfn_tf.inpaint import png_strips
+
     photo = np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)
     path = tmp_path / "upload"
-    path.write_bytes(_png(photo))
+    Image.fromarray(photo).save(path, format=image_format)
     opened, open_image = [], Image.open
-    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: opened.append(1) or open_image(*args, **kwargs))
+    monkeypatch.setattr(Image, "open", lambda source, *args, **kwargs: (
+        opened.append(source) if not hasattr(source, "read") else None) or open_image(source, *args, **kwargs))
+    strips, png_strips_of = [], png_strips.png_strips
+    monkeypatch.setattr(png_strips, "png_strips", lambda *args: strips.append(1) or png_strips_of(*args))
     preview_photo(str(path), "photo", HDOptions(strategy="crop"), 10**6, side=side)  # previewed small, or whole
-    assert len(opened) == 2
+    assert len(opened) == pillow_opens
+    assert len(strips) == (image_format == "PNG")  # the pixels read once
+
 
 
 def test_a_large_floating_point_photo_is_refused_in_one_line(tmp_path):
@@ -170,3 +181,40 @@ def test_a_large_floating_point_photo_is_refused_in_one_line(tmp_path):
     Image.fromarray(np.zeros((150, 200), np.float32)).save(path, format="TIFF")
     with pytest.raises(Refusal, match="^depth.tif: floating-point image files are not supported"):
         preview_photo(str(path), "depth.tif", HDOptions(strategy="crop"), 10**6, side=64)
+
+
+@pytest.fixture
+def png_loads(monkeypatch):
+    """The sizes of the PNG images Pillow decodes (whole-image loads and the strips of `png_strips`)."""
+    from PIL import PngImagePlugin
+
+    sizes, load = [], PngImagePlugin.PngImageFile.load
+
+    def counted(self):
+        if self.tile:
+            sizes.append(self.size)
+        return load(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counted)
+    return sizes
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "LA", "RGBA"])
+def test_a_large_png_is_previewed_strip_by_strip_as_reducing_it_whole_would(tmp_path, png_loads, mode):
+    from dmfn_tf.app.decoding import PREVIEW_STRIP_ROWS
+
+    rng = np.random.default_rng(3)
+    photo = Image.fromarray(rng.integers(0, 256, (530, 700, 3), dtype=np.uint8)).convert(mode)
+    photo.save(tmp_path / "upload", format="PNG")
+    preview, height, width = preview_photo(str(tmp_path / "upload"), "p.png", HDOptions(strategy="crop"), 10**6, side=64)
+    assert (height, width) == (530, 700)
+    assert max(size[1] for size in png_loads) <= PREVIEW_STRIP_ROWS + 11  # never the whole photo
+    small = photo.reduce(700 // 64).resize((64, 48), Image.Resampling.BICUBIC)  # what reducing it whole gives
+    expected = np.asarray(small.convert("RGBA"))[..., :3] if "A" in mode else np.asarray(small.convert("RGB"))
+    np.testing.assert_array_equal(preview, expected)
+
+
+def test_the_header_of_a_png_is_read_without_decoding_it(tmp_path, png_loads):
+    Image.fromarray(np.zeros((300, 200, 3), np.uint8)).save(tmp_path / "upload", format="PNG")
+    preview_photo(str(tmp_path / "upload"), "p.png", HDOptions(strategy="crop"), 10**6, side=64)
+    assert all(size[1] < 300 for size in png_loads)

@@ -311,51 +311,72 @@ def _counting(monkeypatch, module, name, counts, key):
     monkeypatch.setattr(module, name, counted)
 
 
-@pytest.mark.parametrize("extra", [[], ["--hd-strategy", "crop", "--trained-size", "32"]])
-def test_a_request_is_decoded_binarised_and_budget_checked_once(model_path, tmp_path, monkeypatch, extra):
-    import tensorflow as tf
+def _counting_pillow_file_opens(monkeypatch, counts, key):
+    """Counts `Image.open` of a file by its path (not the in-memory strips `png_strips` hands Pillow)."""
+    original = Image.open
 
-    from dmfn_tf.inpaint import budget, contract, files, planner
+    def counted(source, *args, **kwargs):
+        if not hasattr(source, "read"):
+            counts[key] = counts.get(key, 0) + 1
+        return original(source, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counted)
+
+
+@pytest.mark.parametrize("extra", [[], ["--hd-strategy", "crop", "--trained-size", "32"]])
+def test_a_request_is_read_twice_binarised_and_budget_checked_once(model_path, tmp_path, monkeypatch, extra):
+    """Each file's header is read once (`image_header`, the one EXIF orientation reader); the photo is read
+    strip by strip once for its windows and once to write the result, never decoded whole or held whole."""
+    from dmfn_tf.cli import inpaint as cli
+    from dmfn_tf import input_limits
+    from dmfn_tf.inpaint import budget, contract, files, planner, png_strips
 
     counts = {}
-    _counting(monkeypatch, files, "decode_photo", counts, "photo decoded")
-    _counting(monkeypatch, tf.io, "decode_image", counts, "mask decoded")
-    _counting(monkeypatch, files, "holes_from_mask_bytes", counts, "mask binarised")
+    _counting(monkeypatch, cli, "image_header", counts, "header read")
+    _counting(monkeypatch, input_limits, "exif_orientation", counts, "EXIF orientation read")
+    _counting(monkeypatch, files, "exif_orientation", counts, "EXIF orientation read")
+    _counting_pillow_file_opens(monkeypatch, counts, "Pillow opened a file")
+    _counting(monkeypatch, png_strips, "read_layout", counts, "PNG chunks located")
+    _counting(monkeypatch, files, "rgb_strips", counts, "photo read by strips")
+    _counting(monkeypatch, files, "decode_photo", counts, "photo decoded whole")
+    _counting(monkeypatch, files, "holes_from_strips", counts, "mask binarised")
     _counting(monkeypatch, contract, "binarise_mask", counts, "mask binarised")
     _counting(monkeypatch, planner, "check_pixel_budget", counts, "budget checked")
     _counting(monkeypatch, budget, "check_pixel_budget", counts, "budget checked")
     _counting(monkeypatch, contract, "generate", counts, "model runs")
-    _counting(monkeypatch, Image, "open", counts, "files opened")
     mask = np.zeros((HEIGHT, WIDTH), np.uint8)
     mask[10:20, 10:20] = mask[200:210, 250:260] = 255  # two holes: two windows with crop
     code = _inpaint(model_path, _save(_image(30), tmp_path / "photo.png"), _save(mask, tmp_path / "m.png"),
                     tmp_path / "out", *extra)
     assert code == 0
-    # Each file opened once for its header; the photo once more by its decoder (TensorFlow decodes the mask).
-    assert counts == {"photo decoded": 1, "mask decoded": 1, "mask binarised": 1, "budget checked": 1, "model runs": 1,
-                      "files opened": 3}
+    # Pillow opens each file by its path once, for its header (photo, mask); the pixels come by strips,
+    # the photo's orientation from its header. The strip reader locates a PNG's chunks for each pass:
+    # the photo's two reads and the mask's one.
+    assert counts == {"header read": 2, "EXIF orientation read": 2, "Pillow opened a file": 2, "PNG chunks located": 3,
+                      "photo read by strips": 2, "mask binarised": 1, "budget checked": 1, "model runs": 1}
 
 
-def test_a_folder_keeps_its_decoded_requests_for_the_run(model_path, tmp_path, monkeypatch):
+def test_a_folder_keeps_what_it_read_for_the_run(model_path, tmp_path, monkeypatch):
     from dmfn_tf.inpaint import files
 
     (tmp_path / "images").mkdir()
     for name in ("a", "b", "c"):
         _save(_image(31, 40, 40), tmp_path / "images" / f"{name}.png")
     counts = {}
-    _counting(monkeypatch, files, "decode_photo", counts, "photo decoded")
+    _counting(monkeypatch, files, "rgb_strips", counts, "photo read")
+    _counting(monkeypatch, files, "holes_from_strips", counts, "mask binarised")
     assert _inpaint(model_path, tmp_path / "images", _save(_box_mask(40, 40), tmp_path / "m.png"), tmp_path / "out") == 0
-    assert counts == {"photo decoded": 3}
+    assert counts == {"photo read": 6, "mask binarised": 3}  # each photo: its windows, then its output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
 
 
 def test_running_out_of_memory_names_what_helps(model_path, tmp_path, monkeypatch, capsys):
-    from dmfn_tf.inpaint import runner
+    from dmfn_tf.inpaint import streamed
 
     def exhausted(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(runner, "run_plan", exhausted)
+    monkeypatch.setattr(streamed, "fill_windows", exhausted)
     image = _save(_image(40, 40, 40), tmp_path / "a.png")
     assert _inpaint(model_path, image, _save(_box_mask(40, 40), tmp_path / "m.png"), tmp_path / "out",
                     "--hd-strategy", "crop", "--trained-size", "32") == 2

@@ -237,3 +237,21 @@ def test_write_png_strip_by_strip_reads_back_exactly(tmp_path, monkeypatch, heig
     with Image.open(tmp_path / "out.png") as written:
         assert written.mode == "RGB" and written.format == "PNG"
         np.testing.assert_array_equal(np.asarray(written), rgb)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "LA", "RGBA", "P"])
+def test_an_8_bit_png_is_decoded_strip_by_strip_as_pillow_decodes_it_whole(tmp_path, monkeypatch, mode):
+    from PIL import PngImagePlugin
+
+    heights, load = [], PngImagePlugin.PngImageFile.load
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: (heights.append(self.size[1]), load(self))[1])
+    photo = Image.fromarray(_random_image(files.STRIP_ROWS * 2 + 37, 50)).convert(mode)
+    photo.save(tmp_path / "photo.png")
+    rgb, alpha = decode_photo(str(tmp_path / "photo.png"))
+    assert max(heights) <= files.PNG_DECODE_ROWS + 1  # never the whole photo at once
+    expected = np.asarray(photo.convert("RGBA"))
+    np.testing.assert_array_equal(rgb, expected[..., :3])
+    if "A" in mode:
+        np.testing.assert_array_equal(alpha, expected[..., 3])
+    else:
+        assert alpha is None

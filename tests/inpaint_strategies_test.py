@@ -299,12 +299,12 @@ def test_a_registered_strategy_runs_end_to_end_through_the_cli(tiny_generator_fi
 def test_what_helps_a_strategy_that_ran_out_of_memory_is_its_own(tiny_generator_file, tmp_path, toy_strategy, capsys,
                                                                  monkeypatch):
     from dmfn_tf.cli import main
-    from dmfn_tf.inpaint import runner
+    from dmfn_tf.inpaint import streamed
 
     def exhausted(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(runner, "run_plan", exhausted)
+    monkeypatch.setattr(streamed, "fill_windows", exhausted)  # `dmfn inpaint` runs its windows there
     Image.fromarray(_photo(40, 60)).save(tmp_path / "photo.png")
     Image.fromarray(np.full((40, 60), 255, np.uint8)).save(tmp_path / "mask.png")
     assert main(["inpaint", "--model", tiny_generator_file, "--image", str(tmp_path / "photo.png"), "--mask",

@@ -9,11 +9,12 @@
   checked against the pixel budget of the chosen strategy (`dmfn_tf.inpaint.planner.check_size`)
   *before* anything is decoded; messages name `name`, not the temporary file.
 - `preview_photo(path, name, ...)`: the same checks, then the picture the page paints on, at most
-  `PREVIEW_SIDE` pixels a side, with the upright photo's full size. A larger photo is never decoded
-  at full size as RGB arrays: a JPEG is decoded at 1/2 to 1/8 of its size (Pillow's `draft`), other
-  formats once by Pillow and resized at once; the small picture's pixels are then converted in
-  memory by `dmfn_tf.inpaint.files.pixels_of`, the same rules (16-bit, alpha, CMYK) as the photo
-  the model gets.
+  `PREVIEW_SIDE` pixels a side, with the upright photo's full size (its header read once, for both).
+  A larger photo is never decoded at full size as RGB arrays: a JPEG is decoded at 1/2 to 1/8 of
+  its size (Pillow's `draft`), an upright 8-bit PNG strip by strip (`dmfn_tf.inpaint.png_strips`),
+  each strip reduced as it comes, other formats once by Pillow and resized at once; the small
+  picture's pixels are then converted in memory by `dmfn_tf.inpaint.files.pixels_of`, the same
+  rules (16-bit, alpha, CMYK) as the photo the model gets.
 - `decode_upload(path, name)`: a kept upload, checked when it arrived, decoded (the server checks the
   request's strategy against the budget itself, with `dmfn_tf.inpaint.planner.check_size`).
 - `read_holes(data, height, width)`: the mask's bytes are sized the same way and refused unless they
@@ -49,6 +50,8 @@ PHOTO_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF", "TIFF")
 MASK_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 # Longest side of the picture the page paints on (`preview_photo`); the mask it sends is the photo's size.
 PREVIEW_SIDE = 2048
+# Rows of a PNG decoded at a time for its picture (about as many, a multiple of the reduction factor).
+PREVIEW_STRIP_ROWS = 256
 
 
 def plain_filename(header: str | None, default: str = "photo") -> str:
@@ -91,17 +94,26 @@ def check_photo(path: str, name: str, options, max_pixels: int):
         options: the `HDOptions` of the strategy chosen on the page (its pixel budget applies).
         max_pixels: the model's pixel budget.
     """
+    return _checked_header(path, name, options, max_pixels)[1]
+
+
+def _checked_header(path: str, name: str, options, max_pixels: int):
+    """`(header, CheckedSize)` of the uploaded photo: `check_photo`, with the header it read."""
     from dmfn_tf.inpaint.planner import check_size
 
-    return check_size(*_header(path, name, PHOTO_FORMATS).upright, options, max_pixels, source=name)
+    header = _header(path, name, PHOTO_FORMATS)
+    return header, check_size(*header.upright, options, max_pixels, source=name)
 
 
-def decode_upload(path: str, name: str) -> np.ndarray:
-    """The photo at `path` decoded once (`dmfn_tf.inpaint.files.decode_photo`): writable uint8 RGB `[H, W, 3]`."""
+def decode_upload(path: str, name: str, orientation: int | None = None) -> np.ndarray:
+    """The photo at `path` decoded once (`dmfn_tf.inpaint.files.decode_photo`): writable uint8 RGB `[H, W, 3]`.
+
+    `orientation`: the EXIF orientation its header declared, when it was just read (else read again).
+    """
     from dmfn_tf.inpaint.files import decode_photo
 
     try:
-        return decode_photo(path)[0]
+        return decode_photo(path, orientation)[0]
     except UserError as err:
         raise Refusal(400, str(err).replace(path, name)) from None
 
@@ -123,22 +135,22 @@ def _decoding_thread() -> concurrent.futures.ThreadPoolExecutor:
 
 
 def _preview(path: str, name: str, options, max_pixels: int, side: int):
-    checked = check_photo(path, name, options, max_pixels)
+    header, checked = _checked_header(path, name, options, max_pixels)
     if max(checked.height, checked.width) <= side:
-        preview = decode_upload(path, name)
+        preview = decode_upload(path, name, header.orientation)
     else:
-        preview = _reduced(path, name, side)
+        preview = _reduced(path, name, side, header.orientation)
     return preview, checked.height, checked.width
 
 
-def _reduced(path: str, name: str, side: int) -> np.ndarray:
+def _reduced(path: str, name: str, side: int, orientation: int) -> np.ndarray:
     """The upright picture of a photo larger than `side`, its pixels converted in memory as the model's are."""
     from PIL import Image
 
     from dmfn_tf.inpaint.files import pixels_of
 
     try:
-        with _small_upright(path, side) as small:  # the decoded photo is freed on return
+        with _small_upright(path, side, orientation) as small:  # the decoded photo is freed on return
             return pixels_of(small, name)[0]
     except UserError as err:  # a floating-point photo
         raise Refusal(400, str(err)) from None
@@ -146,12 +158,20 @@ def _reduced(path: str, name: str, side: int) -> np.ndarray:
         raise Refusal(400, f"{name}: not a readable image file (truncated or corrupt)") from None
 
 
-def _small_upright(path: str, side: int):
-    """The photo at `path` decoded and shrunk to at most `side` pixels a side, then turned upright (EXIF)."""
+def _small_upright(path: str, side: int, orientation: int):
+    """The photo at `path` decoded and shrunk to at most `side` pixels a side, then turned upright (EXIF).
+
+    `orientation` is the EXIF orientation its header declared (`check_photo`'s header read).
+    """
     from PIL import Image, ImageOps
 
+    from dmfn_tf.inpaint import png_strips
     from dmfn_tf.input_limits import exif_orientation
 
+    layout = png_strips.read_layout(path)
+    # Palettes are sampled, below; a turned PNG's strips would need turning: Pillow does it, below.
+    if png_strips.streamable(layout) and layout.colour_type != 3 and orientation == 1:
+        return _small_png(path, layout, side)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the header was checked
         image = Image.open(path)
@@ -172,6 +192,27 @@ def _small_upright(path: str, side: int):
         small = small.copy() if small is image else small  # `image` is closed below
     small.info["exif"] = exif.tobytes()
     ImageOps.exif_transpose(small, in_place=True)
+    return small
+
+
+def _small_png(path: str, layout, side: int):
+    """`_small_upright` of an upright 8-bit PNG, decoded and reduced strip by strip (`png_strips`): the same
+    pixels as reducing the whole photo, in the memory of one strip and the small picture."""
+    from PIL import Image
+
+    from dmfn_tf.inpaint.png_strips import png_strips
+
+    factor = max(1, max(layout.width, layout.height) // side)
+    rows = factor * max(1, PREVIEW_STRIP_ROWS // factor)  # whole boxes of the reduction in each strip
+    small = None
+    for top, strip in png_strips(path, layout, rows):
+        part = strip.reduce(factor) if factor > 1 else strip
+        if small is None:
+            small = Image.new(part.mode, (-(-layout.width // factor), -(-layout.height // factor)))
+            small.info.update(strip.info)
+        small.paste(part, (0, top // factor))
+    if max(small.size) > side:
+        small = small.resize(_fitting(small.size, side), Image.Resampling.BICUBIC)
     return small
 
 

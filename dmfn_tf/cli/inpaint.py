@@ -15,11 +15,15 @@ decode, an output folder that cannot be written, or an output that is the same f
 (compared by device and inode, so hard links count) ends the run with one line naming the files.
 
 Each request goes one way (`dmfn_tf.inpaint`): its size is checked against the budget once
-(`planner.check_size`, from the headers), the photo and mask are decoded once and the mask
-binarised once (`request.read_request`, in the check), then the registered strategy plans the
-windows (`planner.plan`) and the runner fills the decoded photo in place (`runner.run_plan`).
-Decoded requests are kept from the check to the run up to `KEPT_DECODED_BYTES` (the first one
-always); a folder's later photos beyond it are decoded again when they run.
+(`planner.check_size`, from the headers); in the check, the mask is read and binarised once (an
+8-bit PNG strip by strip), the registered strategy plans the windows (`planner.plan`), and the
+photo is read once, strip by strip, for the windows' pixels (`streamed.gather`; every strip is
+decoded, so a corrupt photo stops the run here). The run fills the windows (`streamed.fill_windows`)
+and reads the photo again to write it with the filled holes (`streamed.filled_strips`), so the photo
+is never held whole: memory is bounded by the hole map and the windows (an 8-bit PNG is decoded a
+strip at a time; other formats are decoded whole by Pillow while they are read).
+What was read (holes, windows) is kept from the check to the run up to `KEPT_DECODED_BYTES` (the
+first one always); a folder's later photos beyond it are read again when they run.
 Each output is written to a temporary file in the output folder and renamed over its name, so a
 failed write (disk full) never leaves a half-written or truncated PNG; temporary files of a killed
 run are removed by the next one.
@@ -38,13 +42,13 @@ from dmfn_tf.cli import hd_options, model_option
 from dmfn_tf.errors import UserError
 from dmfn_tf.inpaint.budget import DEFAULT_MAX_PIXELS
 from dmfn_tf.inpaint.planner import CheckedSize
-from dmfn_tf.inpaint.request import InpaintRequest
+from dmfn_tf.inpaint.streamed import GatheredPhoto
 from dmfn_tf.inpaint.strategies import HDOptions, get_strategy
 from dmfn_tf.input_limits import MAX_PHOTO_PIXELS, ImageHeader, image_header
 from dmfn_tf.output_files import check_outputs_are_not_inputs
 
-# Decoded requests kept from the check to the run (the first is always kept): a folder of photos is
-# decoded once up to this many bytes, photos beyond it once to check and once to run.
+# What was read of each request (holes, windows) kept from the check to the run (the first is always kept):
+# a folder's photos are read for their windows once up to this many bytes, beyond it once more when they run.
 KEPT_DECODED_BYTES = 512 * 1024 * 1024
 
 
@@ -147,11 +151,12 @@ def plan_jobs(image_arg: str, mask_arg: str | None, out_dir: str, mask_from_alph
 
 
 class CheckedJob(NamedTuple):
-    """A job whose files were checked: its size checked against the budget, and its decoded request if kept."""
+    """A job whose files were checked: its size checked against the budget, and what was read of it if kept."""
 
     job: InpaintJob
     size: CheckedSize
-    request: InpaintRequest | None
+    orientation: int  # the image's EXIF orientation, as its header said (`check_headers`)
+    request: GatheredPhoto | None
 
 
 def check_jobs(jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = False, hd: HDOptions = HDOptions(),
@@ -167,7 +172,7 @@ def check_jobs(jobs: list[InpaintJob], max_pixels: int, mask_from_alpha: bool = 
     """
     headers = check_headers(jobs, mask_from_alpha)
     sizes = check_budgets(jobs, headers, max_pixels, hd)
-    return check_decoding(jobs, sizes, invert_mask=invert_mask, mask_from_alpha=mask_from_alpha)
+    return check_decoding(jobs, headers, sizes, invert_mask=invert_mask, mask_from_alpha=mask_from_alpha)
 
 
 def _header(path: str, what: str) -> ImageHeader:
@@ -212,57 +217,60 @@ def check_budgets(jobs: list[InpaintJob], headers: list[ImageHeader], max_pixels
     return [check_size(*header.upright, hd, max_pixels, source=job.image) for job, header in zip(jobs, headers)]
 
 
-def read_job(job: InpaintJob, invert_mask: bool, mask_from_alpha: bool) -> InpaintRequest:
-    """The job's request: its photo decoded once and its mask binarised once, as the run uses them."""
-    from dmfn_tf.inpaint.request import MaskMismatchError, read_request
+def read_job(job: InpaintJob, size: CheckedSize, orientation: int, invert_mask: bool,
+             mask_from_alpha: bool) -> GatheredPhoto:
+    """The job's holes read once and planned, and its photo read once for the planned windows' pixels
+    (turned as its header said: `orientation`, never read again)."""
+    from dmfn_tf.inpaint.planner import plan
+    from dmfn_tf.inpaint.request import read_holes_of
+    from dmfn_tf.inpaint.streamed import gather
 
-    try:
-        return read_request(job.image, job.mask, invert=invert_mask, from_alpha=mask_from_alpha)
-    except MaskMismatchError as err:
-        raise PairingError(str(err)) from None
+    hole = read_holes_of(job.image, job.mask, invert=invert_mask, from_alpha=mask_from_alpha, orientation=orientation)
+    if hole.shape != (size.height, size.width):
+        mask = job.mask or job.image
+        raise PairingError(f"mask {mask} decodes to {hole.shape[1]}x{hole.shape[0]} but image "
+                           f"{job.image} is {size.width}x{size.height}")
+    return gather(job.image, hole, plan(size, hole), orientation)
 
 
-def check_decoding(jobs: list[InpaintJob], sizes: list[CheckedSize], invert_mask: bool = False,
-                   mask_from_alpha: bool = False) -> list[CheckedJob]:
-    """Decodes every pair with the decoders the run uses: a truncated file or a format one of them cannot
-    read (a .tif mask) stops the run here instead of after earlier outputs were written. Decoded requests
-    are kept for the run up to `KEPT_DECODED_BYTES` (the first always)."""
+def check_decoding(jobs: list[InpaintJob], headers: list[ImageHeader], sizes: list[CheckedSize],
+                   invert_mask: bool = False, mask_from_alpha: bool = False) -> list[CheckedJob]:
+    """Reads every pair with the decoders the run uses (the whole photo, strip by strip, and the mask): a
+    truncated file or a format one of them cannot read (a .tif mask) stops the run here instead of after
+    earlier outputs were written. What was read (holes, windows) is kept for the run up to
+    `KEPT_DECODED_BYTES` (the first always)."""
     checked, kept_bytes = [], 0
-    for job, size in zip(jobs, sizes):
-        request = read_job(job, invert_mask, mask_from_alpha)
-        if request.hole.shape != (size.height, size.width):
-            raise PairingError(f"{job.image} decodes to {request.hole.shape[1]}x{request.hole.shape[0]}, "
-                               f"its header says {size.width}x{size.height}")
-        nbytes = request.image.nbytes + request.hole.nbytes
-        keep = not checked or kept_bytes + nbytes <= KEPT_DECODED_BYTES
-        kept_bytes += nbytes if keep else 0
-        checked.append(CheckedJob(job, size, request if keep else None))
+    for job, header, size in zip(jobs, headers, sizes):
+        gathered = read_job(job, size, header.orientation, invert_mask, mask_from_alpha)
+        keep = not checked or kept_bytes + gathered.nbytes <= KEPT_DECODED_BYTES
+        kept_bytes += gathered.nbytes if keep else 0
+        checked.append(CheckedJob(job, size, header.orientation, gathered if keep else None))
     return checked
 
 
-def _write_png(image, output: str) -> None:
+def _write_png(strips, size: CheckedSize, output: str) -> None:
     from dmfn_tf.atomic_files import atomic_path
-    from dmfn_tf.inpaint.files import write_png
+    from dmfn_tf.inpaint.files import write_png_strips
 
     try:
         with atomic_path(output, suffix=".png") as temporary:
-            write_png(temporary, image)
+            write_png_strips(temporary, strips, size.height, size.width)
     except OSError as err:  # disk full, file-size limit: the earlier outputs are complete, this one untouched
         raise UserError(f"{output}: cannot write the output ({err.strerror or err})") from None
 
 
 def inpaint_job(generator, checked: CheckedJob, args) -> None:
-    """Runs one checked job: its request (kept, or decoded now), planned by its strategy, written to its output."""
-    from dmfn_tf.inpaint.planner import plan
-    from dmfn_tf.inpaint.runner import run_plan
+    """Runs one checked job: its windows (kept, or read now) filled, the photo read again and written with them."""
+    from dmfn_tf.inpaint.streamed import fill_windows, filled_strips
 
     try:
-        request = checked.request or read_job(checked.job, args.invert_mask, args.mask_from_alpha)
-        result = run_plan(generator, request, plan(checked.size, request.hole), args.max_pixels)
+        gathered = checked.request or read_job(checked.job, checked.size, checked.orientation, args.invert_mask,
+                                               args.mask_from_alpha)
+        order = fill_windows(generator, gathered, args.max_pixels)
     except MemoryError:
         raise UserError(f"{checked.job.image}: ran out of memory ({checked.size.strategy} strategy); "
                         f"{get_strategy(checked.size.strategy).out_of_memory}") from None
-    _write_png(result, checked.job.output)
+    _write_png(filled_strips(gathered, order), checked.size, checked.job.output)
 
 
 def run(args) -> int:
@@ -282,7 +290,7 @@ def run(args) -> int:
     hd_options.announce_assumed_size(args, args.model)
     generator = load_generator(model_option.model_or_shipped(args))
     for index in tqdm(range(len(checked)), desc="inpainting", unit="image", disable=len(checked) == 1):
-        job, checked[index] = checked[index], None  # the decoded request is released once its output is written
+        job, checked[index] = checked[index], None  # what was read is released once its output is written
         inpaint_job(generator, job, args)
     print(f"wrote {len(jobs)} image{'s' if len(jobs) != 1 else ''} to {args.out}")
     return 0

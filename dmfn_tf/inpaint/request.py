@@ -94,3 +94,23 @@ def read_request(image_path: str, mask_path: str | None, invert: bool = False, f
             raise MaskMismatchError(f"mask {mask_path} decodes to {hole.shape[1]}x{hole.shape[0]} but image "
                                     f"{image_path} to {image.shape[1]}x{image.shape[0]}")
     return InpaintRequest(image, hole, image_path)
+
+
+def read_holes_of(image_path: str, mask_path: str | None, invert: bool = False, from_alpha: bool = False,
+                  orientation: int | None = None) -> np.ndarray:
+    """The holes of a photo file, bool `[H, W]`, without keeping its pixels: its mask file's holes, or (no
+    mask) the photo's transparent pixels, read strip by strip (`orientation`: as `files.rgb_strips`).
+    The rules of `read_request`."""
+    from dmfn_tf.inpaint.files import ImageReadError, holes_from_alpha, read_holes, rgb_strips
+
+    if mask_path is not None:
+        return read_holes(mask_path, invert=invert, from_alpha=from_alpha)
+    size, strips = rgb_strips(image_path, orientation)
+    if not size.has_alpha:
+        raise ImageReadError(f"{image_path}: no alpha channel to take the holes from")
+    hole = np.empty((size.height, size.width), bool)
+    for top, _, alpha in strips:
+        hole[top:top + len(alpha)] = holes_from_alpha(alpha)
+    if invert:
+        np.logical_not(hole, out=hole)
+    return hole

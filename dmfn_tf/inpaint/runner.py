@@ -41,19 +41,18 @@ def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(array).resize((width, height), Image.BICUBIC))
 
 
-def _model_input(request: InpaintRequest, window: Window) -> tuple[np.ndarray, np.ndarray]:
+def _model_input(pixels: np.ndarray, hole: np.ndarray, window: Window) -> tuple[np.ndarray, np.ndarray]:
     """The window's pixels and holes at the size the model sees them."""
-    top, left, bottom, right, model_height, model_width = window
-    pixels, hole = request.image[top:bottom, left:right], request.hole[top:bottom, left:right]
     if not window.scaled:
         return pixels, hole
-    return _resize(pixels, model_height, model_width), scaled_hole(hole, model_height, model_width)
+    return _resize(pixels, window.model_height, window.model_width), scaled_hole(hole, window.model_height,
+                                                                                 window.model_width)
 
 
 def batches(windows: list, max_pixels: int, batch_pixels: int = BATCH_PIXELS) -> list[list]:
     """Windows of equal model size grouped into batches of at most `min(max_pixels, batch_pixels)` pixels (at least one window).
 
-    `windows` are `Window`s, or `(image index, Window)` pairs of several images.
+    `windows` are `Window`s, or `(index, Window)` pairs (an image's index in a batch, a window's position).
     """
     groups: dict[tuple[int, int], list] = {}
     for item in windows:
@@ -66,19 +65,37 @@ def batches(windows: list, max_pixels: int, batch_pixels: int = BATCH_PIXELS) ->
     return result
 
 
-def _run_batch(generator, request: InpaintRequest, batch: list[Window]) -> None:
+def index_batches(windows: list[Window], max_pixels: int) -> list[list[int]]:
+    """`batches`, as positions in `windows`."""
+    return [[index for index, _ in batch] for batch in batches(list(enumerate(windows)), max_pixels)]
+
+
+def fill_batch(generator, batch: list[Window], regions: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Runs the model once on a batch of windows and writes the generated pixels into their holes.
+
+    Args:
+        generator: a DMFN generator.
+        batch: windows of one model size.
+        regions: each window's writable pixels uint8 `[h, w, 3]` (a view of the photo, or its own
+            array) and bool holes `[h, w]`; all are read before any is written.
+    """
     from dmfn_tf.inpaint.contract import generate_uint8, paste_holes
 
-    inputs = [_model_input(request, window) for window in batch]
+    inputs = [_model_input(pixels, hole, window) for (pixels, hole), window in zip(regions, batch)]
     images = np.stack([pixels for pixels, _ in inputs])
     holes = np.stack([hole for _, hole in inputs])[..., None]
     del inputs
     generated = np.asarray(generate_uint8(generator, images, holes))
-    for window, filled in zip(batch, generated):
-        top, left, bottom, right = window[:4]
+    for window, filled, (pixels, hole) in zip(batch, generated, regions):
         if window.scaled:
-            filled = _resize(filled, bottom - top, right - left)
-        paste_holes(request.image[top:bottom, left:right], filled, request.hole[top:bottom, left:right])
+            filled = _resize(filled, window.bottom - window.top, window.right - window.left)
+        paste_holes(pixels, filled, hole)
+
+
+def _run_batch(generator, request: InpaintRequest, batch: list[Window]) -> None:
+    regions = [(request.image[w.top:w.bottom, w.left:w.right], request.hole[w.top:w.bottom, w.left:w.right])
+               for w in batch]
+    fill_batch(generator, batch, regions)
 
 
 def run_plan(generator, request: InpaintRequest, planned: Plan, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

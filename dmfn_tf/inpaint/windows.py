@@ -79,6 +79,22 @@ def _grown(box, height: int, width: int, trained_size: int, crop_margin: int) ->
     return top, left, bottom, right
 
 
+def _blocks_with_holes(hole: np.ndarray, block: int) -> np.ndarray:
+    """bool `[ceil(H / block), ceil(W / block)]`: which `block`-pixel blocks hold a hole pixel.
+
+    Counted in bands of about `STRIP_COLUMNS` rows (whole blocks), never a padded copy of the hole map.
+    """
+    height, width = hole.shape
+    band_rows = block * max(1, STRIP_COLUMNS // block)
+    blocks = np.empty((-(-height // block), -(-width // block)), bool)
+    for top in range(0, height, band_rows):
+        band = hole[top:top + band_rows]
+        band = np.pad(band, ((0, -band.shape[0] % block), (0, -width % block)))
+        blocks[top // block:top // block + band.shape[0] // block] = band.reshape(
+            band.shape[0] // block, block, band.shape[1] // block, block).any(axis=(1, 3))
+    return blocks
+
+
 def _region_boxes(hole: np.ndarray, block: int) -> np.ndarray:
     """Boxes `[top, left, bottom, right]` of the hole regions, regions in neighbouring `block`-pixel blocks joined.
 
@@ -89,10 +105,7 @@ def _region_boxes(hole: np.ndarray, block: int) -> np.ndarray:
     """
     from scipy import ndimage
 
-    height, width = hole.shape
-    padded = np.pad(hole, ((0, -height % block), (0, -width % block)))
-    blocks = padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block).any(axis=(1, 3))
-    del padded
+    blocks = _blocks_with_holes(hole, block)
     block_labels, _ = ndimage.label(blocks, structure=np.ones((3, 3), bool))
     boxes = []
     for label, (rows, cols) in enumerate(ndimage.find_objects(block_labels), start=1):
