@@ -54,3 +54,14 @@ def test_debug_shows_the_traceback(monkeypatch, how):
         monkeypatch.setenv("DMFN_DEBUG", "1")
     with pytest.raises(PermissionError):
         main(argv)
+
+
+def test_building_the_command_line_does_not_import_tensorflow():
+    """`dmfn --help` and one-line errors about arguments come at once, and with no TensorFlow log lines."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from dmfn_tf.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

@@ -31,7 +31,6 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from dmfn_tf.inpaint.contract import paste_holes
 from dmfn_tf.inpaint import files
 from dmfn_tf.inpaint.planner import Plan
 from dmfn_tf.inpaint.runner import fill_batch, index_batches
@@ -97,6 +96,8 @@ def _holes(hole: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 def fill_windows(generator, gathered: GatheredPhoto, max_pixels: int) -> list[int]:
     """Runs the model on every window (in place) and returns the order the windows ran in."""
+    from dmfn_tf.inpaint.contract import paste_holes  # TensorFlow only once the model runs
+
     windows, pixels, order = gathered.plan.windows, gathered.pixels, []
     for batch in index_batches(windows, max_pixels):
         fill_batch(generator, [windows[i] for i in batch],
@@ -115,6 +116,8 @@ def fill_windows(generator, gathered: GatheredPhoto, max_pixels: int) -> list[in
 
 def filled_strips(gathered: GatheredPhoto, order: list[int]) -> Iterator[np.ndarray]:
     """The photo's strips (uint8 `[rows, W, 3]`) read again, the windows' hole pixels pasted in `order`."""
+    from dmfn_tf.inpaint.contract import paste_holes
+
     windows, pixels = gathered.plan.windows, gathered.pixels
     for top, rgb, _ in files.rgb_strips(gathered.path, gathered.orientation)[1]:
         rgb = np.array(rgb)  # writable, contiguous
